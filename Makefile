@@ -1,0 +1,33 @@
+# kyso — two commands: `make demo` and `make test`. Both install what is missing first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_PACKAGES := softhsm2 opensc-pkcs11 poppler-utils libnss3-tools qpdf fonts-dejavu-core openssl
+TEST_PACKAGES := $(DEMO_PACKAGES) mupdf-tools
+
+.PHONY: demo test bench system-packages-demo system-packages-test clean
+
+demo: system-packages-demo $(VENV)/.installed
+	$(BIN)/python -m demo.run
+
+test: system-packages-test $(VENV)/.installed
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: system-packages-demo $(VENV)/.installed
+	$(BIN)/python -m bench.signing
+
+system-packages-demo:
+	@scripts/install-system-packages $(DEMO_PACKAGES)
+
+system-packages-test:
+	@scripts/install-system-packages $(TEST_PACKAGES)
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+clean:
+	rm -rf $(VENV) .kyso-demo demo-out .pytest_cache

@@ -1,0 +1,1 @@
+"""HTTP routers (FastAPI): request/response models, auth dependencies, error mapping. No business logic."""

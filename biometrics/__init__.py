@@ -1,0 +1,1 @@
+"""Signer confirmation: approval devices, WebAuthn, and the Signature Activation Data."""

@@ -1,0 +1,113 @@
+"""The audit log: every state change writes an event in the same transaction.
+
+Events are hash-chained: ``hash = SHA-256(prev_hash ‖ canonical JSON of the event)``, so that
+an altered, removed or reordered event breaks the chain.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from broker.db.models import AuditEvent
+
+GENESIS = bytes(32)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did it, from where."""
+
+    kind: str
+    name: str
+    origin: str | None = None
+
+    def label(self) -> str:
+        where = f"@{self.origin}" if self.origin else ""
+        return f"{self.kind}:{self.name}{where}"
+
+
+def cli_actor() -> Actor:
+    """The OS user and host running the CLI."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return Actor("cli", user, socket.gethostname())
+
+
+def event_digest(prev_hash: bytes, event: AuditEvent) -> bytes:
+    at = event.at if event.at.tzinfo else event.at.replace(tzinfo=timezone.utc)  # SQLite drops the zone
+    body = {
+        "id": event.id,
+        "at": at.astimezone(timezone.utc).isoformat(timespec="microseconds"),
+        "actor": event.actor,
+        "action": event.action,
+        "outcome": event.outcome,
+        "target_type": event.target_type,
+        "target_id": event.target_id,
+        "details": event.details,
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(prev_hash + canonical.encode()).digest()
+
+
+def record(
+    session: Session,
+    actor: Actor,
+    action: str,
+    *,
+    outcome: str = "ok",
+    target_type: str | None = None,
+    target_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append an event to the chain inside the caller's transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        # One chain across writers: serialise appends until this transaction ends.
+        session.execute(text("SELECT pg_advisory_xact_lock(7101)"))
+    last = session.execute(select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).first()
+    prev_hash = last.hash if last else GENESIS
+    event = AuditEvent(
+        id=(last.id + 1) if last else 1,
+        at=datetime.now(timezone.utc),
+        actor=actor.label(),
+        action=action,
+        outcome=outcome,
+        target_type=target_type,
+        target_id=target_id,
+        details=details or {},
+        prev_hash=prev_hash,
+        hash=b"",
+    )
+    event.hash = event_digest(prev_hash, event)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def list_events(session: Session, limit: int = 50, action: str | None = None) -> list[AuditEvent]:
+    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if action:
+        query = query.where(AuditEvent.action == action)
+    return list(reversed(session.scalars(query).all()))
+
+
+def verify_chain(session: Session) -> AuditEvent | None:
+    """The first event whose link or content does not check, or None."""
+    prev_hash = GENESIS
+    expected_id = 1
+    for event in session.scalars(select(AuditEvent).order_by(AuditEvent.id)):
+        if event.id != expected_id or event.prev_hash != prev_hash or event_digest(prev_hash, event) != event.hash:
+            return event
+        prev_hash = event.hash
+        expected_id += 1
+    return None

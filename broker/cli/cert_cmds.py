@@ -1,0 +1,113 @@
+"""``kyso cert ...``: enrollment with a provider, listing, revocation, trust anchors."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Optional
+
+import typer
+from asn1crypto import pem
+
+from broker.audit import cli_actor
+from broker.cli.context import state
+from broker.cli.output import console, table
+from broker.db.engine import transaction
+from broker.services import credentials
+from ca_adapters import RevocationReason, provider_names
+
+cert_app = typer.Typer(help="Certificates and the HSM keys behind them.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(cert_app, name="cert")
+
+
+@cert_app.command("enroll")
+def enroll(
+    ctx: typer.Context,
+    user: str = typer.Option(..., "--user", help="Username."),
+    ca: str = typer.Option(..., "--ca", help=f"Provider: {', '.join(provider_names())}."),
+    key: str = typer.Option("rsa-2048", "--key", help="rsa-2048, rsa-3072, ec-p256 or ec-p384."),
+    scheme: Optional[str] = typer.Option(None, "--scheme", help="rsa-pkcs1v15 (default for RSA), rsa-pss or ecdsa."),  # noqa: UP007
+) -> None:
+    """Make a key in the HSM, have the provider certify it, store the chain."""
+    runtime = state(ctx).runtime()
+    algorithm = credentials.parse_key_algorithm(key)
+    chosen = credentials.parse_scheme(scheme, algorithm) if scheme else None
+    adapter = runtime.ca(ca)
+    with transaction(runtime.sessions) as session:
+        credential = credentials.enroll(
+            session, cli_actor(), runtime.hsm, adapter, username=user, key_algorithm=algorithm, scheme=chosen
+        )
+        console.print(f"credential {credential.id} enrolled for {user}: {credential.subject}")
+        console.print(f"  {adapter.profile.display_name}, {credential.key_algorithm}, serial {credential.serial_hex}")
+
+
+@cert_app.command("list")
+def list_(ctx: typer.Context, user: Optional[str] = typer.Option(None, "--user")) -> None:  # noqa: UP007
+    """List credentials."""
+    with transaction(state(ctx).runtime().sessions) as session:
+        rows = [
+            (c.id, c.user.username, c.provider, c.key_algorithm, c.status.value, c.not_after.date())
+            for c in credentials.list_credentials(session, user)
+        ]
+    table(["credential", "user", "provider", "key", "status", "valid until"], rows)
+
+
+@cert_app.command("show")
+def show(
+    ctx: typer.Context,
+    credential_id: str = typer.Argument(...),
+    as_pem: bool = typer.Option(False, "--pem", help="Print the certificate and chain as PEM."),
+) -> None:
+    """Show a credential's certificate."""
+    with transaction(state(ctx).runtime().sessions) as session:
+        c = credentials.get_credential(session, credential_id)
+        if as_pem:
+            for der in [c.certificate, *(base64.b64decode(x) for x in c.chain)]:
+                console.print(pem.armor("CERTIFICATE", der).decode(), end="", markup=False, highlight=False)
+            return
+        cert, chain = credentials.certificate_chain(c)
+        rows = [
+            ("credential", c.id),
+            ("user", c.user.username),
+            ("provider", c.provider),
+            ("status", c.status.value),
+            ("key", f"{c.key_algorithm} ({c.signature_scheme})"),
+            ("subject", cert.subject.human_friendly),
+            ("issuer", cert.issuer.human_friendly),
+            ("serial", c.serial_hex),
+            ("valid", f"{cert.not_valid_before} → {cert.not_valid_after}"),
+            ("chain", " ← ".join(x.subject.native.get("common_name", "?") for x in chain)),
+        ]
+    table(["field", "value"], rows)
+
+
+@cert_app.command("revoke")
+def revoke(
+    ctx: typer.Context,
+    credential_id: str = typer.Argument(...),
+    reason: RevocationReason = typer.Option(RevocationReason.UNSPECIFIED, "--reason"),
+) -> None:
+    """Revoke a credential's certificate at its provider; it never signs again."""
+    runtime = state(ctx).runtime()
+    with transaction(runtime.sessions) as session:
+        c = credentials.get_credential(session, credential_id)
+        credentials.revoke(session, cli_actor(), runtime.ca(c.provider), credential_id, reason)
+        console.print(f"credential {credential_id} revoked ({reason.value})")
+
+
+@cert_app.command("roots")
+def roots(ctx: typer.Context, out: Path = typer.Option(..., "--out", help="Directory for the PEM files.")) -> None:
+    """Write the trust anchors (roots only) of every provider as PEM files."""
+    runtime = state(ctx).runtime()
+    out.mkdir(parents=True, exist_ok=True)
+    written: set[bytes] = set()
+    for name in provider_names():
+        for der in runtime.ca(name).trust_anchors():
+            if der not in written:
+                written.add(der)
+                path = out / f"national-root-test{'' if len(written) == 1 else len(written)}.pem"
+                path.write_bytes(pem.armor("CERTIFICATE", der))
+                console.print(str(path))

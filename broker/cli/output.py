@@ -1,0 +1,24 @@
+"""Tables and messages for the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str | None = None) -> None:
+    t = Table(title=title, show_lines=False)
+    for header in headers:
+        t.add_column(header)
+    for row in rows:
+        t.add_row(*("" if v is None else str(v) for v in row))
+    console.print(t)
+
+
+def fail(code: str, message: str) -> None:
+    err_console.print(f"error [{code}]: {message}", markup=False, highlight=False)

@@ -1,0 +1,57 @@
+"""The composition root: settings, database, HSM and CA adapters for one process.
+
+Built once by the CLI or the server and handed to the services; nothing here is global.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from broker.db.engine import make_engine, session_factory
+from broker.settings import Settings
+from ca_adapters import CaAdapter, get_adapter
+from hsm import Hsm
+from hsm.store import activate_token_store
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._hsm: Hsm | None = None
+        self._hsm_lock = threading.Lock()
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings.db_url)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return session_factory(self.engine)
+
+    @property
+    def hsm(self) -> Hsm:
+        """The token, logged in on first use: once per process (STACK_NOTES traps 2 and 3)."""
+        with self._hsm_lock:
+            if self._hsm is None:
+                activate_token_store(self.settings.data_dir)
+                self._hsm = Hsm(
+                    self.settings.hsm_module,
+                    self.settings.hsm_token_label,
+                    self.settings.user_pin(),
+                    max_sessions=self.settings.hsm_max_sessions,
+                )
+            return self._hsm
+
+    def ca(self, provider: str) -> CaAdapter:
+        return get_adapter(provider, self.settings.pki_dir, test_mode=self.settings.sandbox)
+
+    def close(self) -> None:
+        if self._hsm is not None:
+            self._hsm.close()
+            self._hsm = None
+        if "engine" in self.__dict__:
+            self.engine.dispose()

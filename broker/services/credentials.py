@@ -1,0 +1,187 @@
+"""Credentials: a key made in the HSM, certified by a provider, stored with its chain."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime, timezone
+
+from asn1crypto import x509 as asn1_x509
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from broker import audit
+from broker.audit import Actor
+from broker.db.models import Credential, CredentialStatus, SigningMode, User
+from broker.errors import CredentialNotUsable, InvalidInput, NotFound, UnitInUsbTokenMode
+from broker.services.directory import get_user
+from ca_adapters import CaAdapter, RevocationReason, Subject
+from hsm import Hsm, HsmError, KeyAlgorithm, SignScheme
+from signer import Scheme
+from signer.csr import build_csr
+from signer.hsm_signer import HsmKeySigner
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def parse_key_algorithm(value: str) -> KeyAlgorithm:
+    try:
+        return KeyAlgorithm(value)
+    except ValueError:
+        known = ", ".join(a.value for a in KeyAlgorithm)
+        raise InvalidInput(f"unknown key algorithm {value!r}; known: {known}") from None
+
+
+def parse_scheme(value: str, algorithm: KeyAlgorithm) -> Scheme:
+    try:
+        scheme = Scheme(value)
+    except ValueError:
+        raise InvalidInput(f"unknown signature scheme {value!r}; known: rsa-pkcs1v15, rsa-pss, ecdsa") from None
+    if algorithm.is_rsa == (scheme is Scheme.ECDSA):
+        raise InvalidInput(f"{scheme.value} does not fit a {algorithm.value} key")
+    return scheme
+
+
+def enroll(
+    session: Session,
+    actor: Actor,
+    hsm: Hsm,
+    ca: CaAdapter,
+    *,
+    username: str,
+    key_algorithm: KeyAlgorithm,
+    scheme: Scheme | None = None,
+) -> Credential:
+    """Key in the HSM → CSR signed there → the provider's CA → chain stored.
+
+    Refused for a unit in USB-token mode. If any step after key generation fails, the key is
+    deleted again, so nothing is left half made.
+    """
+    user = get_user(session, username)
+    if user.unit.signing_mode is not SigningMode.REMOTE:
+        raise UnitInUsbTokenMode(
+            f"unit {user.unit.code!r} signs with USB tokens; switch it to remote signing first "
+            "(kyso unit set-mode CODE remote)"
+        )
+    scheme = scheme or (Scheme.ECDSA if not key_algorithm.is_rsa else Scheme.RSA_PKCS1_V15)
+    if not ca.accepts_key_algorithm(key_algorithm.value):
+        raise InvalidInput(f"{ca.profile.display_name} does not issue for {key_algorithm.value} keys")
+    credential_id = uuid.uuid4().hex
+    key = hsm.generate_key(credential_id, key_algorithm, label=f"{username}/{ca.name}")
+    try:
+        hsm_scheme = SignScheme.ECDSA if not key_algorithm.is_rsa else SignScheme.RSA_PKCS1_V15
+        csr = build_csr(
+            key.public_key_der,
+            user.full_name,
+            lambda digest, hash_name, _scheme: hsm.sign_digest(credential_id, digest, hash_name, hsm_scheme),
+        )
+        issued = ca.enroll(
+            csr,
+            Subject(
+                common_name=user.full_name,
+                uid=user.national_id,
+                organization=user.unit.name,
+                email=user.email,
+            ),
+            key_algorithm.value,
+        )
+        cert = asn1_x509.Certificate.load(issued.certificate_der)
+        credential = Credential(
+            id=credential_id,
+            user=user,
+            provider=ca.name,
+            key_algorithm=key_algorithm.value,
+            signature_scheme=scheme.value,
+            status=CredentialStatus.ACTIVE,
+            certificate=issued.certificate_der,
+            chain=[base64.b64encode(c).decode() for c in issued.chain_der],
+            serial_hex=f"{issued.serial:x}",
+            subject=cert.subject.human_friendly,
+            not_before=cert.not_valid_before,
+            not_after=cert.not_valid_after,
+        )
+        session.add(credential)
+        session.flush()
+        audit.record(
+            session,
+            actor,
+            "credential.enroll",
+            target_type="credential",
+            target_id=credential_id,
+            details={"user": username, "provider": ca.name, "key": key_algorithm.value, "serial": credential.serial_hex},
+        )
+    except BaseException:
+        try:
+            hsm.delete_key(credential_id)
+        except HsmError:
+            pass
+        raise
+    return credential
+
+
+def get_credential(session: Session, credential_id: str) -> Credential:
+    credential = session.get(Credential, credential_id)
+    if credential is None:
+        raise NotFound(f"no credential {credential_id!r}")
+    return credential
+
+
+def list_credentials(session: Session, username: str | None = None) -> list[Credential]:
+    query = select(Credential).order_by(Credential.created_at)
+    if username:
+        query = query.where(Credential.user_id == get_user(session, username).id)
+    return list(session.scalars(query))
+
+
+def default_credential(session: Session, user: User) -> Credential:
+    """The user's newest active credential."""
+    active = [c for c in user.credentials if c.status is CredentialStatus.ACTIVE]
+    if not active:
+        raise NotFound(f"user {user.username!r} has no active credential")
+    return max(active, key=lambda c: _aware(c.created_at))
+
+
+def revoke(
+    session: Session, actor: Actor, ca: CaAdapter, credential_id: str, reason: RevocationReason
+) -> Credential:
+    credential = get_credential(session, credential_id)
+    if credential.status is CredentialStatus.REVOKED:
+        raise CredentialNotUsable(f"credential {credential_id!r} is already revoked")
+    ca.revoke(int(credential.serial_hex, 16), reason)
+    credential.status = CredentialStatus.REVOKED
+    credential.revoked_at = datetime.now(timezone.utc)
+    audit.record(
+        session,
+        actor,
+        "credential.revoke",
+        target_type="credential",
+        target_id=credential_id,
+        details={"reason": reason.value, "provider": credential.provider, "serial": credential.serial_hex},
+    )
+    return credential
+
+
+def certificate_chain(credential: Credential) -> tuple[asn1_x509.Certificate, list[asn1_x509.Certificate]]:
+    """The signer's certificate and the chain above it (intermediates, then the root)."""
+    cert = asn1_x509.Certificate.load(credential.certificate)
+    chain = [asn1_x509.Certificate.load(base64.b64decode(c)) for c in credential.chain]
+    return cert, chain
+
+
+def check_usable(credential: Credential, at: datetime | None = None) -> None:
+    """Refuse a revoked, expired or not yet valid credential before anything is signed."""
+    now = at or datetime.now(timezone.utc)
+    if credential.status is not CredentialStatus.ACTIVE:
+        raise CredentialNotUsable(f"credential {credential.id!r} is {credential.status.value}")
+    if now < _aware(credential.not_before) or now > _aware(credential.not_after):
+        raise CredentialNotUsable(f"the certificate of credential {credential.id!r} is not valid now")
+
+
+def key_signer(hsm: Hsm, credential: Credential) -> HsmKeySigner:
+    """A signer over the credential's HSM key, carrying its certificate and intermediates."""
+    check_usable(credential)
+    cert, chain = certificate_chain(credential)
+    intermediates = [c for c in chain if c.self_signed == "no"]
+    return HsmKeySigner(hsm, credential.id, cert, intermediates, Scheme(credential.signature_scheme))

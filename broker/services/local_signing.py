@@ -1,0 +1,94 @@
+"""Signing by an administrator on the server (``kyso sign``), with no signer confirmation.
+
+Until the confirmation layer exists this is how the CLI and the demo sign (DESIGN decision 1).
+Every signature is audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from broker import audit
+from broker.audit import Actor
+from broker.db.models import Credential
+from broker.errors import InvalidInput
+from broker.services import credentials as credential_service
+from hsm import Hsm
+from signer import cades, pades
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class PdfRequest:
+    input_path: Path
+    output_path: Path
+    options: pades.PadesOptions
+
+
+def sign_pdf(session: Session, actor: Actor, hsm: Hsm, credential: Credential, request: PdfRequest) -> None:
+    _check_input(request.input_path)
+    key = credential_service.key_signer(hsm, credential)
+    pades.sign(key, request.input_path, request.output_path, request.options)
+    audit.record(
+        session,
+        actor,
+        "sign.pades",
+        target_type="credential",
+        target_id=credential.id,
+        details={
+            "confirmation": "none (local admin signing)",
+            "field": request.options.field_name,
+            "certify": request.options.certify,
+            "document_sha256": _file_sha256(request.input_path),
+        },
+    )
+
+
+def sign_cades(
+    session: Session,
+    actor: Actor,
+    hsm: Hsm,
+    credential: Credential,
+    input_path: Path,
+    output_path: Path,
+    *,
+    detached: bool,
+) -> None:
+    _check_input(input_path)
+    key = credential_service.key_signer(hsm, credential)
+    if detached:
+        digest = _file_sha256(input_path)
+        signature = cades.sign(key, content_digest=bytes.fromhex(digest), detached=True)
+    else:
+        data = input_path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        signature = cades.sign(key, content=data, detached=False)
+    tmp = output_path.with_name(output_path.name + ".part")
+    tmp.write_bytes(signature)
+    tmp.replace(output_path)
+    audit.record(
+        session,
+        actor,
+        "sign.cades",
+        target_type="credential",
+        target_id=credential.id,
+        details={"confirmation": "none (local admin signing)", "detached": detached, "document_sha256": digest},
+    )
+
+
+def _check_input(path: Path) -> None:
+    if not path.is_file():
+        raise InvalidInput(f"no such file: {path}")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

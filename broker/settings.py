@@ -1,0 +1,104 @@
+"""Settings: ``KYSO_*`` environment over ``DATA_DIR/kyso.toml`` over ``DATA_DIR/secrets.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_DATA_DIR = Path("kyso-data")
+DEFAULT_PKCS11_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KYSO_", extra="ignore")
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str | None = None
+    blob_dir: Path | None = None
+    hsm_module: str = DEFAULT_PKCS11_MODULE
+    hsm_token_label: str = "kyso"
+    hsm_user_pin: SecretStr | None = None
+    hsm_so_pin: SecretStr | None = None
+    hsm_max_sessions: int = 8
+    sandbox: bool = False
+    """Set by ``kyso init --sandbox``: test-only key types and unconfirmed signing allowed."""
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'kyso.db'}"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.data_dir / "pki"
+
+    @property
+    def secrets_path(self) -> Path:
+        return self.data_dir / "secrets.json"
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "kyso.toml"
+
+    def user_pin(self) -> str:
+        if self.hsm_user_pin is None:
+            from broker.errors import NotInitialised
+
+            raise NotInitialised(f"no HSM user PIN: run 'kyso init' or set KYSO_HSM_USER_PIN ({self.data_dir})")
+        return self.hsm_user_pin.get_secret_value()
+
+
+def resolve_data_dir(option: Path | None) -> Path:
+    """``--data-dir``, else ``KYSO_DATA_DIR``, else ``./kyso-data``."""
+    if option is not None:
+        return option
+    env = os.environ.get("KYSO_DATA_DIR")
+    return Path(env) if env else DEFAULT_DATA_DIR
+
+
+def load_settings(data_dir: Path, **overrides: Any) -> Settings:
+    toml_path = data_dir / "kyso.toml"
+    secrets_path = data_dir / "secrets.json"
+
+    class _DataDirSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (
+                init_settings,
+                env_settings,
+                TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+                JsonConfigSettingsSource(settings_cls, json_file=secrets_path),
+            )
+
+    return _DataDirSettings(data_dir=data_dir, **overrides)
+
+
+def write_private_json(path: Path, data: dict[str, str]) -> None:
+    """Write a 0600 JSON file atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=1)
+    tmp.replace(path)
+
+
+def generate_pin() -> str:
+    return secrets.token_urlsafe(24)

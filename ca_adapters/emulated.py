@@ -1,0 +1,39 @@
+"""The adapter behaviour every provider shares while its CA is the local emulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+
+from ca_adapters.base import CaAdapter, CertificateProfile, CertificateStatus, IssuedCertificate, RevocationReason, Subject
+from ca_adapters.testpki import IssuingCa, TestPki
+
+
+class EmulatedCaAdapter(CaAdapter):
+    """Enrollment and revocation against the provider's emulated issuing CA."""
+
+    profile: CertificateProfile
+
+    def __init__(self, pki_dir: Path, *, test_mode: bool = True) -> None:
+        self._pki = TestPki(pki_dir)
+        self.test_mode = test_mode
+        self._ca: IssuingCa | None = None
+
+    @property
+    def ca(self) -> IssuingCa:
+        if self._ca is None:
+            self._ca = self._pki.issuing_ca(self.profile)
+        return self._ca
+
+    def enroll(self, csr_der: bytes, subject: Subject, key_algorithm: str) -> IssuedCertificate:
+        return self.ca.issue(csr_der, subject, key_algorithm, test_mode=self.test_mode)
+
+    def revoke(self, serial: int, reason: RevocationReason = RevocationReason.UNSPECIFIED) -> CertificateStatus:
+        return self.ca.revoke(serial, reason)
+
+    def status(self, serial: int) -> CertificateStatus:
+        return self.ca.status(serial)
+
+    def trust_anchors(self) -> list[bytes]:
+        return [self.ca.root().public_bytes(serialization.Encoding.DER)]

@@ -1,0 +1,278 @@
+"""A test national root and one issuing CA per provider, kept in a directory.
+
+The issuing CAs issue at run time, so each keeps its own record of issued serials (DESIGN
+decision 12) from which revocation status is answered. Private keys of this test PKI are
+files with mode 0600: it is an emulator, never a production CA.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ca_adapters.base import (
+    CertificateProfile,
+    CertificateStatus,
+    CertificateUnknown,
+    EnrollmentRefused,
+    IssuedCertificate,
+    NameAttribute,
+    RevocationReason,
+    Subject,
+)
+
+ROOT_NAME = (
+    NameAttribute("C", "VN"),
+    NameAttribute("O", "Ministry of Information and Communications"),
+    NameAttribute("OU", "National Centre of Digital Signature Authentication"),
+    NameAttribute("CN", "Vietnam National Root CA (TEST)"),
+)
+
+_OIDS = {
+    "C": NameOID.COUNTRY_NAME,
+    "ST": NameOID.STATE_OR_PROVINCE_NAME,
+    "L": NameOID.LOCALITY_NAME,
+    "O": NameOID.ORGANIZATION_NAME,
+    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "CN": NameOID.COMMON_NAME,
+    "UID": NameOID.USER_ID,
+    "E": NameOID.EMAIL_ADDRESS,
+}
+_EKUS = {
+    "client_auth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "email_protection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+}
+
+
+def x509_name(attrs: tuple[NameAttribute, ...]) -> x509.Name:
+    return x509.Name([x509.NameAttribute(_OIDS[a.kind], a.value) for a in attrs])
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def _ca_extensions(builder: x509.CertificateBuilder, key: rsa.RSAPrivateKey, path_len: int | None) -> x509.CertificateBuilder:
+    return (
+        builder.add_extension(x509.BasicConstraints(ca=True, path_length=path_len), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+
+
+class TestPki:
+    """The root and issuing CAs under one directory (``DATA_DIR/pki``)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    @property
+    def root_cert_path(self) -> Path:
+        return self.directory / "root" / "cert.pem"
+
+    def ensure_root(self) -> x509.Certificate:
+        if self.root_cert_path.exists():
+            return x509.load_pem_x509_certificate(self.root_cert_path.read_bytes())
+        root_dir = self.root_cert_path.parent
+        root_dir.mkdir(parents=True, exist_ok=True)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+        name = x509_name(ROOT_NAME)
+        now = datetime.now(timezone.utc)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=365 * 15))
+        )
+        cert = _ca_extensions(builder, key, None).sign(key, hashes.SHA256())
+        _write_private(root_dir / "key.pem", _key_pem(key))
+        self.root_cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return cert
+
+    def issuing_ca(self, profile: CertificateProfile) -> IssuingCa:
+        ca = IssuingCa(self.directory / profile.provider, profile)
+        if not ca.cert_path.exists():
+            self._create_issuing_ca(ca)
+        return ca
+
+    def _create_issuing_ca(self, ca: IssuingCa) -> None:
+        root_cert = self.ensure_root()
+        root_key = serialization.load_pem_private_key((self.root_cert_path.parent / "key.pem").read_bytes(), None)
+        assert isinstance(root_key, rsa.RSAPrivateKey)
+        ca.directory.mkdir(parents=True, exist_ok=True)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        now = datetime.now(timezone.utc)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509_name(ca.profile.issuer))
+            .issuer_name(root_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=365 * 5))
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(root_cert.public_key()),  # type: ignore[arg-type]
+                critical=False,
+            )
+        )
+        cert = _ca_extensions(builder, key, 0).sign(root_key, hashes.SHA256())
+        _write_private(ca.directory / "key.pem", _key_pem(key))
+        ca.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+class IssuingCa:
+    """One provider's test issuing CA, with its record of issued certificates."""
+
+    def __init__(self, directory: Path, profile: CertificateProfile) -> None:
+        self.directory = directory
+        self.profile = profile
+
+    @property
+    def cert_path(self) -> Path:
+        return self.directory / "cert.pem"
+
+    @property
+    def root_path(self) -> Path:
+        return self.directory.parent / "root" / "cert.pem"
+
+    def certificate(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.cert_path.read_bytes())
+
+    def root(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.root_path.read_bytes())
+
+    def _key(self) -> rsa.RSAPrivateKey:
+        key = serialization.load_pem_private_key((self.directory / "key.pem").read_bytes(), None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        return key
+
+    @contextmanager
+    def _record(self) -> Iterator[dict[str, dict[str, object]]]:
+        """The issued-certificate record, locked across processes while in use."""
+        path = self.directory / "issued.json"
+        with (self.directory / "issued.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            record: dict[str, dict[str, object]] = json.loads(path.read_text()) if path.exists() else {}
+            before = json.dumps(record, sort_keys=True)
+            yield record
+            if json.dumps(record, sort_keys=True) != before:
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+                tmp.replace(path)
+
+    def issue(self, csr_der: bytes, subject: Subject, key_algorithm: str, *, test_mode: bool) -> IssuedCertificate:
+        if not self.profile.allows(key_algorithm, test_mode=test_mode):
+            raise EnrollmentRefused(f"{self.profile.display_name} does not issue for {key_algorithm} keys")
+        try:
+            csr = x509.load_der_x509_csr(csr_der)
+        except ValueError as exc:
+            raise EnrollmentRefused(f"malformed CSR: {exc}") from None
+        try:
+            if not csr.is_signature_valid:
+                raise EnrollmentRefused("the CSR's signature does not verify (no proof of possession)")
+        except InvalidSignature:
+            raise EnrollmentRefused("the CSR's signature does not verify (no proof of possession)") from None
+        public_key = csr.public_key()
+        if not isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
+            raise EnrollmentRefused("only RSA and EC keys are certified")
+        if not subject.common_name.strip() or not subject.uid.strip():
+            raise EnrollmentRefused("the subject needs a name and an identity number")
+
+        ca_cert, ca_key = self.certificate(), self._key()
+        attrs = [NameAttribute("C", "VN")]
+        if subject.locality:
+            attrs.append(NameAttribute("L", subject.locality))
+        if subject.organization:
+            attrs.append(NameAttribute("O", subject.organization))
+        attrs += [NameAttribute("CN", subject.common_name), NameAttribute("UID", self.profile.subject_uid_prefix + subject.uid)]
+        now = datetime.now(timezone.utc)
+        serial = int.from_bytes(secrets.token_bytes(16), "big") >> 1
+        usage = set(self.profile.key_usage)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509_name(tuple(attrs)))
+            .issuer_name(ca_cert.subject)
+            .public_key(public_key)
+            .serial_number(serial)
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(min(now + timedelta(days=self.profile.validity_days), ca_cert.not_valid_after_utc))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature="digital_signature" in usage,
+                    content_commitment="non_repudiation" in usage,
+                    key_encipherment="key_encipherment" in usage and isinstance(public_key, rsa.RSAPublicKey),
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([_EKUS[e] for e in self.profile.extended_key_usage]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+            )
+        )
+        if subject.email:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.RFC822Name(subject.email)]), critical=False)
+        if self.profile.policy_oids:
+            builder = builder.add_extension(
+                x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(o), None) for o in self.profile.policy_oids]),
+                critical=False,
+            )
+        cert = builder.sign(ca_key, hashes.SHA256())
+        with self._record() as record:
+            record[str(serial)] = {"subject": cert.subject.rfc4514_string(), "issued_at": now.isoformat()}
+        der = cert.public_bytes(serialization.Encoding.DER)
+        chain = (ca_cert.public_bytes(serialization.Encoding.DER), self.root().public_bytes(serialization.Encoding.DER))
+        return IssuedCertificate(der, chain, serial)
+
+    def revoke(self, serial: int, reason: RevocationReason) -> CertificateStatus:
+        with self._record() as record:
+            entry = record.get(str(serial))
+            if entry is None:
+                raise CertificateUnknown(f"{self.profile.display_name} never issued serial {serial:x}")
+            if "revoked_at" not in entry:
+                entry["revoked_at"] = datetime.now(timezone.utc).isoformat()
+                entry["reason"] = reason.value
+        return self.status(serial)
+
+    def status(self, serial: int) -> CertificateStatus:
+        with self._record() as record:
+            entry = record.get(str(serial))
+        if entry is None:
+            raise CertificateUnknown(f"{self.profile.display_name} never issued serial {serial:x}")
+        revoked_at = entry.get("revoked_at")
+        return CertificateStatus(
+            serial=serial,
+            revoked=revoked_at is not None,
+            revoked_at=datetime.fromisoformat(str(revoked_at)) if revoked_at else None,
+            reason=str(entry["reason"]) if revoked_at else None,
+        )

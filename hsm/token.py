@@ -1,0 +1,371 @@
+"""One PKCS#11 token, logged in once per process, with a thread-safe session pool."""
+
+from __future__ import annotations
+
+import enum
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pkcs11
+from asn1crypto import keys as asn1_keys
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11 import exceptions as p11
+from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
+from pkcs11.util.rsa import encode_rsa_public_key
+
+from hsm import locking
+from hsm.errors import DeviceError, HsmError, KeyNotFound, MechanismUnsupported, TokenMissing, WrongPin
+from hsm.keys import KeyAlgorithm, KeyInfo
+
+DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+class SignScheme(str, enum.Enum):
+    RSA_PKCS1_V15 = "rsa-pkcs1v15"
+    RSA_PSS = "rsa-pss"
+    ECDSA = "ecdsa"
+
+
+# DER prefixes of DigestInfo (RFC 8017 §9.2, note 1), followed by the digest.
+_DIGEST_INFO_PREFIX = {
+    "sha256": bytes.fromhex("3031300d060960864801650304020105000420"),
+    "sha384": bytes.fromhex("3041300d060960864801650304020205000430"),
+    "sha512": bytes.fromhex("3051300d060960864801650304020305000440"),
+}
+_PSS_HASH = {
+    "sha256": (Mechanism.SHA256, pkcs11.MGF.SHA256),
+    "sha384": (Mechanism.SHA384, pkcs11.MGF.SHA384),
+    "sha512": (Mechanism.SHA512, pkcs11.MGF.SHA512),
+}
+_DIGEST_SIZE = {"sha256": 32, "sha384": 48, "sha512": 64}
+
+_DEVICE_ERRORS = (
+    p11.DeviceError,
+    p11.DeviceRemoved,
+    p11.DeviceMemory,
+    p11.SessionHandleInvalid,
+    p11.SessionClosed,
+    p11.TokenNotPresent,
+    p11.TokenNotRecognised,
+    p11.UserNotLoggedIn,
+    p11.GeneralError,
+    p11.FunctionFailed,
+)
+_LOST_SESSION_ERRORS = (
+    p11.SessionHandleInvalid,
+    p11.SessionClosed,
+    p11.DeviceRemoved,
+    p11.TokenNotPresent,
+    p11.UserNotLoggedIn,
+)
+
+# One PKCS#11 module per process: SoftHSM reads SOFTHSM2_CONF only at its first load.
+_loaded_lock = threading.Lock()
+_loaded_conf: str | None = None
+
+
+def _load_library(module_path: str) -> Any:
+    global _loaded_conf
+    with _loaded_lock:
+        conf = os.environ.get("SOFTHSM2_CONF", "")
+        if _loaded_conf is not None and _loaded_conf != conf:
+            raise TokenMissing("this process already serves another token store (one data dir per process)")
+        try:
+            lib = pkcs11.lib(module_path)
+        except (p11.PKCS11Error, RuntimeError, OSError) as exc:
+            raise TokenMissing(f"cannot load PKCS#11 module {module_path}: {exc}") from None
+        if _loaded_conf is None:
+            locking.reinitialize_with_os_locking(locking.load_module(module_path))
+            _loaded_conf = conf
+        return lib
+
+
+def initialize_token(module_path: str, label: str, so_pin: str, user_pin: str) -> None:
+    """Initialise a free slot as token ``label`` and set its user PIN."""
+    lib = _load_library(module_path)
+    if any(t.label == label for t in lib.get_tokens()):
+        raise HsmError(f"token {label!r} already exists")
+    free = [s for s in lib.get_slots() if not (s.get_token().flags & pkcs11.TokenFlag.TOKEN_INITIALIZED)]
+    if not free:
+        raise TokenMissing("no free slot to initialise a token in")
+    try:
+        locking.init_token(locking.load_module(module_path), free[0].slot_id, so_pin, label)
+        token = lib.get_token(token_label=label)
+        with token.open(rw=True, so_pin=so_pin) as session:
+            session.init_pin(user_pin)
+    except (p11.PKCS11Error, OSError) as exc:
+        raise DeviceError(f"token initialisation failed: {type(exc).__name__}") from None
+
+
+class Hsm:
+    """A logged-in token. Thread-safe; open one per process and share it."""
+
+    def __init__(self, module_path: str, token_label: str, user_pin: str, max_sessions: int = 8) -> None:
+        self._module_path = module_path
+        self._token_label = token_label
+        self._user_pin = user_pin
+        self._max_sessions = max_sessions
+        self._lock = threading.Lock()
+        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._open_count = 0
+        self._generation = 0
+        self._login_session: Any = None
+        self._token: Any = None
+        self._connect()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        lib = _load_library(self._module_path)
+        try:
+            self._token = lib.get_token(token_label=self._token_label)
+        except (p11.NoSuchToken, p11.MultipleTokensReturned):
+            raise TokenMissing(f"token {self._token_label!r} not found") from None
+        except _DEVICE_ERRORS as exc:
+            raise TokenMissing(f"token {self._token_label!r} unavailable: {type(exc).__name__}") from None
+        try:
+            # The one login of this process (trap 2 and 3): kept open for the process's life.
+            self._login_session = self._token.open(user_pin=self._user_pin, rw=True)
+        except p11.UserAlreadyLoggedIn:
+            self._login_session = self._token.open(rw=True)
+        except (p11.PinIncorrect, p11.PinLenRange, p11.PinInvalid):
+            raise WrongPin("the HSM refused the user PIN") from None
+        except p11.PinLocked:
+            raise WrongPin("the HSM user PIN is locked") from None
+        except _DEVICE_ERRORS as exc:
+            raise TokenMissing(f"cannot log in to token {self._token_label!r}: {type(exc).__name__}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drain()
+            if self._login_session is not None:
+                try:
+                    self._login_session.close()
+                except p11.PKCS11Error:
+                    pass
+                self._login_session = None
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                session = self._idle.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                session.close()
+            except p11.PKCS11Error:
+                pass
+        self._open_count = 0
+        self._generation += 1
+
+    def reconnect(self) -> None:
+        """Drop every session and log in again (after the token went away and came back)."""
+        with self._lock:
+            self._drain()
+            try:
+                if self._login_session is not None:
+                    self._login_session.close()
+            except p11.PKCS11Error:
+                pass
+            self._login_session = None
+            self._connect()
+
+    def ping(self) -> None:
+        """Raise unless the token answers and this process is logged in."""
+        with self._session() as session:
+            try:
+                session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=b"\x00kyso-ping")
+            except p11.NoSuchKey:
+                return
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self) -> Iterator[Any]:
+        generation = self._generation
+        try:
+            session = self._idle.get_nowait()
+        except queue.Empty:
+            session = None
+            with self._lock:
+                if self._open_count < self._max_sessions:
+                    self._open_count += 1
+                    try:
+                        session = self._token.open(rw=True)
+                    except _DEVICE_ERRORS as exc:
+                        self._open_count -= 1
+                        raise DeviceError(f"cannot open an HSM session: {type(exc).__name__}") from None
+            if session is None:
+                session = self._idle.get()
+        ok = False
+        try:
+            yield session
+            ok = True
+        except _LOST_SESSION_ERRORS as exc:
+            raise DeviceError(f"HSM session lost: {type(exc).__name__}") from None
+        finally:
+            if ok and generation == self._generation:
+                self._idle.put(session)
+            else:
+                self._discard(session, generation)
+
+    def _discard(self, session: Any, generation: int) -> None:
+        try:
+            session.close()
+        except p11.PKCS11Error:
+            pass
+        with self._lock:
+            if generation == self._generation:
+                self._open_count -= 1
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def generate_key(self, key_id: str, algorithm: KeyAlgorithm, label: str | None = None) -> KeyInfo:
+        """A key pair whose private half is sensitive and never extractable."""
+        ident = key_id.encode()
+        private_template = {
+            Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: False,
+            Attribute.SIGN: True,
+            Attribute.PRIVATE: True,
+            Attribute.TOKEN: True,
+        }
+        public_template = {Attribute.VERIFY: True, Attribute.TOKEN: True}
+        with self._session() as session:
+            if self._find(session, ObjectClass.PRIVATE_KEY, ident, missing_ok=True) is not None:
+                raise HsmError(f"a key with id {key_id!r} already exists")
+            try:
+                if algorithm.is_rsa:
+                    public, _ = session.generate_keypair(
+                        KeyType.RSA,
+                        algorithm.rsa_bits,
+                        id=ident,
+                        label=label or key_id,
+                        store=True,
+                        public_template=public_template,
+                        private_template=private_template,
+                    )
+                else:
+                    params = session.create_domain_parameters(
+                        KeyType.EC,
+                        {Attribute.EC_PARAMS: encode_named_curve_parameters(algorithm.curve)},
+                        local=True,
+                    )
+                    public, _ = params.generate_keypair(
+                        id=ident,
+                        label=label or key_id,
+                        store=True,
+                        public_template=public_template,
+                        private_template=private_template,
+                    )
+            except (p11.MechanismInvalid, p11.KeySizeRange, p11.DomainParamsInvalid, p11.FunctionNotSupported):
+                raise MechanismUnsupported(f"the token cannot generate {algorithm.value} keys") from None
+            except _DEVICE_ERRORS as exc:
+                raise DeviceError(f"key generation failed: {type(exc).__name__}") from None
+            return KeyInfo(key_id, algorithm, _spki(public, algorithm))
+
+    def public_key(self, key_id: str, algorithm: KeyAlgorithm) -> KeyInfo:
+        with self._session() as session:
+            public = self._find(session, ObjectClass.PUBLIC_KEY, key_id.encode())
+            return KeyInfo(key_id, algorithm, _spki(public, algorithm))
+
+    def key_attributes(self, key_id: str) -> dict[str, bool]:
+        """Security attributes of the private key, as the token reports them."""
+        with self._session() as session:
+            private = self._find(session, ObjectClass.PRIVATE_KEY, key_id.encode())
+            return {
+                "sensitive": bool(private[Attribute.SENSITIVE]),
+                "extractable": bool(private[Attribute.EXTRACTABLE]),
+                "always_sensitive": bool(private[Attribute.ALWAYS_SENSITIVE]),
+                "never_extractable": bool(private[Attribute.NEVER_EXTRACTABLE]),
+            }
+
+    def read_private_value(self, key_id: str) -> bytes:
+        """Try to read the private key's value; a correct token always refuses."""
+        with self._session() as session:
+            private = self._find(session, ObjectClass.PRIVATE_KEY, key_id.encode())
+            attr = Attribute.PRIVATE_EXPONENT if private.key_type == KeyType.RSA else Attribute.VALUE
+            try:
+                return bytes(private[attr])
+            except (p11.AttributeSensitive, p11.AttributeTypeInvalid) as exc:
+                raise HsmError(f"private key value not readable: {type(exc).__name__}") from None
+
+    def delete_key(self, key_id: str) -> None:
+        ident = key_id.encode()
+        with self._session() as session:
+            found = False
+            for cls in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY):
+                for obj in session.get_objects({Attribute.CLASS: cls, Attribute.ID: ident}):
+                    obj.destroy()
+                    found = True
+            if not found:
+                raise KeyNotFound(f"no key with id {key_id!r}")
+
+    def key_exists(self, key_id: str) -> bool:
+        with self._session() as session:
+            return self._find(session, ObjectClass.PRIVATE_KEY, key_id.encode(), missing_ok=True) is not None
+
+    # -- signing ------------------------------------------------------------------------------
+
+    def sign_digest(
+        self,
+        key_id: str,
+        digest: bytes,
+        hash_name: str,
+        scheme: SignScheme,
+        *,
+        pss_salt_length: int | None = None,
+    ) -> bytes:
+        """Sign a digest computed by the caller; ECDSA comes back as DER ``ECDSA-Sig-Value``."""
+        if hash_name not in _DIGEST_SIZE:
+            raise MechanismUnsupported(f"unsupported hash {hash_name!r}")
+        if len(digest) != _DIGEST_SIZE[hash_name]:
+            raise HsmError(f"a {hash_name} digest has {_DIGEST_SIZE[hash_name]} bytes, got {len(digest)}")
+        with self._session() as session:
+            key = self._find(session, ObjectClass.PRIVATE_KEY, key_id.encode())
+            try:
+                if scheme is SignScheme.RSA_PKCS1_V15:
+                    return bytes(key.sign(_DIGEST_INFO_PREFIX[hash_name] + digest, mechanism=Mechanism.RSA_PKCS))
+                if scheme is SignScheme.RSA_PSS:
+                    hash_mech, mgf = _PSS_HASH[hash_name]
+                    salt = _DIGEST_SIZE[hash_name] if pss_salt_length is None else pss_salt_length
+                    return bytes(
+                        key.sign(digest, mechanism=Mechanism.RSA_PKCS_PSS, mechanism_param=(hash_mech, mgf, salt))
+                    )
+                raw = bytes(key.sign(digest, mechanism=Mechanism.ECDSA))
+                return bytes(encode_ecdsa_signature(raw))
+            except (p11.MechanismInvalid, p11.KeyTypeInconsistent, p11.FunctionNotSupported):
+                raise MechanismUnsupported(f"{scheme.value} is not usable with key {key_id!r}") from None
+            except (p11.MechanismParamInvalid, p11.DataLenRange, p11.DataInvalid):
+                raise HsmError(f"the HSM rejected the {scheme.value} parameters") from None
+            except _DEVICE_ERRORS as exc:
+                raise DeviceError(f"signing failed: {type(exc).__name__}") from None
+
+    @staticmethod
+    def _find(session: Any, cls: ObjectClass, ident: bytes, missing_ok: bool = False) -> Any:
+        try:
+            return session.get_key(object_class=cls, id=ident)
+        except p11.NoSuchKey:
+            if missing_ok:
+                return None
+            raise KeyNotFound(f"no key with id {ident.decode(errors='replace')!r}") from None
+        except p11.MultipleObjectsReturned:
+            raise HsmError(f"several keys with id {ident.decode(errors='replace')!r}") from None
+
+
+def _spki(public: Any, algorithm: KeyAlgorithm) -> bytes:
+    if algorithm.is_rsa:
+        rsa_der = encode_rsa_public_key(public)
+        info = asn1_keys.PublicKeyInfo(
+            {
+                "algorithm": {"algorithm": "rsa", "parameters": None},
+                "public_key": asn1_keys.RSAPublicKey.load(rsa_der),
+            }
+        )
+        return bytes(info.dump())
+    return bytes(encode_ec_public_key(public))
+

@@ -1,0 +1,33 @@
+"""Errors of the signature formats; each has a stable ``code``."""
+
+from __future__ import annotations
+
+
+class SignerError(Exception):
+    code = "signer_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidHash(SignerError):
+    """A digest of the wrong length for its algorithm, or not a digest at all."""
+
+    code = "invalid_hash"
+
+
+class UnsupportedAlgorithm(SignerError):
+    code = "unsupported_algorithm"
+
+
+class InvalidParameters(SignerError):
+    """Signature parameters the key cannot honour (e.g. a PSS salt too long for the key)."""
+
+    code = "invalid_parameters"
+
+
+class InvalidDocument(SignerError):
+    """Not a PDF, an encrypted PDF, a damaged one, or a field that cannot be signed."""
+
+    code = "invalid_document"

@@ -1,0 +1,61 @@
+"""The one signing abstraction the formats use: sign a digest with some key."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from asn1crypto import x509
+
+from signer.algorithms import PssParams, Scheme, check_digest
+from signer.errors import InvalidParameters, UnsupportedAlgorithm
+
+
+class KeySigner(ABC):
+    """A key that signs digests, with its certificate and the intermediates above it."""
+
+    def __init__(
+        self,
+        certificate: x509.Certificate,
+        chain: Sequence[x509.Certificate] = (),
+        scheme: Scheme | None = None,
+    ) -> None:
+        self.certificate = certificate
+        self.chain = tuple(chain)
+        key_algo = certificate.public_key.algorithm
+        if key_algo == "rsa":
+            self.scheme = scheme or Scheme.RSA_PKCS1_V15
+            if self.scheme is Scheme.ECDSA:
+                raise UnsupportedAlgorithm("ECDSA needs an EC key")
+        elif key_algo == "ec":
+            self.scheme = Scheme.ECDSA
+            if scheme not in (None, Scheme.ECDSA):
+                raise UnsupportedAlgorithm("an EC key signs with ECDSA only")
+        else:
+            raise UnsupportedAlgorithm(f"unsupported key algorithm {key_algo!r}")
+        self.key_bits: int = certificate.public_key.bit_size
+
+    def signature_size(self) -> int:
+        if self.scheme is Scheme.ECDSA:
+            # DER ECDSA-Sig-Value upper bound: two INTEGERs of (bits/8 + 1) bytes.
+            return 2 * (self.key_bits // 8 + 3) + 3
+        return (self.key_bits + 7) // 8
+
+    def sign(self, digest: bytes, hash_name: str, *, scheme: Scheme | None = None, pss: PssParams | None = None) -> bytes:
+        """Check the request, then sign. ECDSA signatures come back as DER."""
+        check_digest(digest, hash_name)
+        use = scheme or self.scheme
+        if use is not self.scheme and {use, self.scheme} != {Scheme.RSA_PKCS1_V15, Scheme.RSA_PSS}:
+            raise UnsupportedAlgorithm(f"{use.value} does not fit this {self.scheme.value} key")
+        if use is Scheme.RSA_PSS:
+            pss = pss or PssParams(hash_name, len(digest))
+            if pss.hash_name != hash_name:
+                raise InvalidParameters("the PSS parameters name another digest than the hash")
+            pss.check_for_key(self.key_bits)
+        elif pss is not None:
+            raise InvalidParameters(f"PSS parameters given for {use.value}")
+        return self._sign_digest(digest, hash_name, use, pss)
+
+    @abstractmethod
+    def _sign_digest(self, digest: bytes, hash_name: str, scheme: Scheme, pss: PssParams | None) -> bytes:
+        """Sign a checked digest."""
