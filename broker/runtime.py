@@ -19,9 +19,9 @@ from hsm.store import activate_token_store
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, hsm: Hsm | None = None) -> None:
         self.settings = settings
-        self._hsm: Hsm | None = None
+        self._hsm = hsm
         self._hsm_lock = threading.Lock()
 
     @cached_property

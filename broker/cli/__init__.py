@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 
 from broker.cli import audit_cmds, cert_cmds, setup_cmds, sign_cmds
@@ -48,22 +47,29 @@ audit_cmds.register(app)
 _DOMAIN_ERRORS = (KysoError, HsmError, SignerError, CaError)
 
 
-def main() -> None:
+def run(argv: list[str]) -> int:
+    """Run one CLI command; domain errors become one line ``error [code]: message`` and exit 2."""
     logging.getLogger("fontTools").setLevel(logging.ERROR)
     try:
-        result = app(standalone_mode=False)
+        result = app(args=argv, prog_name="kyso", standalone_mode=False)
     except _DOMAIN_ERRORS as exc:
         fail(exc.code, exc.message)
-        sys.exit(2)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
         fail("aborted", "aborted")
-        sys.exit(1)
+        return 1
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument
+        exc.show()  # type: ignore[attr-defined]
+        return exc.exit_code  # type: ignore[attr-defined]
     except Exception as exc:  # an unexpected failure: one line, no secrets; the trace on demand
         if os.environ.get("KYSO_DEBUG"):
             raise
         fail("internal_error", f"{type(exc).__name__} (set KYSO_DEBUG=1 for the trace)")
-        sys.exit(1)
-    sys.exit(result if isinstance(result, int) else 0)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

@@ -1,0 +1,133 @@
+"""Session fixtures: one SoftHSM token store and test PKI for this process (DESIGN decision 9)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from asn1crypto import x509
+from sqlalchemy import text
+
+from broker.audit import Actor
+from broker.db.engine import make_engine, transaction
+from broker.db.migrate import upgrade
+from broker.db.models import Credential, Role, SigningMode
+from broker.runtime import Runtime
+from broker.services import credentials, directory, setup
+from broker.settings import Settings, load_settings
+from hsm import Hsm, KeyAlgorithm
+from signer import Scheme
+from tests.support import in_ci, write_pem
+
+ACTOR = Actor("test", "pytest")
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kyso-data")
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path) -> Settings:
+    base = load_settings(data_dir)
+    setup.init_data_dir(base, ACTOR, sandbox=True)
+    return load_settings(data_dir)
+
+
+@pytest.fixture(scope="session")
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    rt = Runtime(settings)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture(scope="session")
+def hsm(runtime: Runtime) -> Hsm:
+    return runtime.hsm
+
+
+@pytest.fixture(scope="session")
+def root_der(runtime: Runtime) -> bytes:
+    return runtime.ca("vnpt").trust_anchors()[0]
+
+
+@pytest.fixture(scope="session")
+def trust_roots(root_der: bytes) -> list[x509.Certificate]:
+    return [x509.Certificate.load(root_der)]
+
+
+@pytest.fixture(scope="session")
+def root_pem(root_der: bytes, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_pem(tmp_path_factory.mktemp("trust") / "root.pem", root_der)
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """The session's unit, users and credentials (ids; load rows in your own session)."""
+
+    unit: str
+    chief_accountant: str
+    account_holder: str
+    rsa: str
+    rsa_pss: str
+    ec: str
+
+
+@pytest.fixture(scope="session")
+def enrolled(runtime: Runtime) -> Enrolled:
+    with transaction(runtime.sessions) as s:
+        directory.add_unit(s, ACTOR, "U001", "Trường Tiểu học Nguyễn Trãi", SigningMode.REMOTE)
+        directory.add_user(s, ACTOR, username="lan", unit_code="U001", full_name="Nguyễn Thị Lan",
+                           national_id="001185000123", role=Role.CHIEF_ACCOUNTANT)
+        directory.add_user(s, ACTOR, username="hung", unit_code="U001", full_name="Trần Văn Hùng",
+                           national_id="001080000456", role=Role.ACCOUNT_HOLDER)
+    ids = []
+    for user, provider, algorithm, scheme in [
+        ("lan", "vnpt", KeyAlgorithm.RSA_2048, None),
+        ("hung", "misa", KeyAlgorithm.RSA_2048, Scheme.RSA_PSS),
+        ("hung", "viettel", KeyAlgorithm.EC_P256, None),
+    ]:
+        with transaction(runtime.sessions) as s:
+            c = credentials.enroll(s, ACTOR, runtime.hsm, runtime.ca(provider), username=user,
+                                   key_algorithm=algorithm, scheme=scheme)
+            ids.append(c.id)
+    return Enrolled("U001", "lan", "hung", *ids)
+
+
+def load_credential(runtime: Runtime, credential_id: str) -> Credential:
+    with transaction(runtime.sessions) as s:
+        c = credentials.get_credential(s, credential_id)
+        _ = c.user.full_name
+        return c
+
+
+# -- databases: SQLite always, PostgreSQL when KYSO_TEST_DATABASE_URL is set ---------------------
+
+def _postgres_url() -> str | None:
+    url = os.environ.get("KYSO_TEST_DATABASE_URL")
+    if not url and in_ci():
+        pytest.fail("KYSO_TEST_DATABASE_URL is not set under CI (.ci/run sets it)")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_runtime(request: pytest.FixtureRequest, tmp_path: Path, settings: Settings, hsm: Hsm) -> Iterator[Runtime]:
+    """A fresh, migrated database of each kind, sharing the session's HSM token."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'kyso.db'}"
+    else:
+        url = _postgres_url()
+        if not url:
+            pytest.skip("KYSO_TEST_DATABASE_URL not set")
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+    upgrade(url)
+    rt = Runtime(settings.model_copy(update={"database_url": url}), hsm=hsm)
+    yield rt
+    rt.engine.dispose()

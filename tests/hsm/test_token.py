@@ -1,0 +1,133 @@
+"""The PKCS#11 layer against a real SoftHSM token."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import threading
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
+
+from hsm import Hsm, HsmError, KeyAlgorithm, KeyNotFound, MechanismUnsupported, SignScheme
+from tests.support import REPO
+
+
+@pytest.fixture(scope="module")
+def keys(hsm: Hsm) -> dict[str, bytes]:
+    """Test keys: id → SubjectPublicKeyInfo."""
+    out = {}
+    for key_id, algorithm in [("t-rsa", KeyAlgorithm.RSA_2048), ("t-ec256", KeyAlgorithm.EC_P256), ("t-ec384", KeyAlgorithm.EC_P384)]:
+        out[key_id] = hsm.generate_key(key_id, algorithm).public_key_der
+    return out
+
+
+def test_private_keys_are_sensitive_and_never_extractable(hsm: Hsm, keys: dict[str, bytes]) -> None:
+    for key_id in keys:
+        attrs = hsm.key_attributes(key_id)
+        assert attrs == {"sensitive": True, "extractable": False, "always_sensitive": True, "never_extractable": True}
+        with pytest.raises(HsmError, match="not readable"):
+            hsm.read_private_value(key_id)
+
+
+def test_signatures_verify_with_the_exported_public_key(hsm: Hsm, keys: dict[str, bytes]) -> None:
+    digest = hashlib.sha256(b"payment order 123").digest()
+    rsa_pub = serialization.load_der_public_key(keys["t-rsa"])
+    sig = hsm.sign_digest("t-rsa", digest, "sha256", SignScheme.RSA_PKCS1_V15)
+    rsa_pub.verify(sig, digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))  # type: ignore[union-attr]
+    sig = hsm.sign_digest("t-rsa", digest, "sha256", SignScheme.RSA_PSS, pss_salt_length=32)
+    rsa_pub.verify(sig, digest, padding.PSS(padding.MGF1(hashes.SHA256()), 32), utils.Prehashed(hashes.SHA256()))  # type: ignore[union-attr]
+    for key_id, hash_name, algo in [("t-ec256", "sha256", hashes.SHA256()), ("t-ec384", "sha384", hashes.SHA384())]:
+        d = hashlib.new(hash_name, b"x").digest()
+        der = hsm.sign_digest(key_id, d, hash_name, SignScheme.ECDSA)
+        assert der[0] == 0x30  # DER ECDSA-Sig-Value, not raw r||s
+        serialization.load_der_public_key(keys[key_id]).verify(der, d, ec.ECDSA(utils.Prehashed(algo)))  # type: ignore[union-attr,call-arg]
+
+
+def test_four_threads_sign_at_once_repeatedly(hsm: Hsm, keys: dict[str, bytes]) -> None:
+    rsa_pub = serialization.load_der_public_key(keys["t-rsa"])
+    ec_pub = serialization.load_der_public_key(keys["t-ec256"])
+    errors: list[BaseException] = []
+    results: list[tuple[str, bytes, bytes]] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(4)
+
+    def worker(n: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(15):
+                digest = hashlib.sha256(f"{n}-{i}".encode()).digest()
+                key_id = "t-rsa" if n % 2 else "t-ec256"
+                scheme = SignScheme.RSA_PKCS1_V15 if n % 2 else SignScheme.ECDSA
+                sig = hsm.sign_digest(key_id, digest, "sha256", scheme)
+                with lock:
+                    results.append((key_id, digest, sig))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    for _ in range(3):
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors
+    assert len(results) == 3 * 4 * 15
+    for key_id, digest, sig in results:
+        if key_id == "t-rsa":
+            rsa_pub.verify(sig, digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))  # type: ignore[union-attr]
+        else:
+            ec_pub.verify(sig, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))  # type: ignore[union-attr,call-arg]
+
+
+def test_errors_are_mapped_to_the_hsm_hierarchy(hsm: Hsm, keys: dict[str, bytes]) -> None:
+    digest = hashlib.sha256(b"x").digest()
+    with pytest.raises(KeyNotFound) as missing:
+        hsm.sign_digest("no-such-key", digest, "sha256", SignScheme.RSA_PKCS1_V15)
+    assert missing.value.code == "hsm_key_not_found"
+    with pytest.raises(HsmError, match="32 bytes"):
+        hsm.sign_digest("t-rsa", digest[:31], "sha256", SignScheme.RSA_PKCS1_V15)
+    with pytest.raises(MechanismUnsupported):
+        hsm.sign_digest("t-rsa", digest, "md5", SignScheme.RSA_PKCS1_V15)
+    with pytest.raises(HsmError):
+        hsm.sign_digest("t-ec256", digest, "sha256", SignScheme.RSA_PKCS1_V15)
+    with pytest.raises(HsmError, match="already exists"):
+        hsm.generate_key("t-rsa", KeyAlgorithm.EC_P256)
+
+
+def test_delete_key(hsm: Hsm) -> None:
+    hsm.generate_key("t-delete", KeyAlgorithm.EC_P256)
+    assert hsm.key_exists("t-delete")
+    hsm.delete_key("t-delete")
+    assert not hsm.key_exists("t-delete")
+    with pytest.raises(KeyNotFound):
+        hsm.delete_key("t-delete")
+
+
+def test_token_missing_and_wrong_pin_in_a_fresh_process(tmp_path, settings) -> None:  # type: ignore[no-untyped-def]
+    """A process serves one token store (SoftHSM reads its config once), so this runs apart."""
+    script = f"""
+import sys
+from pathlib import Path
+from hsm.store import activate_token_store
+from hsm.token import Hsm, initialize_token, DEFAULT_MODULE
+from hsm import TokenMissing, WrongPin
+activate_token_store(Path({str(tmp_path)!r}))
+try:
+    Hsm(DEFAULT_MODULE, "kyso", "123456")
+except TokenMissing as e:
+    print("missing", e.code)
+initialize_token(DEFAULT_MODULE, "kyso", "so-pin-0000", "user-pin-1111")
+try:
+    Hsm(DEFAULT_MODULE, "kyso", "wrong-pin")
+except WrongPin as e:
+    print("wrong", e.code)
+h = Hsm(DEFAULT_MODULE, "kyso", "user-pin-1111")
+h.ping()
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == ["missing hsm_token_missing", "wrong hsm_wrong_pin", "ok"]
