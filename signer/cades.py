@@ -1,8 +1,10 @@
 """CAdES baseline B-B signatures (ETSI EN 319 122-1), detached or enveloping.
 
-Built with asn1crypto in two pure phases so that a confirmation can sit between them:
+Built in two pure phases so that a confirmation can sit between them:
 ``prepare`` returns the DER signed attributes and their digest (what the signer approves and
-the key signs); ``assemble`` wraps a signature value into a ``ContentInfo``.
+the key signs); ``assemble`` wraps a signature value into a ``ContentInfo``. The parts that
+depend only on the signer (certificates, signing-certificate-v2, identifiers) are encoded once
+with asn1crypto and cached; each signature only concatenates DER.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 
-from asn1crypto import algos, cms, core, tsp, x509
+from asn1crypto import algos, cms, tsp, x509
 
+from signer import der
 from signer.algorithms import DIGEST_SIZES, PssParams, Scheme, check_digest, signature_algorithm
 from signer.errors import InvalidParameters
 from signer.keysigner import KeySigner
@@ -31,13 +34,21 @@ class CadesToBeSigned:
     """The content to embed (enveloping), or None (detached)."""
 
 
+_OID_DATA = bytes.fromhex("06092a864886f70d010701")
+_OID_SIGNED_DATA = bytes.fromhex("06092a864886f70d010702")
+_CONTENT_TYPE_ATTR = cms.CMSAttribute({"type": "content_type", "values": ["data"]}).dump()
+_OID_MESSAGE_DIGEST = bytes.fromhex("06092a864886f70d010904")
+_OID_SIGNING_TIME = bytes.fromhex("06092a864886f70d010905")
+
+
 @dataclass(frozen=True)
 class _SignerProfile:
-    """Parts that depend only on the certificate and chain: encoded once."""
+    """DER of the parts that depend only on the certificate and chain: encoded once."""
 
-    sid: cms.SignerIdentifier
-    signing_certificate_v2: cms.CMSAttribute
-    certificates: cms.CertificateSet
+    sid: bytes
+    signing_certificate_v2: bytes
+    certificates: bytes
+    """Content octets of the ``certificates [0] IMPLICIT CertificateSet``."""
 
 
 @lru_cache(maxsize=256)
@@ -57,17 +68,25 @@ def _profile(cert_der: bytes, chain_der: tuple[bytes, ...]) -> _SignerProfile:
     attr = cms.CMSAttribute(
         {"type": "signing_certificate_v2", "values": [tsp.SigningCertificateV2({"certs": [ess_cert_id]})]}
     )
-    certs = [cms.CertificateChoices(name="certificate", value=cert)]
-    certs += [cms.CertificateChoices(name="certificate", value=x509.Certificate.load(d)) for d in chain_der]
     return _SignerProfile(
-        sid=cms.SignerIdentifier(name="issuer_and_serial_number", value=issuer_serial),
-        signing_certificate_v2=attr,
-        certificates=cms.CertificateSet(certs),
+        sid=issuer_serial.dump(),
+        signing_certificate_v2=attr.dump(),
+        certificates=cert_der + b"".join(chain_der),
     )
 
 
 def _profile_for(certificate: x509.Certificate, chain: Sequence[x509.Certificate]) -> _SignerProfile:
     return _profile(certificate.dump(), tuple(c.dump() for c in chain))
+
+
+@lru_cache(maxsize=64)
+def _digest_algorithm(hash_name: str) -> bytes:
+    return algos.DigestAlgorithm({"algorithm": hash_name}).dump()
+
+
+@lru_cache(maxsize=64)
+def _signature_algorithm(scheme: Scheme, hash_name: str, pss: PssParams | None) -> bytes:
+    return signature_algorithm(scheme, hash_name, pss).dump()
 
 
 def prepare(
@@ -83,6 +102,8 @@ def prepare(
     """Signed attributes over ``content`` (or its precomputed digest, detached only)."""
     if (content is None) == (content_digest is None):
         raise InvalidParameters("give either the content or its digest")
+    if hash_name not in DIGEST_SIZES:
+        raise InvalidParameters(f"unsupported digest algorithm {hash_name!r}")
     if content_digest is None:
         assert content is not None
         content_digest = hashlib.new(hash_name, content).digest()
@@ -90,19 +111,14 @@ def prepare(
         if not detached:
             raise InvalidParameters("an enveloping signature needs the content itself")
         check_digest(content_digest, hash_name)
-    if hash_name not in DIGEST_SIZES:
-        raise InvalidParameters(f"unsupported digest algorithm {hash_name!r}")
-    when = (signing_time or datetime.now(timezone.utc)).replace(microsecond=0)
+    when = (signing_time or datetime.now(timezone.utc)).astimezone(timezone.utc)
     profile = _profile_for(certificate, chain)
-    attrs = [
-        cms.CMSAttribute({"type": "content_type", "values": ["data"]}),
-        cms.CMSAttribute({"type": "signing_time", "values": [cms.Time(name="utc_time", value=when)]}),
-        cms.CMSAttribute({"type": "message_digest", "values": [content_digest]}),
-        profile.signing_certificate_v2,
-    ]
+    signing_time_attr = der.sequence(
+        _OID_SIGNING_TIME, der.set_of(der.tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode()))
+    )
+    digest_attr = der.sequence(_OID_MESSAGE_DIGEST, der.set_of(der.octet_string(content_digest)))
     # DER orders a SET OF by encoding; verifiers such as OpenSSL re-encode before checking.
-    attrs.sort(key=lambda a: a.dump())
-    signed_attrs_der = cms.CMSAttributes(attrs).dump()
+    signed_attrs_der = der.set_of(_CONTENT_TYPE_ATTR, signing_time_attr, digest_attr, profile.signing_certificate_v2)
     return CadesToBeSigned(
         signed_attrs_der=signed_attrs_der,
         digest=hashlib.new(hash_name, signed_attrs_der).digest(),
@@ -118,34 +134,34 @@ def assemble(
     chain: Sequence[x509.Certificate],
     scheme: Scheme,
     pss: PssParams | None = None,
-    unsigned_attrs: cms.CMSAttributes | None = None,
+    unsigned_attrs_der: bytes | None = None,
 ) -> bytes:
-    """The DER ``ContentInfo`` of a SignedData carrying one signature."""
+    """The DER ``ContentInfo`` of a SignedData carrying one signature.
+
+    ``unsigned_attrs_der`` is a DER ``SET OF Attribute`` (e.g. a signature timestamp).
+    """
     profile = _profile_for(certificate, chain)
-    digest_algorithm = algos.DigestAlgorithm({"algorithm": tbs.hash_name})
-    signer_info = {
-        "version": "v1",
-        "sid": profile.sid,
-        "digest_algorithm": digest_algorithm,
-        "signed_attrs": cms.CMSAttributes.load(tbs.signed_attrs_der),
-        "signature_algorithm": signature_algorithm(scheme, tbs.hash_name, pss),
-        "signature": signature,
-    }
-    if unsigned_attrs is not None and len(unsigned_attrs):
-        signer_info["unsigned_attrs"] = unsigned_attrs
-    encap: dict[str, object] = {"content_type": "data"}
-    if tbs.content is not None:
-        encap["content"] = core.OctetString(tbs.content)
-    signed_data = cms.SignedData(
-        {
-            "version": "v1",
-            "digest_algorithms": [digest_algorithm],
-            "encap_content_info": encap,
-            "certificates": profile.certificates,
-            "signer_infos": [cms.SignerInfo(signer_info)],
-        }
+    digest_algorithm = _digest_algorithm(tbs.hash_name)
+    signer_info = der.sequence(
+        der.small_integer(1),
+        profile.sid,
+        digest_algorithm,
+        der.context(0, der.strip_tag(tbs.signed_attrs_der)),
+        _signature_algorithm(scheme, tbs.hash_name, pss),
+        der.octet_string(signature),
+        der.context(1, der.strip_tag(unsigned_attrs_der)) if unsigned_attrs_der else b"",
     )
-    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump())
+    encap = der.sequence(
+        _OID_DATA, der.context(0, der.octet_string(tbs.content)) if tbs.content is not None else b""
+    )
+    signed_data = der.sequence(
+        der.small_integer(1),
+        der.set_of(digest_algorithm),
+        encap,
+        der.context(0, profile.certificates),
+        der.set_of(signer_info),
+    )
+    return der.sequence(_OID_SIGNED_DATA, der.context(0, signed_data))
 
 
 def sign(

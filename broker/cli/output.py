@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
 
 console = Console()
-err_console = Console(stderr=True)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str | None = None) -> None:
@@ -21,4 +21,5 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str |
 
 
 def fail(code: str, message: str) -> None:
-    err_console.print(f"error [{code}]: {message}", markup=False, highlight=False)
+    """One line on stderr, never wrapped: scripts match on ``error [code]:``."""
+    print(f"error [{code}]: {message}", file=sys.stderr)
