@@ -3,17 +3,42 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
 
+from api import devices, problems
+from broker.db.engine import transaction
 from broker.runtime import Runtime
+from hsm import HsmError
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(title="kyso", version="0.1.0", description="Remote signing broker")
+    app = FastAPI(title="kyso", version="0.1.0", description="Remote signing broker: signer confirmation and signing.")
     app.state.runtime = runtime
+    problems.install(app)
+    app.include_router(devices.router)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz() -> JSONResponse:
+        """The database answers and the HSM token is logged in."""
+        checks: dict[str, str] = {}
+        try:
+            with transaction(runtime.sessions) as session:
+                session.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            checks["database"] = f"down: {type(exc).__name__}"
+        try:
+            runtime.hsm.ping()
+            checks["hsm"] = "ok"
+        except HsmError as exc:
+            checks["hsm"] = f"down: {exc.code}"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     return app

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.db.engine import make_engine, session_factory
+from broker.notify import Notifier
 from broker.settings import Settings
 from ca_adapters import CaAdapter, get_adapter
 from hsm import Hsm
@@ -21,6 +22,7 @@ from hsm.store import activate_token_store
 class Runtime:
     def __init__(self, settings: Settings, hsm: Hsm | None = None) -> None:
         self.settings = settings
+        self.notifier = Notifier()
         self._hsm = hsm
         self._hsm_lock = threading.Lock()
 

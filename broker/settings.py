@@ -35,6 +35,21 @@ class Settings(BaseSettings):
     sandbox: bool = False
     """Set by ``kyso init --sandbox``: test-only key types and unconfirmed signing allowed."""
 
+    # Signer confirmation
+    request_ttl_seconds: int = 300
+    max_batch: int = 50
+    max_pending_per_user: int = 20
+    confirm_max_failures: int = 5
+    confirm_lock_seconds: int = 300
+    activation_ttl_seconds: int = 86400
+    long_poll_seconds: float = 25.0
+    reservation_timeout_seconds: int = 120
+    webauthn_rp_id: str = "localhost"
+    webauthn_rp_name: str = "kyso"
+    webauthn_origins: list[str] = ["http://localhost:8400"]
+    web_session_seconds: int = 900
+    public_base_url: str = "http://localhost:8400"
+
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'kyso.db'}"

@@ -69,18 +69,18 @@ def main() -> None:
         step("payment order: the chief accountant certifies, the account holder approves (PAdES)")
         first = OUT / "payment-order.chief-accountant.pdf"
         final = OUT / "payment-order.signed.pdf"
-        kyso("sign", str(order), "--out", str(first), "--user", "lan.nt", "--field", CHIEF_ACCOUNTANT_FIELD,
+        kyso("sign", "--unconfirmed", str(order), "--out", str(first), "--user", "lan.nt", "--field", CHIEF_ACCOUNTANT_FIELD,
              "--certify", "--reason", "Kế toán trưởng ký duyệt", "--location", "Hà Nội",
              "--stamp", "KẾ TOÁN TRƯỞNG\nKý bởi: %(signer)s\nNgày ký: %(ts)s")
-        kyso("sign", str(first), "--out", str(final), "--user", "hung.tv", "--field", ACCOUNT_HOLDER_FIELD,
+        kyso("sign", "--unconfirmed", str(first), "--out", str(final), "--user", "hung.tv", "--field", ACCOUNT_HOLDER_FIELD,
              "--reason", "Chủ tài khoản ký duyệt", "--location", "Hà Nội",
              "--stamp", "CHỦ TÀI KHOẢN\nKý bởi: %(signer)s\nNgày ký: %(ts)s")
 
         step("the same order as XML: CAdES detached (.p7s) and enveloping (.p7m)")
         xml = OUT / "payment-order.xml"
         xml.write_bytes(payment_xml())
-        kyso("sign", str(xml), "--out", str(OUT / "payment-order.xml.p7s"), "--user", "lan.nt", "--format", "cades")
-        kyso("sign", str(xml), "--out", str(OUT / "payment-order.xml.p7m"), "--user", "hung.tv", "--format", "cades",
+        kyso("sign", "--unconfirmed", str(xml), "--out", str(OUT / "payment-order.xml.p7s"), "--user", "lan.nt", "--format", "cades")
+        kyso("sign", "--unconfirmed", str(xml), "--out", str(OUT / "payment-order.xml.p7m"), "--user", "hung.tv", "--format", "cades",
              "--enveloping")
 
         step("verify with kyso (pyHanko validator, test national root as the only trust anchor)")

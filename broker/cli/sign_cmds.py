@@ -13,7 +13,7 @@ from broker.audit import cli_actor
 from broker.cli.context import state
 from broker.cli.output import console, table
 from broker.db.engine import transaction
-from broker.errors import InvalidInput
+from broker.errors import InvalidInput, PolicyViolation
 from broker.services import credentials, directory, local_signing
 from ca_adapters import provider_names
 from signer import pades, validate
@@ -42,8 +42,14 @@ def sign(
     reason: Optional[str] = typer.Option(None, "--reason"),  # noqa: UP007
     location: Optional[str] = typer.Option(None, "--location"),  # noqa: UP007
     stamp: Optional[str] = typer.Option(None, "--stamp", help="PAdES: visible text; %(signer)s and %(ts)s are filled."),  # noqa: UP007
+    unconfirmed: bool = typer.Option(False, "--unconfirmed", help="Sign without the signer's confirmation (sandbox only)."),
 ) -> None:
-    """Sign a file locally as a credential (administrators and the demo)."""
+    """Sign a file as a credential without the signer's confirmation: sandbox data dirs only, audited."""
+    if not unconfirmed:
+        raise InvalidInput(
+            "every signature needs the signer's confirmation; signing through a confirmed request from the CLI "
+            "is not built yet — in a sandbox, pass --unconfirmed"
+        )
     if (user is None) == (credential_id is None):
         raise InvalidInput("name exactly one of --user or --credential")
     if not file.is_file():
@@ -51,6 +57,8 @@ def sign(
     if fmt is Format.pades and enveloping:
         raise InvalidInput("--enveloping is for CAdES")
     runtime = state(ctx).runtime()
+    if not runtime.settings.sandbox:
+        raise PolicyViolation("unconfirmed signing is refused outside a sandbox data dir (kyso init --sandbox)")
     actor = cli_actor()
     with transaction(runtime.sessions) as session:
         if credential_id is not None:

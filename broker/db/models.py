@@ -87,6 +87,8 @@ class Credential(Base):
     not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    failed_confirmations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     user: Mapped[User] = relationship(back_populates="credentials")
 
@@ -108,3 +110,156 @@ class AuditEvent(Base):
     details: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+# -- signer confirmation -------------------------------------------------------------------------
+
+
+class RequestState(str, enum.Enum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    SIGNED = "signed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL_STATES = frozenset({RequestState.SIGNED, RequestState.REJECTED, RequestState.EXPIRED, RequestState.FAILED,
+                          RequestState.CANCELLED})
+
+
+class ItemState(str, enum.Enum):
+    """An authorised hash moves authorised → reserved → consumed, each in a conditional update."""
+
+    PENDING = "pending"
+    AUTHORISED = "authorised"
+    RESERVED = "reserved"
+    CONSUMED = "consumed"
+    VOID = "void"
+
+
+class SigningRequest(Base):
+    """What a relying system asks a signer to approve: hashes bound to one credential."""
+
+    __tablename__ = "signing_requests"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    credential_id: Mapped[str] = mapped_column(ForeignKey("credentials.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    relying_system: Mapped[str] = mapped_column(String(64))
+    state: Mapped[RequestState] = mapped_column(_enum(RequestState, "request_state"), index=True)
+    hash_algorithm: Mapped[str] = mapped_column(String(16))
+    nonce: Mapped[str] = mapped_column(String(64))
+    binding: Mapped[bytes] = mapped_column(LargeBinary(32))
+    verification_code: Mapped[str] = mapped_column(String(4))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    decided_via: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    evidence: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+    failure_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    unconfirmed: Mapped[bool] = mapped_column(default=False)
+    """Signed without the signer's confirmation (``kyso sign --unconfirmed`` in a sandbox)."""
+
+    items: Mapped[list[RequestItem]] = relationship(back_populates="request", order_by="RequestItem.position")
+    credential: Mapped[Credential] = relationship()
+    user: Mapped[User] = relationship()
+
+
+class RequestItem(Base):
+    """One data-to-be-signed hash of a request, with what the signer is shown of it."""
+
+    __tablename__ = "request_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("signing_requests.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[bytes] = mapped_column(LargeBinary(64))
+    title: Mapped[str] = mapped_column(String(255))
+    summary: Mapped[str] = mapped_column(Text)
+    state: Mapped[ItemState] = mapped_column(_enum(ItemState, "item_state"))
+    reserved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+    request: Mapped[SigningRequest] = relationship(back_populates="items")
+
+    __table_args__ = (UniqueConstraint("request_id", "position", name="uq_request_items_position"),)
+
+
+class DeviceStatus(str, enum.Enum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+class ApprovalDevice(Base):
+    """A signer's phone: a P-256 key in its secure hardware, unlocked by face or fingerprint."""
+
+    __tablename__ = "approval_devices"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """SHA-256 of the device's bearer token (for listing its user's requests)."""
+    counter: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[DeviceStatus] = mapped_column(_enum(DeviceStatus, "device_status"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    user: Mapped[User] = relationship()
+
+
+class ActivationCode(Base):
+    """A one-time code an administrator issues to enroll a phone or register an authenticator."""
+
+    __tablename__ = "activation_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    user: Mapped[User] = relationship()
+
+
+class WebAuthnCredential(Base):
+    __tablename__ = "webauthn_credentials"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    """The credential id, base64url."""
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[DeviceStatus] = mapped_column(_enum(DeviceStatus, "device_status"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    user: Mapped[User] = relationship()
+
+
+class WebAuthnChallenge(Base):
+    """A ceremony's challenge, single use and short lived."""
+
+    __tablename__ = "webauthn_challenges"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    challenge: Mapped[bytes] = mapped_column(LargeBinary)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class WebSession(Base):
+    """A signer signed in on the approval page (cookie holds the token; we keep its hash)."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship()

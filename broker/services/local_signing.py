@@ -1,7 +1,7 @@
-"""Signing by an administrator on the server (``kyso sign``), with no signer confirmation.
+"""Unconfirmed signing by an administrator (``kyso sign --unconfirmed``), sandbox data dirs only.
 
-Until the confirmation layer exists this is how the CLI and the demo sign (DESIGN decision 1).
-Every signature is audited.
+The only path besides :mod:`broker.services.sole_control` that uses a signer's key; the CLI
+refuses it outside a sandbox, and every such signature is audited as unconfirmed.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def sign_pdf(session: Session, actor: Actor, hsm: Hsm, credential: Credential, r
         target_type="credential",
         target_id=credential.id,
         details={
-            "confirmation": "none (local admin signing)",
+            "confirmation": "none (unconfirmed, sandbox)",
             "field": request.options.field_name,
             "certify": request.options.certify,
             "document_sha256": _file_sha256(request.input_path),
@@ -77,7 +77,7 @@ def sign_cades(
         "sign.cades",
         target_type="credential",
         target_id=credential.id,
-        details={"confirmation": "none (local admin signing)", "detached": detached, "document_sha256": digest},
+        details={"confirmation": "none (unconfirmed, sandbox)", "detached": detached, "document_sha256": digest},
     )
 
 

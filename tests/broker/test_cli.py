@@ -50,7 +50,7 @@ def test_admin_flow(kyso, runtime: Runtime, enrolled: Enrolled, tmp_path: Path, 
 
     content = tmp_path / "order.xml"
     content.write_bytes("<order>Đỗ Văn An</order>".encode())
-    assert kyso("sign", str(content), "--out", str(tmp_path / "order.xml.p7s"), "--user", "an", "--format", "cades")[0] == 0
+    assert kyso("sign", "--unconfirmed", str(content), "--out", str(tmp_path / "order.xml.p7s"), "--user", "an", "--format", "cades")[0] == 0
     assert openssl_cms_verify(tmp_path / "order.xml.p7s", root_pem, content).returncode == 0
     code, out, _ = kyso("verify", str(tmp_path / "order.xml.p7s"), "--content", str(content), "--trust", str(root_pem))
     assert code == 0 and "VALID" in out
@@ -60,7 +60,7 @@ def test_admin_flow(kyso, runtime: Runtime, enrolled: Enrolled, tmp_path: Path, 
 
     pdf = tmp_path / "order.pdf"
     write_payment_order_pdf(pdf)
-    assert kyso("sign", str(pdf), "--out", str(tmp_path / "signed.pdf"), "--user", "an", "--field", "ChuTaiKhoan")[0] == 0
+    assert kyso("sign", "--unconfirmed", str(pdf), "--out", str(tmp_path / "signed.pdf"), "--user", "an", "--field", "ChuTaiKhoan")[0] == 0
     code, out, _ = kyso("verify", str(tmp_path / "signed.pdf"))
     assert code == 0 and "VALID" in out
 
@@ -73,7 +73,7 @@ def test_admin_flow(kyso, runtime: Runtime, enrolled: Enrolled, tmp_path: Path, 
     assert code == 0 and "MISA-CA (TEST)" in out
     code, out, _ = kyso("cert", "revoke", credential_id, "--reason", "key_compromise")
     assert code == 0
-    code, _, err = kyso("sign", str(pdf), "--out", str(tmp_path / "again.pdf"), "--credential", credential_id)
+    code, _, err = kyso("sign", "--unconfirmed", str(pdf), "--out", str(tmp_path / "again.pdf"), "--credential", credential_id)
     assert code == 2 and "credential_not_usable" in err
     assert not (tmp_path / "again.pdf").exists()
 
@@ -85,10 +85,10 @@ def test_admin_flow(kyso, runtime: Runtime, enrolled: Enrolled, tmp_path: Path, 
         (lambda d, e: ["cert", "enroll", "--user", "usb", "--ca", "vnpt"], "unit_in_usb_token_mode"),
         (lambda d, e: ["cert", "enroll", "--user", "lan", "--ca", "acme"], "unknown_provider"),
         (lambda d, e: ["cert", "enroll", "--user", "lan", "--ca", "vnpt", "--key", "dsa-1024"], "invalid_input"),
-        (lambda d, e: ["sign", str(d / "junk.pdf"), "--out", str(d / "o.pdf"), "--user", "lan"], "invalid_document"),
-        (lambda d, e: ["sign", str(d / "encrypted.pdf"), "--out", str(d / "o.pdf"), "--user", "lan"], "invalid_document"),
-        (lambda d, e: ["sign", str(d / "missing.pdf"), "--out", str(d / "o.pdf"), "--user", "lan"], "invalid_input"),
-        (lambda d, e: ["sign", str(d / "junk.pdf"), "--out", str(d / "o.pdf"), "--user", "ghost"], "not_found"),
+        (lambda d, e: ["sign", "--unconfirmed", str(d / "junk.pdf"), "--out", str(d / "o.pdf"), "--user", "lan"], "invalid_document"),
+        (lambda d, e: ["sign", "--unconfirmed", str(d / "encrypted.pdf"), "--out", str(d / "o.pdf"), "--user", "lan"], "invalid_document"),
+        (lambda d, e: ["sign", "--unconfirmed", str(d / "missing.pdf"), "--out", str(d / "o.pdf"), "--user", "lan"], "invalid_input"),
+        (lambda d, e: ["sign", "--unconfirmed", str(d / "junk.pdf"), "--out", str(d / "o.pdf"), "--user", "ghost"], "not_found"),
         (lambda d, e: ["verify", str(d / "missing.pdf")], "invalid_input"),
         (lambda d, e: ["verify", str(d / "junk.pdf")], "invalid_document"),
         (lambda d, e: ["user", "add", "x", "--unit", "nope", "--name", "X", "--id", "001099000999"], "not_found"),
@@ -135,3 +135,16 @@ def test_wrong_pin_in_a_fresh_process(data_dir: Path, enrolled: Enrolled, tmp_pa
 def test_init_refuses_a_used_data_dir(kyso) -> None:  # type: ignore[no-untyped-def]
     code, _, err = kyso("init")
     assert code == 2 and "conflict" in err
+
+
+def test_sign_needs_confirmation_outside_a_sandbox(kyso, enrolled: Enrolled, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    content = tmp_path / "a.xml"
+    content.write_bytes(b"<a/>")
+    code, _, err = kyso("sign", str(content), "--out", str(tmp_path / "a.p7s"), "--user", "lan", "--format", "cades")
+    assert code == 2 and err.startswith("error [invalid_input]:") and "confirmation" in err
+    monkeypatch.setenv("KYSO_SANDBOX", "false")
+    code, _, err = kyso("sign", "--unconfirmed", str(content), "--out", str(tmp_path / "a.p7s"), "--user", "lan",
+                        "--format", "cades")
+    assert code == 2 and err.startswith("error [policy_violation]:")
+    assert not (tmp_path / "a.p7s").exists()

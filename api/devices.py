@@ -1,0 +1,68 @@
+"""The approval app's API: enroll a phone, wait for requests, approve or refuse."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+from fastapi import APIRouter, Depends, Query
+
+from api.deps import bearer_token, client_origin, runtime
+from api.schemas import DecisionIn, DeviceEnrollIn, DeviceEnrollOut, PendingList, RequestStatus
+from api.views import pending_view, status_view
+from broker.audit import Actor
+from broker.db.engine import transaction
+from broker.errors import InvalidInput
+from broker.runtime import Runtime
+from broker.services import approvals
+from broker.services import signing_requests as requests
+
+router = APIRouter(prefix="/v1/devices", tags=["approval devices"])
+
+
+@router.post("/enroll", response_model=DeviceEnrollOut, status_code=201)
+def enroll(body: DeviceEnrollIn, rt: Runtime = Depends(runtime), origin: str | None = Depends(client_origin)) -> DeviceEnrollOut:
+    """Register a phone's P-256 key with a one-time activation code from an administrator."""
+    try:
+        public_key = base64.b64decode(body.public_key, validate=True)
+    except ValueError:
+        raise InvalidInput("public_key is not base64") from None
+    with transaction(rt.sessions) as session:
+        device, token = approvals.enroll_device(session, Actor("device", "new", origin), body.activation_code,
+                                                public_key, body.name)
+        return DeviceEnrollOut(device_id=device.id, device_token=token, username=device.user.username,
+                               full_name=device.user.full_name)
+
+
+@router.get("/me/requests", response_model=PendingList)
+def pending(
+    wait: float = Query(0, ge=0, le=60, description="Long poll: seconds to wait for a request when none is pending."),
+    token: str = Depends(bearer_token),
+    rt: Runtime = Depends(runtime),
+) -> PendingList:
+    """The device's user's pending requests; with ``wait``, blocks until one arrives (no tight polling)."""
+    deadline = time.monotonic() + min(wait, rt.settings.long_poll_seconds)
+    while True:
+        seen = rt.notifier.version()
+        with transaction(rt.sessions) as session:
+            device = approvals.device_for_token(session, token)
+            found = [pending_view(r) for r in requests.pending_for_user(session, device.user_id)]
+        left = deadline - time.monotonic()
+        if found or left <= 0:
+            return PendingList(requests=found)
+        rt.notifier.wait(seen, min(left, 1.0))  # bounded re-check: a lost wake-up only delays
+
+
+@router.post("/me/requests/{request_id}/decision", response_model=RequestStatus)
+def decide(
+    request_id: str,
+    body: DecisionIn,
+    token: str = Depends(bearer_token),
+    rt: Runtime = Depends(runtime),
+    origin: str | None = Depends(client_origin),
+) -> RequestStatus:
+    """Approve or refuse with the device key's signature over the binding (refusal is final)."""
+    request = approvals.decide_with_device(rt.sessions, rt.settings, origin, token, request_id, body.decision,
+                                           body.counter, body.signature)
+    rt.notifier.notify()
+    return status_view(request)

@@ -1,0 +1,270 @@
+"""Approval devices (the phone protocol) and the decisions they send.
+
+Every attempt is audited, good or bad: a failed attempt is recorded in a transaction of its own
+after the attempt's transaction rolled back, and counts toward the credential's lockout.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TypeVar
+from urllib.parse import urlencode
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from biometrics import ConfirmationError, Decision, verify_decision
+from biometrics.device import load_device_key
+from broker import audit
+from broker.audit import Actor
+from broker.db.engine import transaction
+from broker.db.models import (
+    ActivationCode,
+    ApprovalDevice,
+    Credential,
+    DeviceStatus,
+    ItemState,
+    RequestItem,
+    RequestState,
+    SigningRequest,
+    User,
+)
+from broker.errors import InvalidInput, KysoError, NotFound
+from broker.services import signing_requests as requests
+from broker.services.directory import get_user
+from broker.settings import Settings
+
+T = TypeVar("T")
+
+
+class DeviceNotActive(KysoError):
+    code = "device_not_active"
+
+
+class ActivationRefused(KysoError):
+    code = "activation_refused"
+
+
+class RequestExpired(KysoError):
+    code = "request_expired"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# -- activation and enrollment ---------------------------------------------------------------------
+
+
+def issue_activation_code(session: Session, settings: Settings, actor: Actor, username: str) -> tuple[str, str]:
+    """A one-time code (and the ``kyso://activate`` URI for its QR code) for ``username``."""
+    user = get_user(session, username)
+    code = "-".join(secrets.token_hex(2).upper() for _ in range(3))
+    session.add(
+        ActivationCode(
+            user_id=user.id,
+            code_hash=token_hash(code),
+            expires_at=requests.now() + timedelta(seconds=settings.activation_ttl_seconds),
+        )
+    )
+    session.flush()
+    audit.record(session, actor, "device.activation_code", target_type="user", target_id=username)
+    uri = "kyso://activate?" + urlencode({"base_url": settings.public_base_url, "code": code})
+    return code, uri
+
+
+def redeem_activation_code(session: Session, code: str) -> User:
+    """Use up a code (conditional update: one use only) and return its user."""
+    row = session.scalar(select(ActivationCode).where(ActivationCode.code_hash == token_hash(code.strip().upper())))
+    moment = requests.now()
+    if row is None or row.used_at is not None or requests.aware(row.expires_at) <= moment:
+        raise ActivationRefused("unknown, used or expired activation code")
+    result = session.execute(
+        update(ActivationCode).where(ActivationCode.id == row.id, ActivationCode.used_at.is_(None)).values(used_at=moment)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise ActivationRefused("unknown, used or expired activation code")
+    return row.user
+
+
+def enroll_device(session: Session, actor: Actor, code: str, public_key_der: bytes, name: str) -> tuple[ApprovalDevice, str]:
+    """Register a phone's P-256 key; return the device and its bearer token (shown once)."""
+    try:
+        load_device_key(public_key_der)
+    except ConfirmationError as exc:
+        raise InvalidInput(exc.message) from None
+    user = redeem_activation_code(session, code)
+    token = secrets.token_urlsafe(32)
+    device = ApprovalDevice(
+        id=uuid.uuid4().hex, user_id=user.id, name=name[:128] or "phone", public_key=public_key_der,
+        token_hash=token_hash(token), counter=0, status=DeviceStatus.ACTIVE,
+    )
+    session.add(device)
+    session.flush()
+    audit.record(session, actor, "device.enroll", target_type="device", target_id=device.id,
+                 details={"user": user.username, "name": device.name})
+    return device, token
+
+
+def device_for_token(session: Session, token: str) -> ApprovalDevice:
+    device = session.scalar(select(ApprovalDevice).where(ApprovalDevice.token_hash == token_hash(token)))
+    # The lookup is by hash; compare again in constant time for good measure.
+    if device is None or not hmac.compare_digest(device.token_hash, token_hash(token)):
+        raise DeviceNotActive("unknown device token")
+    if device.status is not DeviceStatus.ACTIVE:
+        raise DeviceNotActive("this device was revoked")
+    return device
+
+
+def list_devices(session: Session, username: str) -> list[ApprovalDevice]:
+    user = get_user(session, username)
+    return list(session.scalars(select(ApprovalDevice).where(ApprovalDevice.user_id == user.id)
+                                .order_by(ApprovalDevice.created_at)))
+
+
+def revoke_device(session: Session, actor: Actor, username: str, device_id: str) -> ApprovalDevice:
+    user = get_user(session, username)
+    device = session.get(ApprovalDevice, device_id)
+    if device is None or device.user_id != user.id:
+        raise NotFound(f"user {username!r} has no device {device_id!r}")
+    if device.status is DeviceStatus.REVOKED:
+        raise DeviceNotActive(f"device {device_id} is already revoked")
+    device.status = DeviceStatus.REVOKED
+    device.revoked_at = requests.now()
+    audit.record(session, actor, "device.revoke", target_type="device", target_id=device_id,
+                 details={"user": username})
+    return device
+
+
+# -- decisions ---------------------------------------------------------------------------------------
+
+
+def _request_for_user(session: Session, actor: Actor, request_id: str, user_id: int) -> SigningRequest:
+    request = session.get(SigningRequest, request_id)
+    if request is None or request.user_id != user_id:
+        # Another user's request answers as if it did not exist.
+        raise NotFound(f"no signing request {request_id!r}")
+    return request
+
+
+def expire_due(factory: sessionmaker[Session], actor: Actor, request_id: str) -> None:
+    """Expire the request first, in its own transaction, if its time ran out."""
+    with transaction(factory) as session:
+        request = session.get(SigningRequest, request_id)
+        if request is not None and requests.expire_if_due(session, actor, request):
+            return
+
+
+def apply_decision(
+    session: Session,
+    actor: Actor,
+    request: SigningRequest,
+    decision: Decision,
+    *,
+    via: str,
+    evidence: dict[str, object],
+) -> None:
+    """Approve (hashes become authorised) or refuse (final), and clear the lockout on success."""
+    if decision is Decision.APPROVE:
+        requests.transition(session, actor, request, RequestState.APPROVED, decided_at=requests.now(),
+                            decided_via=via, evidence=evidence, details={"via": via})
+        session.execute(update(RequestItem).where(RequestItem.request_id == request.id,
+                                                  RequestItem.state == ItemState.PENDING)
+                        .values(state=ItemState.AUTHORISED))
+        session.execute(update(Credential).where(Credential.id == request.credential_id)
+                        .values(failed_confirmations=0, locked_until=None))
+    else:
+        requests.transition(session, actor, request, RequestState.REJECTED, decided_at=requests.now(),
+                            decided_via=via, evidence=evidence, details={"via": via})
+        session.execute(update(RequestItem).where(RequestItem.request_id == request.id).values(state=ItemState.VOID))
+
+
+def attempt(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    actor: Actor,
+    action: str,
+    request_id: str,
+    body: Callable[[Session], T],
+) -> T:
+    """Run one confirmation attempt; audit it either way; count failed proofs toward a lockout."""
+    expire_due(factory, actor, request_id)
+    try:
+        with transaction(factory) as session:
+            return body(session)
+    except (KysoError, ConfirmationError) as exc:
+        _record_failure(factory, settings, actor, action, request_id, exc)
+        raise
+
+
+def _record_failure(
+    factory: sessionmaker[Session], settings: Settings, actor: Actor, action: str, request_id: str,
+    exc: KysoError | ConfirmationError,
+) -> None:
+    with transaction(factory) as session:
+        details: dict[str, object] = {"reason": exc.code, "message": exc.message}
+        request = session.get(SigningRequest, request_id)
+        if isinstance(exc, ConfirmationError) and request is not None:
+            credential = session.get(Credential, request.credential_id)
+            assert credential is not None
+            credential.failed_confirmations += 1
+            details["failed_confirmations"] = credential.failed_confirmations
+            if credential.failed_confirmations >= settings.confirm_max_failures:
+                credential.locked_until = requests.now() + timedelta(seconds=settings.confirm_lock_seconds)
+                details["locked_until"] = credential.locked_until.isoformat()
+        audit.record(session, actor, action, outcome="refused", target_type="request", target_id=request_id,
+                     details=details)
+
+
+def decide_with_device(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    origin: str | None,
+    device_token: str,
+    request_id: str,
+    decision: Decision,
+    counter: int,
+    signature_b64: str,
+) -> SigningRequest:
+    """The phone's approval or refusal: signature over the binding, device active, counter forward."""
+    with transaction(factory) as session:
+        device = device_for_token(session, device_token)
+        device_id, user_id = device.id, device.user_id
+    actor = Actor("device", device_id, origin)
+    try:
+        signature = base64.b64decode(signature_b64, validate=True)
+    except ValueError:
+        signature = b""
+
+    def body(session: Session) -> SigningRequest:
+        device = session.get(ApprovalDevice, device_id)
+        if device is None or device.status is not DeviceStatus.ACTIVE:
+            raise DeviceNotActive("this device was revoked")
+        request = _request_for_user(session, actor, request_id, user_id)
+        if request.state is RequestState.EXPIRED:
+            raise RequestExpired(f"request {request_id} expired at {requests.aware(request.expires_at):%H:%M:%S} UTC")
+        if request.state is not RequestState.PENDING:
+            raise requests.RequestNotPending(f"request {request_id} is {request.state.value}")
+        credential = session.get(Credential, request.credential_id)
+        assert credential is not None
+        requests.check_not_locked(credential, requests.now())
+        verify_decision(device.public_key, request.binding, decision, counter, device.counter, signature)
+        moved = session.execute(update(ApprovalDevice)
+                                .where(ApprovalDevice.id == device_id, ApprovalDevice.counter < counter)
+                                .values(counter=counter))
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            from biometrics import ReplayedCounter
+
+            raise ReplayedCounter("the device counter did not move forward")
+        apply_decision(session, actor, request, decision, via=f"device:{device_id}",
+                       evidence={"kind": "device", "device": device_id, "counter": counter,
+                                 "decision": decision.value, "signature": signature_b64})
+        return request
+
+    return attempt(factory, settings, actor, f"request.{decision.value}", request_id, body)

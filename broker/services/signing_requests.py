@@ -1,0 +1,204 @@
+"""The signing-request lifecycle: pending → approved → signed, or rejected / expired / failed /
+cancelled. Every state change is a conditional update plus its audit event, in one transaction.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from biometrics import BindingInput, BoundDocument, compute_binding, verification_code
+from broker import audit
+from broker.audit import Actor
+from broker.db.models import FINAL_STATES, Credential, ItemState, RequestItem, RequestState, SigningRequest
+from broker.errors import Conflict, InvalidInput, KysoError, NotFound, PolicyViolation
+from broker.services.credentials import check_usable
+from broker.settings import Settings
+from signer.algorithms import check_digest
+
+
+class TooManyPending(PolicyViolation):
+    code = "too_many_pending_requests"
+
+
+class CredentialLocked(PolicyViolation):
+    code = "credential_locked"
+
+
+class RequestNotPending(Conflict):
+    code = "request_not_pending"
+
+
+@dataclass(frozen=True)
+class DocumentToSign:
+    digest: bytes
+    title: str
+    summary: str = ""
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def check_not_locked(credential: Credential, at: datetime) -> None:
+    if credential.locked_until is not None and aware(credential.locked_until) > at:
+        raise CredentialLocked(
+            f"credential {credential.id!r} is locked after repeated failed confirmations until "
+            f"{aware(credential.locked_until):%H:%M:%S} UTC"
+        )
+
+
+def create(
+    session: Session,
+    settings: Settings,
+    actor: Actor,
+    credential: Credential,
+    documents: Sequence[DocumentToSign],
+    *,
+    relying_system: str,
+    hash_algorithm: str = "sha256",
+    ttl_seconds: int | None = None,
+) -> SigningRequest:
+    """A pending request whose binding covers every hash, title and summary, in order."""
+    if not documents:
+        raise InvalidInput("a signing request needs at least one hash")
+    if len(documents) > settings.max_batch:
+        raise InvalidInput(f"at most {settings.max_batch} hashes per request")
+    for doc in documents:
+        check_digest(doc.digest, hash_algorithm)
+        if not doc.title.strip():
+            raise InvalidInput("every document needs a title the signer can read")
+        if len(doc.title) > 255 or len(doc.summary) > 2000:
+            raise InvalidInput("a title has at most 255 characters, a summary 2000")
+    moment = now()
+    check_usable(credential, moment)
+    check_not_locked(credential, moment)
+    pending = session.scalar(
+        select(func.count()).select_from(SigningRequest).where(
+            SigningRequest.user_id == credential.user_id,
+            SigningRequest.state == RequestState.PENDING,
+            SigningRequest.expires_at > moment,
+        )
+    )
+    if (pending or 0) >= settings.max_pending_per_user:
+        raise TooManyPending(f"the signer already has {pending} pending requests")
+    request_id = uuid.uuid4().hex
+    expires_at = (moment + timedelta(seconds=ttl_seconds or settings.request_ttl_seconds)).replace(microsecond=0)
+    nonce = secrets.token_urlsafe(16)
+    binding = compute_binding(
+        BindingInput(
+            request_id=request_id,
+            credential_id=credential.id,
+            relying_system=relying_system,
+            hash_algorithm=hash_algorithm,
+            documents=[BoundDocument(d.digest, d.title, d.summary) for d in documents],
+            expires_at=expires_at,
+            nonce=nonce,
+        )
+    )
+    request = SigningRequest(
+        id=request_id,
+        credential_id=credential.id,
+        user_id=credential.user_id,
+        relying_system=relying_system,
+        state=RequestState.PENDING,
+        hash_algorithm=hash_algorithm,
+        nonce=nonce,
+        binding=binding,
+        verification_code=verification_code(binding),
+        created_at=moment,
+        expires_at=expires_at,
+    )
+    session.add(request)
+    for position, doc in enumerate(documents):
+        session.add(
+            RequestItem(
+                request_id=request_id, position=position, digest=doc.digest, title=doc.title, summary=doc.summary,
+                state=ItemState.PENDING,
+            )
+        )
+    session.flush()
+    audit.record(
+        session, actor, "request.create", target_type="request", target_id=request_id,
+        details={"credential": credential.id, "relying_system": relying_system, "hashes": len(documents),
+                 "expires_at": expires_at.isoformat()},
+    )
+    return request
+
+
+def get(session: Session, request_id: str) -> SigningRequest:
+    request = session.get(SigningRequest, request_id)
+    if request is None:
+        raise NotFound(f"no signing request {request_id!r}")
+    return request
+
+
+def pending_for_user(session: Session, user_id: int) -> list[SigningRequest]:
+    return list(
+        session.scalars(
+            select(SigningRequest)
+            .where(SigningRequest.user_id == user_id, SigningRequest.state == RequestState.PENDING,
+                   SigningRequest.expires_at > now())
+            .order_by(SigningRequest.created_at)
+        )
+    )
+
+
+def transition(
+    session: Session,
+    actor: Actor,
+    request: SigningRequest,
+    to: RequestState,
+    *,
+    expected: Sequence[RequestState] = (RequestState.PENDING,),
+    details: dict[str, object] | None = None,
+    **values: object,
+) -> None:
+    """Move ``request`` to ``to`` only if it is still in one of ``expected`` (exactly one racer wins)."""
+    result = session.execute(
+        update(SigningRequest)
+        .where(SigningRequest.id == request.id, SigningRequest.state.in_(list(expected)))
+        .values(state=to, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(request)
+        raise RequestNotPending(f"request {request.id} is {request.state.value}, not {'/'.join(s.value for s in expected)}")
+    session.refresh(request)
+    audit.record(session, actor, f"request.{to.value}", target_type="request", target_id=request.id,
+                 details=details or {})
+
+
+def expire_if_due(session: Session, actor: Actor, request: SigningRequest) -> bool:
+    """Mark a pending request whose time ran out as expired (audited). True if it expired."""
+    if request.state is RequestState.PENDING and aware(request.expires_at) <= now():
+        try:
+            transition(session, actor, request, RequestState.EXPIRED)
+        except RequestNotPending:
+            return False
+        session.execute(update(RequestItem).where(RequestItem.request_id == request.id).values(state=ItemState.VOID))
+        return True
+    return False
+
+
+def cancel(session: Session, actor: Actor, request: SigningRequest) -> None:
+    transition(session, actor, request, RequestState.CANCELLED, expected=(RequestState.PENDING,))
+    session.execute(update(RequestItem).where(RequestItem.request_id == request.id).values(state=ItemState.VOID))
+
+
+def is_final(request: SigningRequest) -> bool:
+    return request.state in FINAL_STATES
+
+
+class RequestFailed(KysoError):
+    code = "request_failed"
