@@ -131,3 +131,41 @@ def db_runtime(request: pytest.FixtureRequest, tmp_path: Path, settings: Setting
     rt = Runtime(settings.model_copy(update={"database_url": url}), hsm=hsm)
     yield rt
     rt.engine.dispose()
+
+
+# -- a real HTTP server on loopback, in this process (it shares the session's token) -------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def live_server(runtime: Runtime) -> Iterator[str]:
+    """``http://localhost:PORT`` served by uvicorn on 127.0.0.1 (localhost: a valid WebAuthn RP ID)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from api.app import create_app
+
+    port = _free_port()
+    base_url = f"http://localhost:{port}"
+    runtime.settings.public_base_url = base_url
+    runtime.settings.webauthn_origins = [base_url]
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
