@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from api import devices, problems
+from api import approval_page, devices, problems
 from broker.db.engine import transaction
 from broker.runtime import Runtime
 from hsm import HsmError
@@ -17,6 +17,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     problems.install(app)
     app.include_router(devices.router)
+    app.include_router(approval_page.router)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

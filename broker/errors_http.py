@@ -23,6 +23,8 @@ def status_for(exc: Exception) -> int:
         return 403
     if isinstance(exc, TokenMissing | WrongPin | DeviceError | NotInitialised):
         return 503
+    if isinstance(exc, KysoError) and exc.code == "not_signed_in":
+        return 401
     if isinstance(exc, KysoError) and exc.code in ("device_not_active", "activation_refused"):
         return 403
     if isinstance(exc, KysoError) and exc.code == "request_expired":

@@ -1,0 +1,156 @@
+"""The mobile approval page and its JSON calls: WebAuthn registration, sign-in, approve, refuse."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Cookie, Depends, Response
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from api.deps import client_origin, runtime
+from api.schemas import PendingList, RequestStatus
+from api.views import pending_view, status_view
+from biometrics import Decision
+from broker.audit import Actor
+from broker.db.engine import transaction
+from broker.runtime import Runtime
+from broker.services import signing_requests as requests
+from broker.services import webauthn_service as webauthn
+
+router = APIRouter(prefix="/approve", tags=["approval page"])
+PAGE = Path(__file__).resolve().parent / "static" / "approve.html"
+COOKIE = "kyso_session"
+
+
+class CodeIn(BaseModel):
+    activation_code: str = Field(min_length=4, max_length=64)
+
+
+class UsernameIn(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+
+
+class CeremonyOut(BaseModel):
+    challenge_id: str
+    options: dict[str, Any]
+
+
+class RegisterIn(BaseModel):
+    challenge_id: str
+    activation_code: str
+    credential: dict[str, Any]
+
+
+class LoginIn(BaseModel):
+    challenge_id: str
+    credential: dict[str, Any]
+
+
+class AssertionIn(BaseModel):
+    credential: dict[str, Any]
+
+
+class SignedIn(BaseModel):
+    username: str
+    full_name: str
+
+
+def _set_cookie(response: Response, token: str, rt: Runtime) -> None:
+    response.set_cookie(COOKIE, token, max_age=rt.settings.web_session_seconds, httponly=True, samesite="strict",
+                        secure=rt.settings.public_base_url.startswith("https://"), path="/approve")
+
+
+@router.get("", response_class=HTMLResponse, include_in_schema=False)
+def page() -> HTMLResponse:
+    return HTMLResponse(PAGE.read_text(encoding="utf-8"), headers={"Cache-Control": "no-store"})
+
+
+@router.post("/api/register/options", response_model=CeremonyOut)
+def register_options(body: CodeIn, rt: Runtime = Depends(runtime)) -> CeremonyOut:
+    with transaction(rt.sessions) as session:
+        challenge_id, options = webauthn.start_registration(session, rt.settings, body.activation_code)
+    return CeremonyOut(challenge_id=challenge_id, options=json.loads(options))
+
+
+@router.post("/api/register/verify", response_model=SignedIn)
+def register_verify(body: RegisterIn, response: Response, rt: Runtime = Depends(runtime),
+                    origin: str | None = Depends(client_origin)) -> SignedIn:
+    with transaction(rt.sessions) as session:
+        user, token = webauthn.finish_registration(session, rt.settings, Actor("webauthn", "registration", origin),
+                                                   body.challenge_id, body.activation_code, json.dumps(body.credential))
+        out = SignedIn(username=user.username, full_name=user.full_name)
+    _set_cookie(response, token, rt)
+    return out
+
+
+@router.post("/api/login/options", response_model=CeremonyOut)
+def login_options(body: UsernameIn, rt: Runtime = Depends(runtime)) -> CeremonyOut:
+    with transaction(rt.sessions) as session:
+        challenge_id, options = webauthn.start_login(session, rt.settings, body.username)
+    return CeremonyOut(challenge_id=challenge_id, options=json.loads(options))
+
+
+@router.post("/api/login/verify", response_model=SignedIn)
+def login_verify(body: LoginIn, response: Response, rt: Runtime = Depends(runtime),
+                 origin: str | None = Depends(client_origin)) -> SignedIn:
+    with transaction(rt.sessions) as session:
+        user, token = webauthn.finish_login(session, rt.settings, Actor("webauthn", "login", origin),
+                                            body.challenge_id, json.dumps(body.credential))
+        out = SignedIn(username=user.username, full_name=user.full_name)
+    _set_cookie(response, token, rt)
+    return out
+
+
+@router.post("/api/logout", status_code=204)
+def logout(response: Response, rt: Runtime = Depends(runtime), kyso_session: str | None = Cookie(default=None)) -> None:
+    with transaction(rt.sessions) as session:
+        webauthn.sign_out(session, kyso_session)
+    response.delete_cookie(COOKIE, path="/approve")
+
+
+@router.get("/api/requests", response_model=PendingList)
+def pending(wait: float = 0, rt: Runtime = Depends(runtime),
+            kyso_session: str | None = Cookie(default=None)) -> PendingList:
+    """The signed-in signer's pending requests; ``wait`` long-polls."""
+    user_id, _ = webauthn.web_user(rt.sessions, kyso_session)
+    deadline = time.monotonic() + min(max(wait, 0), rt.settings.long_poll_seconds)
+    while True:
+        seen = rt.notifier.version()
+        with transaction(rt.sessions) as session:
+            found = [pending_view(r) for r in requests.pending_for_user(session, user_id)]
+        left = deadline - time.monotonic()
+        if found or left <= 0:
+            return PendingList(requests=found)
+        rt.notifier.wait(seen, min(left, 1.0))
+
+
+@router.post("/api/requests/{request_id}/options")
+def approval_options(request_id: str, rt: Runtime = Depends(runtime),
+                     kyso_session: str | None = Cookie(default=None)) -> dict[str, Any]:
+    with transaction(rt.sessions) as session:
+        user = webauthn.web_session_user(session, kyso_session)
+        return {"options": json.loads(webauthn.approval_options(session, rt.settings, user, request_id))}
+
+
+@router.post("/api/requests/{request_id}/approve", response_model=RequestStatus)
+def approve(request_id: str, body: AssertionIn, rt: Runtime = Depends(runtime),
+            origin: str | None = Depends(client_origin), kyso_session: str | None = Cookie(default=None)) -> RequestStatus:
+    user_id, username = webauthn.web_user(rt.sessions, kyso_session)
+    request = webauthn.decide_with_webauthn(rt.sessions, rt.settings, origin, user_id, username, request_id,
+                                            Decision.APPROVE, json.dumps(body.credential))
+    rt.notifier.notify()
+    return status_view(request)
+
+
+@router.post("/api/requests/{request_id}/refuse", response_model=RequestStatus)
+def refuse(request_id: str, rt: Runtime = Depends(runtime), origin: str | None = Depends(client_origin),
+           kyso_session: str | None = Cookie(default=None)) -> RequestStatus:
+    user_id, username = webauthn.web_user(rt.sessions, kyso_session)
+    request = webauthn.decide_with_webauthn(rt.sessions, rt.settings, origin, user_id, username, request_id,
+                                            Decision.REFUSE, None)
+    rt.notifier.notify()
+    return status_view(request)
