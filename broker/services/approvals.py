@@ -234,8 +234,13 @@ def decide_with_device(
 ) -> SigningRequest:
     """The phone's approval or refusal: signature over the binding, device active, counter forward."""
     with transaction(factory) as session:
-        device = device_for_token(session, device_token)
-        device_id, user_id = device.id, device.user_id
+        device = session.scalar(select(ApprovalDevice).where(ApprovalDevice.token_hash == token_hash(device_token)))
+        if device is None:
+            audit.record(session, Actor("device", "unknown", origin), f"request.{decision.value}", outcome="refused",
+                         target_type="request", target_id=request_id, details={"reason": DeviceNotActive.code})
+    if device is None:
+        raise DeviceNotActive("unknown device token")
+    device_id, user_id = device.id, device.user_id
     actor = Actor("device", device_id, origin)
     try:
         signature = base64.b64decode(signature_b64, validate=True)

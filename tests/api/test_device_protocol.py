@@ -165,6 +165,7 @@ def test_a_revoked_device_cannot_approve(runtime: Runtime, live_server: str, enr
         device.decide(shown, Decision.APPROVE)
     assert refused.value.code == "device_not_active"
     assert_nothing_signed(runtime, request_id)
+    assert refusals(runtime, request_id) == ["device_not_active"]
 
 
 def test_replayed_approval_and_backward_counter(runtime: Runtime, enrolled: Enrolled, lan_device: DeviceClient) -> None:
