@@ -164,6 +164,11 @@ def assemble(
     return der.sequence(_OID_SIGNED_DATA, der.context(0, signed_data))
 
 
+def default_pss(scheme: Scheme, hash_name: str) -> PssParams | None:
+    """The PSS parameters kyso uses for a PSS key: MGF1 with the same digest, salt = digest size."""
+    return PssParams(hash_name, DIGEST_SIZES[hash_name]) if scheme is Scheme.RSA_PSS else None
+
+
 def sign(
     key: KeySigner,
     *,
@@ -183,6 +188,6 @@ def sign(
         hash_name=hash_name,
         signing_time=signing_time,
     )
-    pss = PssParams(hash_name, DIGEST_SIZES[hash_name]) if key.scheme is Scheme.RSA_PSS else None
+    pss = default_pss(key.scheme, hash_name)
     signature = key.sign(tbs.digest, hash_name, pss=pss)
     return assemble(tbs, signature, key.certificate, key.chain, key.scheme, pss)

@@ -1,23 +1,29 @@
-"""PAdES baseline signatures through pyHanko, with the key wherever the KeySigner keeps it.
+"""PAdES baseline signatures through pyHanko's interrupted signing, the key wherever it lives.
 
-Files in, files out: pyHanko reads the input and writes the output incrementally, so a large
-PDF is never held whole in memory twice.
+``prepare`` writes the new revision with a placeholder and returns the digest of the signed
+attributes (what the signer approves); ``finish`` embeds the signature value. Files in, files
+out: pyHanko reads the input and writes the output incrementally, so a large PDF is never held
+whole in memory twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from asn1crypto import cms, x509
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.sign import fields, signers
 from pyhanko.sign.fields import FieldMDPAction, FieldMDPSpec, MDPPerm, SigFieldSpec, SigSeedSubFilter
+from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
+from pyhanko.sign.signers.pdf_signer import PdfTBSDocument, PostSignInstructions
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
@@ -26,28 +32,6 @@ from signer.errors import InvalidDocument
 from signer.keysigner import KeySigner
 
 VIETNAMESE_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-
-
-class PyHankoKeySigner(signers.Signer):
-    """pyHanko's ``Signer`` whose raw signature comes from a :class:`KeySigner`."""
-
-    def __init__(self, key: KeySigner, hash_name: str = "sha256") -> None:
-        self._key = key
-        self._pss = PssParams(hash_name, DIGEST_SIZES[hash_name]) if key.scheme is Scheme.RSA_PSS else None
-        mechanism = signature_algorithm(key.scheme, hash_name, self._pss)
-        super().__init__(
-            signing_cert=key.certificate,
-            cert_registry=SimpleCertificateStore.from_certs(list(key.chain)),
-            signature_mechanism=mechanism,
-            prefer_pss=key.scheme is Scheme.RSA_PSS,
-            embed_roots=False,
-        )
-
-    async def async_sign_raw(self, data: bytes, digest_algorithm: str, dry_run: bool = False) -> bytes:
-        if dry_run:
-            return bytes(self._key.signature_size())
-        digest = hashlib.new(digest_algorithm, data).digest()
-        return self._key.sign(digest, digest_algorithm, pss=self._pss)
 
 
 @dataclass(frozen=True)
@@ -108,18 +92,66 @@ def _stamp_style(text: str) -> TextStampStyle:
     )
 
 
-def sign(key: KeySigner, input_path: Path, output_path: Path, options: PadesOptions) -> None:
-    """Sign ``input_path`` into ``output_path`` (PAdES B-B) by incremental update."""
+@dataclass(frozen=True)
+class PreparedPdf:
+    """A PDF with its signature placeholder written, waiting for the signature value.
+
+    ``dtbs_digest`` (the hash of the DER signed attributes) is what the signer approves and the
+    key signs; :func:`finish` embeds the signature into ``work_path`` and moves it into place.
+    """
+
+    work_path: Path
+    output_path: Path
+    prepared_digest: PreparedByteRangeDigest
+    post_sign_instructions: PostSignInstructions | None
+    signed_attrs_der: bytes
+    dtbs_digest: bytes
+    hash_name: str
+
+
+def _external_signer(
+    certificate: x509.Certificate, chain: Sequence[x509.Certificate], scheme: Scheme, signature: bytes | int,
+    hash_name: str,
+) -> signers.ExternalSigner:
+    pss = PssParams(hash_name, DIGEST_SIZES[hash_name]) if scheme is Scheme.RSA_PSS else None
+    return signers.ExternalSigner(
+        signing_cert=certificate,
+        cert_registry=SimpleCertificateStore.from_certs(list(chain)),
+        signature_value=signature,
+        signature_mechanism=signature_algorithm(scheme, hash_name, pss),
+        prefer_pss=scheme is Scheme.RSA_PSS,
+        embed_roots=False,
+    )
+
+
+def prepare(
+    certificate: x509.Certificate,
+    chain: Sequence[x509.Certificate],
+    scheme: Scheme,
+    signature_size: int,
+    input_path: Path,
+    output_path: Path,
+    options: PadesOptions,
+    hash_name: str = "sha256",
+) -> PreparedPdf:
+    """Write the signed revision with a placeholder and compute what must be signed."""
+    return asyncio.run(_prepare(certificate, chain, scheme, signature_size, input_path, output_path, options, hash_name))
+
+
+async def _prepare(
+    certificate: x509.Certificate, chain: Sequence[x509.Certificate], scheme: Scheme, signature_size: int,
+    input_path: Path, output_path: Path, options: PadesOptions, hash_name: str,
+) -> PreparedPdf:
     with input_path.open("rb") as pdf_in:
         writer = _open_for_update(pdf_in)
-        sig_fields = {name: (value, ref) for name, value, ref in fields.enumerate_sig_fields(writer.prev)}
-        if options.field_name in sig_fields and sig_fields[options.field_name][0] is not None:
+        sig_fields = {name: value for name, value, _ in fields.enumerate_sig_fields(writer.prev)}
+        if sig_fields.get(options.field_name) is not None:
             raise InvalidDocument(f"field {options.field_name!r} is already signed; a field is never reused")
-        if options.certify and any(value is not None for value, _ in sig_fields.values()):
+        if options.certify and any(value is not None for value in sig_fields.values()):
             raise InvalidDocument("only the first signature can certify a document")
         meta = signers.PdfSignatureMetadata(
             field_name=options.field_name,
-            md_algorithm="sha256",
+            md_algorithm=hash_name,
             subfilter=SigSeedSubFilter.PADES,
             certify=options.certify,
             docmdp_permissions=MDPPerm.FILL_FORMS,
@@ -127,14 +159,61 @@ def sign(key: KeySigner, input_path: Path, output_path: Path, options: PadesOpti
             location=options.location,
             name=options.signer_name,
         )
+        external = _external_signer(certificate, chain, scheme, signature_size, hash_name)
         stamp = _stamp_style(options.stamp_text) if options.stamp_text else None
-        pdf_signer = signers.PdfSigner(meta, signer=PyHankoKeySigner(key), stamp_style=stamp)
-        tmp = output_path.with_name(output_path.name + ".part")
+        pdf_signer = signers.PdfSigner(meta, signer=external, stamp_style=stamp)
+        work_path = output_path.with_name(output_path.name + ".part")
         try:
-            with tmp.open("wb") as out:
-                pdf_signer.sign_pdf(writer, output=out)
-            tmp.replace(output_path)
+            with work_path.open("w+b") as out:
+                prepared_digest, tbs, _ = await pdf_signer.async_digest_doc_for_signing(writer, output=out)
         except (PdfError, ValueError) as exc:
+            work_path.unlink(missing_ok=True)
             raise InvalidDocument(f"cannot sign this PDF: {exc}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
+    signed_attrs = await external.signed_attrs(prepared_digest.document_digest, hash_name, use_pades=True)
+    der = signed_attrs.dump()
+    return PreparedPdf(work_path, output_path, prepared_digest, tbs.post_sign_instructions, der,
+                       hashlib.new(hash_name, der).digest(), hash_name)
+
+
+def finish(
+    prepared: PreparedPdf,
+    signature: bytes,
+    certificate: x509.Certificate,
+    chain: Sequence[x509.Certificate],
+    scheme: Scheme,
+) -> None:
+    """Embed the signature value and move the signed PDF into place."""
+    asyncio.run(_finish(prepared, signature, certificate, chain, scheme))
+
+
+async def _finish(
+    prepared: PreparedPdf, signature: bytes, certificate: x509.Certificate, chain: Sequence[x509.Certificate],
+    scheme: Scheme,
+) -> None:
+    external = _external_signer(certificate, chain, scheme, signature, prepared.hash_name)
+    signed_attrs = cms.CMSAttributes.load(prepared.signed_attrs_der)
+    signature_cms = await external.async_sign_prescribed_attributes(prepared.hash_name, signed_attrs=signed_attrs)
+    try:
+        with prepared.work_path.open("r+b") as output:
+            await PdfTBSDocument.async_finish_signing(
+                output, prepared.prepared_digest, signature_cms, post_sign_instr=prepared.post_sign_instructions
+            )
+        prepared.work_path.replace(prepared.output_path)
+    finally:
+        prepared.work_path.unlink(missing_ok=True)
+
+
+def discard(prepared: PreparedPdf) -> None:
+    prepared.work_path.unlink(missing_ok=True)
+
+
+def sign(key: KeySigner, input_path: Path, output_path: Path, options: PadesOptions) -> None:
+    """Sign ``input_path`` into ``output_path`` (PAdES B-B) by incremental update, in one go."""
+    prepared = prepare(key.certificate, key.chain, key.scheme, key.signature_size(), input_path, output_path, options)
+    try:
+        pss = PssParams("sha256", DIGEST_SIZES["sha256"]) if key.scheme is Scheme.RSA_PSS else None
+        signature = key.sign(prepared.dtbs_digest, prepared.hash_name, pss=pss)
+    except BaseException:
+        discard(prepared)
+        raise
+    finish(prepared, signature, key.certificate, key.chain, key.scheme)

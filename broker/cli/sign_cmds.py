@@ -14,7 +14,8 @@ from broker.cli.context import state
 from broker.cli.output import console, table
 from broker.db.engine import transaction
 from broker.errors import InvalidInput, PolicyViolation
-from broker.services import credentials, directory, local_signing
+from broker.db.models import RequestState
+from broker.services import credentials, directory, document_signing, local_signing
 from ca_adapters import provider_names
 from signer import pades, validate
 
@@ -44,12 +45,7 @@ def sign(
     stamp: Optional[str] = typer.Option(None, "--stamp", help="PAdES: visible text; %(signer)s and %(ts)s are filled."),  # noqa: UP007
     unconfirmed: bool = typer.Option(False, "--unconfirmed", help="Sign without the signer's confirmation (sandbox only)."),
 ) -> None:
-    """Sign a file as a credential without the signer's confirmation: sandbox data dirs only, audited."""
-    if not unconfirmed:
-        raise InvalidInput(
-            "every signature needs the signer's confirmation; signing through a confirmed request from the CLI "
-            "is not built yet — in a sandbox, pass --unconfirmed"
-        )
+    """Sign a file as a credential once its signer approves (phone or browser); or, in a sandbox, --unconfirmed."""
     if (user is None) == (credential_id is None):
         raise InvalidInput("name exactly one of --user or --credential")
     if not file.is_file():
@@ -57,9 +53,10 @@ def sign(
     if fmt is Format.pades and enveloping:
         raise InvalidInput("--enveloping is for CAdES")
     runtime = state(ctx).runtime()
-    if not runtime.settings.sandbox:
+    if unconfirmed and not runtime.settings.sandbox:
         raise PolicyViolation("unconfirmed signing is refused outside a sandbox data dir (kyso init --sandbox)")
     actor = cli_actor()
+    options = None
     with transaction(runtime.sessions) as session:
         if credential_id is not None:
             credential = credentials.get_credential(session, credential_id)
@@ -75,9 +72,24 @@ def sign(
                 signer_name=credential.user.full_name,
                 stamp_text=stamp,
             )
-            local_signing.sign_pdf(session, actor, runtime.hsm, credential, local_signing.PdfRequest(file, out, options))
-        else:
-            local_signing.sign_cades(session, actor, runtime.hsm, credential, file, out, detached=not enveloping)
+        if unconfirmed:
+            if options is not None:
+                local_signing.sign_pdf(session, actor, runtime.hsm, credential, local_signing.PdfRequest(file, out, options))
+            else:
+                local_signing.sign_cades(session, actor, runtime.hsm, credential, file, out, detached=not enveloping)
+            console.print(f"signed {file} → {out} (unconfirmed, sandbox)")
+            return
+        pending = document_signing.start(session, runtime.settings, actor, credential, file, out,
+                                         pdf_options=options, detached=not enveloping)
+        signer_name = credential.user.username
+    console.print(f"request {pending.request_id}: verification code {pending.verification_code}", markup=False)
+    console.print(f"waiting for {signer_name} to approve on their phone or browser (until {pending.expires_at})",
+                  markup=False)
+    outcome = document_signing.wait_for_decision(runtime.sessions, runtime.notifier, pending.request_id, actor)
+    if outcome is not RequestState.APPROVED:
+        document_signing.abandon(pending)
+        document_signing.raise_for_state(outcome, pending.request_id)
+    document_signing.complete(runtime.sessions, runtime.hsm, actor, pending)
     console.print(f"signed {file} → {out}")
 
 

@@ -1,0 +1,138 @@
+"""Signing a document through a confirmed request: prepare → the signer approves → sign → embed.
+
+The data to be signed (the digest of the CAdES or PAdES signed attributes) is what the request
+binds and the signer approves; :mod:`broker.services.sole_control` signs it once approved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from broker.audit import Actor
+from broker.db.engine import transaction
+from broker.db.models import Credential, RequestState
+from broker.errors import InvalidInput, KysoError
+from broker.notify import Notifier
+from broker.services import credentials, sole_control
+from broker.services import signing_requests as requests
+from broker.settings import Settings
+from hsm import Hsm
+from signer import Scheme, cades, pades
+
+_CHUNK = 1 << 20
+
+
+class RequestRejected(KysoError):
+    code = "request_rejected"
+
+
+class ApprovalTimeout(KysoError):
+    code = "request_expired"
+
+
+@dataclass
+class PendingDocument:
+    request_id: str
+    verification_code: str
+    expires_at: str
+    pdf: pades.PreparedPdf | None
+    cms: cades.CadesToBeSigned | None
+    output_path: Path
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def start(
+    session: Session, settings: Settings, actor: Actor, credential: Credential, input_path: Path, output_path: Path,
+    *, pdf_options: pades.PadesOptions | None, detached: bool = True, relying_system: str = "kyso-cli",
+) -> PendingDocument:
+    """Prepare the document and open a request bound to its data-to-be-signed."""
+    if not input_path.is_file():
+        raise InvalidInput(f"no such file: {input_path}")
+    credentials.check_usable(credential)
+    cert, chain = credentials.certificate_chain(credential)
+    intermediates = [c for c in chain if c.self_signed == "no"]
+    scheme = Scheme(credential.signature_scheme)
+    document_hash = file_sha256(input_path)
+    prepared_pdf = prepared_cms = None
+    if pdf_options is not None:
+        size = (cert.public_key.bit_size + 7) // 8 if scheme is not Scheme.ECDSA else 2 * (cert.public_key.bit_size // 8 + 3) + 3
+        prepared_pdf = pades.prepare(cert, intermediates, scheme, size, input_path, output_path, pdf_options)
+        dtbs, kind = prepared_pdf.dtbs_digest, "PAdES"
+    else:
+        if detached:
+            prepared_cms = cades.prepare(cert, intermediates, content_digest=bytes.fromhex(document_hash))
+        else:
+            prepared_cms = cades.prepare(cert, intermediates, content=input_path.read_bytes(), detached=False)
+        dtbs, kind = prepared_cms.digest, "CAdES"
+    try:
+        request = requests.create(
+            session, settings, actor, credential,
+            [requests.DocumentToSign(dtbs, input_path.name[:255],
+                                     f"{kind} signature of {input_path.name}, SHA-256 {document_hash}")],
+            relying_system=relying_system,
+        )
+    except BaseException:
+        if prepared_pdf is not None:
+            pades.discard(prepared_pdf)
+        raise
+    return PendingDocument(request.id, request.verification_code, requests.aware(request.expires_at).isoformat(),
+                           prepared_pdf, prepared_cms, output_path)
+
+
+def wait_for_decision(factory: sessionmaker[Session], notifier: Notifier, request_id: str, actor: Actor) -> RequestState:
+    """Block until the request is decided or expires (bounded by its expiry)."""
+    while True:
+        seen = notifier.version()
+        with transaction(factory) as session:
+            request = requests.get(session, request_id)
+            requests.expire_if_due(session, actor, request)
+            state = request.state
+        if state is not RequestState.PENDING:
+            return state
+        notifier.wait(seen, 0.5)
+
+
+def complete(factory: sessionmaker[Session], hsm: Hsm, actor: Actor, pending: PendingDocument) -> None:
+    """Sign the approved data-to-be-signed and write the signed document."""
+    try:
+        [signature] = sole_control.sign_approved(factory, hsm, actor, pending.request_id)
+    except BaseException:
+        abandon(pending)
+        raise
+    with transaction(factory) as session:
+        credential = requests.get(session, pending.request_id).credential
+        cert, chain = credentials.certificate_chain(credential)
+        scheme = Scheme(credential.signature_scheme)
+    intermediates = [c for c in chain if c.self_signed == "no"]
+    if pending.pdf is not None:
+        pades.finish(pending.pdf, signature, cert, intermediates, scheme)
+    else:
+        assert pending.cms is not None
+        pss = cades.default_pss(scheme, pending.cms.hash_name)
+        data = cades.assemble(pending.cms, signature, cert, intermediates, scheme, pss)
+        tmp = pending.output_path.with_name(pending.output_path.name + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(pending.output_path)
+
+
+def abandon(pending: PendingDocument) -> None:
+    if pending.pdf is not None:
+        pades.discard(pending.pdf)
+
+
+def raise_for_state(state: RequestState, request_id: str) -> None:
+    if state is RequestState.REJECTED:
+        raise RequestRejected(f"the signer refused request {request_id}; nothing was signed")
+    if state is not RequestState.APPROVED:
+        raise ApprovalTimeout(f"request {request_id} ended {state.value} without approval; nothing was signed")
