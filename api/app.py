@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from api import approval_page, devices, problems
+from api import approval_page, csc, devices, oauth, problems
 from broker.db.engine import transaction
 from broker.runtime import Runtime
 from hsm import HsmError
@@ -18,6 +18,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     problems.install(app)
     app.include_router(devices.router)
     app.include_router(approval_page.router)
+    app.include_router(oauth.router)
+    app.include_router(csc.v1_router)
+    app.include_router(csc.v2_router)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

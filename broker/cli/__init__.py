@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from broker.cli import audit_cmds, cert_cmds, device_cmds, serve_cmds, setup_cmds, sign_cmds
+from broker.cli import audit_cmds, cert_cmds, client_cmds, device_cmds, serve_cmds, setup_cmds, sign_cmds
 from broker.cli.context import CliState
 from broker.cli.output import fail
 from broker.errors import KysoError
@@ -45,6 +45,7 @@ sign_cmds.register(app)
 audit_cmds.register(app)
 device_cmds.register(app)
 serve_cmds.register(app)
+client_cmds.register(app)
 
 _DOMAIN_ERRORS = (KysoError, HsmError, SignerError, CaError)
 

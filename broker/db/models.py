@@ -161,10 +161,21 @@ class SigningRequest(Base):
     failure_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
     unconfirmed: Mapped[bool] = mapped_column(default=False)
     """Signed without the signer's confirmation (``kyso sign --unconfirmed`` in a sandbox)."""
+    client_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sad_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """SHA-256 of the CSC Signature Activation Data issued once the signer approved."""
+    sad_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     items: Mapped[list[RequestItem]] = relationship(back_populates="request", order_by="RequestItem.position")
     credential: Mapped[Credential] = relationship()
     user: Mapped[User] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("client_id", "idempotency_key", name="uq_requests_idempotency"),
+        UniqueConstraint("sad_hash", name="uq_signing_requests_sad_hash"),
+    )
 
 
 class RequestItem(Base):
@@ -263,3 +274,57 @@ class WebSession(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     user: Mapped[User] = relationship()
+
+
+# -- relying systems and their OAuth2 clients ----------------------------------------------------------
+
+
+class RelyingSystem(Base):
+    """A system that submits signing requests (the treasury's DVC portal); it serves a set of units."""
+
+    __tablename__ = "relying_systems"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    webhook_allowlist: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    units: Mapped[list[Unit]] = relationship(secondary="relying_system_units")
+
+
+class RelyingSystemUnit(Base):
+    __tablename__ = "relying_system_units"
+
+    relying_system_id: Mapped[int] = mapped_column(ForeignKey("relying_systems.id"), primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), primary_key=True)
+
+
+class ClientStatus(str, enum.Enum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class OAuthClient(Base):
+    __tablename__ = "oauth_clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    relying_system_id: Mapped[int] = mapped_column(ForeignKey("relying_systems.id"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    status: Mapped[ClientStatus] = mapped_column(_enum(ClientStatus, "client_status"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    relying_system: Mapped[RelyingSystem] = relationship()
+
+
+class AccessToken(Base):
+    """An opaque bearer token, stored hashed."""
+
+    __tablename__ = "access_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id"), index=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    client: Mapped[OAuthClient] = relationship()

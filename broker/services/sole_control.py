@@ -34,6 +34,7 @@ def sign_approved(
     actor: Actor,
     request_id: str,
     *,
+    scheme: Scheme | None = None,
     pss: PssParams | None = None,
 ) -> list[bytes]:
     """Sign the request's approved hashes, in order, exactly once; the request ends ``signed``."""
@@ -56,7 +57,6 @@ def sign_approved(
         hash_name = request.hash_algorithm
 
     try:
-        scheme = Scheme.RSA_PSS if pss is not None else None
         signatures = [key.sign(digest, hash_name, scheme=scheme, pss=pss) for _, digest in items]
     except (HsmError, SignerError) as exc:
         # A definite failure: nothing was signed for the rest; the request ends failed.

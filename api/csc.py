@@ -1,0 +1,222 @@
+"""The CSC API, ``/csc/v1`` (v1.0.4.0 names) and ``/csc/v2`` (2.0 names, v1 names accepted too),
+over one implementation. Errors use CSC bodies: ``{"error", "error_description"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from api.deps import client_origin, runtime
+from biometrics import ConfirmationError
+from broker.db.engine import transaction
+from broker.db.models import CredentialStatus
+from broker.errors import InvalidInput, KysoError, NotFound, PolicyViolation
+from broker.runtime import Runtime
+from broker.services import clients, csc
+from broker.services import credentials as credential_service
+from ca_adapters import CaError
+from hsm import DeviceError, HsmError, TokenMissing
+from signer import SignerError
+
+V1, V2 = "1.0.4.0", "2.0.0.2"
+AUTHORIZE_WAIT_SECONDS = 120.0
+
+
+def csc_error(status: int, error: str, description: str) -> JSONResponse:
+    return JSONResponse({"error": error, "error_description": description}, status_code=status)
+
+
+def _translate(exc: Exception) -> JSONResponse:
+    if isinstance(exc, clients.InvalidToken):
+        return csc_error(401, "invalid_token", exc.message)
+    if isinstance(exc, csc.SadExpired):
+        return csc_error(400, "expired_token", exc.message)
+    if isinstance(exc, csc.AccessDenied | clients.InsufficientScope | PolicyViolation):
+        return csc_error(403, "access_denied", exc.message)  # type: ignore[union-attr]
+    if isinstance(exc, TokenMissing | DeviceError):
+        return csc_error(503, "temporarily_unavailable", "the signing device is unavailable")
+    if isinstance(exc, NotFound | InvalidInput | SignerError | ConfirmationError | KysoError | HsmError | CaError):
+        return csc_error(400, "invalid_request", getattr(exc, "message", str(exc)))
+    return csc_error(500, "server_error", "internal error")
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidInput("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object")
+    return body
+
+
+def _b64_list(body: dict[str, Any]) -> list[bytes]:
+    values = body.get("hashes", body.get("hash"))
+    if not isinstance(values, list) or not values:
+        raise InvalidInput("hashes (v2) or hash (v1) must be a non-empty list")
+    try:
+        return [base64.b64decode(v, validate=True) for v in values]
+    except (binascii.Error, TypeError, ValueError):
+        raise InvalidInput("a hash is not valid base64") from None
+
+
+def _text(body: dict[str, Any], *names: str, required: bool = True) -> str | None:
+    for name in names:
+        value = body.get(name)
+        if value is not None:
+            if not isinstance(value, str):
+                raise InvalidInput(f"{name} must be a string")
+            return value
+    if required:
+        raise InvalidInput(f"{names[0]} is required")
+    return None
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else None
+
+
+def build_router(version: str) -> APIRouter:
+    v2 = version == V2
+    router = APIRouter(prefix=f"/csc/{'v2' if v2 else 'v1'}", tags=[f"CSC {version}"])
+
+    async def guarded(request: Request, rt: Runtime, work: Callable[[clients.ClientContext, dict[str, Any]], Any],
+                      authenticated: bool = True) -> JSONResponse:
+        try:
+            body = await _body(request) if request.headers.get("content-length", "0") != "0" else {}
+            ctx = None
+            if authenticated:
+                token = _bearer(request)
+                ctx = await run_in_threadpool(_authenticate, rt, token)
+            result = await run_in_threadpool(work, ctx, body)  # type: ignore[arg-type]
+            return JSONResponse(result)
+        except Exception as exc:  # noqa: BLE001 - every error becomes a CSC error body
+            return _translate(exc)
+
+    @router.post("/info")
+    async def info(request: Request, rt: Runtime = Depends(runtime)) -> JSONResponse:
+        def work(_: Any, __: dict[str, Any]) -> dict[str, Any]:
+            data: dict[str, Any] = {
+                "specs": version, "name": "kyso", "logo": f"{rt.settings.public_base_url}/static/logo.png",
+                "region": "VN", "lang": "vi-VN", "description": "kyso remote signing broker (SCAL2)",
+                "authType": ["oauth2client"], "oauth2": rt.settings.public_base_url,
+                "methods": ["credentials/list", "credentials/info", "credentials/authorize", "signatures/signHash"],
+            }
+            if v2:
+                data["asynchronousOperationMode"] = False
+                data["signAlgorithms"] = {"algos": ["1.2.840.113549.1.1.11", "1.2.840.113549.1.1.10",
+                                                    "1.2.840.10045.4.3.2"], "algoParams": []}
+            return data
+
+        return await guarded(request, rt, work, authenticated=False)
+
+    @router.post("/credentials/list")
+    async def credentials_list(request: Request, rt: Runtime = Depends(runtime)) -> JSONResponse:
+        def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
+            user = _text(body, "userID", required=False)
+            with transaction(rt.sessions) as session:
+                found = clients.visible_credentials(session, ctx, user)
+                return {"credentialIDs": [c.id for c in found if c.status is CredentialStatus.ACTIVE]}
+
+        return await guarded(request, rt, work)
+
+    @router.post("/credentials/info")
+    async def credentials_info(request: Request, rt: Runtime = Depends(runtime)) -> JSONResponse:
+        def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
+            credential_id = _text(body, "credentialID")
+            which = _text(body, "certificates", required=False) or "single"
+            if which not in ("none", "single", "chain"):
+                raise InvalidInput("certificates must be none, single or chain")
+            with transaction(rt.sessions) as session:
+                credential = clients.visible_credential(session, ctx, str(credential_id))
+                return _credential_info(credential, which, v2, rt.settings.max_batch)
+
+        return await guarded(request, rt, work)
+
+    @router.post("/credentials/authorize")
+    async def authorize(request: Request, rt: Runtime = Depends(runtime),
+                        origin: str | None = Depends(client_origin)) -> JSONResponse:
+        def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
+            digests = _b64_list(body)
+            hash_name = csc.resolve_hash_algorithm(_text(body, "hashAlgorithmOID", "hashAlgo", required=False),
+                                                   None, digests)
+            num = body.get("numSignatures")
+            if num is not None and not isinstance(num, int):
+                raise InvalidInput("numSignatures must be an integer")
+            result = csc.authorize(rt.sessions, rt.settings, rt.notifier, ctx, origin, str(_text(body, "credentialID")),
+                                   digests, hash_name, num, _text(body, "description", required=False),
+                                   AUTHORIZE_WAIT_SECONDS)
+            return {"SAD": result.sad, "expiresIn": result.expires_in}
+
+        return await guarded(request, rt, work)
+
+    @router.post("/signatures/signHash")
+    async def sign_hash(request: Request, rt: Runtime = Depends(runtime),
+                        origin: str | None = Depends(client_origin)) -> JSONResponse:
+        def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
+            digests = _b64_list(body)
+            sign_algo = str(_text(body, "signAlgo"))
+            hash_name = csc.resolve_hash_algorithm(_text(body, "hashAlgorithmOID", "hashAlgo", required=False),
+                                                   sign_algo, digests)
+            params_b64 = _text(body, "signAlgoParams", required=False)
+            try:
+                params = base64.b64decode(params_b64, validate=True) if params_b64 else None
+            except (binascii.Error, ValueError):
+                raise InvalidInput("signAlgoParams is not valid base64") from None
+            mode = _text(body, "operationMode", required=False)
+            if mode not in (None, "S"):
+                raise InvalidInput("only synchronous operation (operationMode S) is supported")
+            signatures = csc.sign_hash(rt.sessions, rt.hsm, ctx, origin, str(_text(body, "credentialID")),
+                                       str(_text(body, "SAD")), digests, hash_name, sign_algo, params)
+            return {"signatures": [base64.b64encode(s).decode() for s in signatures]}
+
+        return await guarded(request, rt, work)
+
+    return router
+
+
+def _authenticate(rt: Runtime, token: str | None) -> clients.ClientContext:
+    with transaction(rt.sessions) as session:
+        return clients.authenticate(session, token)
+
+
+def _credential_info(credential: Any, which: str, v2: bool, max_batch: int) -> dict[str, Any]:
+    cert, chain = credential_service.certificate_chain(credential)
+    certs = {"none": [], "single": [cert], "chain": [cert, *chain]}[which]
+    active = credential.status is CredentialStatus.ACTIVE
+    key: dict[str, Any] = {"status": "enabled" if active else "disabled", "algo": csc.key_algorithms(credential),
+                           "len": cert.public_key.bit_size}
+    if cert.public_key.algorithm == "ec":
+        key["curve"] = cert.public_key.curve[1]
+    info: dict[str, Any] = {
+        "key": key,
+        "cert": {
+            "status": "valid" if active else "revoked",
+            "certificates": [base64.b64encode(c.dump()).decode() for c in certs],
+            "issuerDN": cert.issuer.rfc4514_string() if hasattr(cert.issuer, "rfc4514_string") else cert.issuer.human_friendly,
+            "serialNumber": format(cert.serial_number, "x"),
+            "subjectDN": cert.subject.human_friendly,
+            "validFrom": cert.not_valid_before.strftime("%Y%m%d%H%M%SZ"),
+            "validTo": cert.not_valid_after.strftime("%Y%m%d%H%M%SZ"),
+        },
+        "multisign": max_batch,
+        "SCAL": "2",
+        "lang": "vi-VN",
+    }
+    if v2:
+        info["auth"] = {"mode": "implicit"}
+    else:
+        info["authMode"] = "implicit"
+    return info
+
+
+v1_router = build_router(V1)
+v2_router = build_router(V2)

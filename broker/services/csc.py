@@ -1,0 +1,205 @@
+"""The Cloud Signature Consortium operations, independent of API version and field names.
+
+``authorize`` opens a request bound to the given hashes and waits (bounded) for the signer's
+confirmation; once approved it issues a Signature Activation Data token (SAD): random, stored
+hashed, short lived, usable once, and only for exactly those hashes. ``sign_hash`` checks the
+SAD and the signature algorithm, then signs through :mod:`broker.services.sole_control`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from broker import audit
+from broker.db.engine import transaction
+from broker.db.models import Credential, RequestState, SigningRequest
+from broker.errors import InvalidInput, KysoError
+from broker.notify import Notifier
+from broker.services import signing_requests as requests
+from broker.services import sole_control
+from broker.services.approvals import token_hash
+from broker.services.clients import ClientContext, visible_credential
+from broker.services.document_signing import wait_for_decision
+from broker.settings import Settings
+from hsm import Hsm
+from signer.algorithms import DIGEST_OIDS, DIGEST_SIZES, SIGNATURE_OIDS, PssParams, Scheme, digest_name
+
+SAD_SECONDS = 300
+_HASH_BY_SIZE = {size: name for name, size in DIGEST_SIZES.items()}
+
+
+class AccessDenied(KysoError):
+    """The signer refused, did not answer in time, or the credential is locked."""
+
+    code = "access_denied"
+
+
+class SadExpired(KysoError):
+    code = "expired_token"
+
+
+class SadInvalid(KysoError):
+    code = "invalid_sad"
+
+
+@dataclass(frozen=True)
+class Authorisation:
+    sad: str
+    expires_in: int
+    request_id: str
+
+
+def key_algorithms(credential: Credential) -> list[str]:
+    """``key.algo``: the signature algorithm OIDs this credential signs with."""
+    scheme = Scheme(credential.signature_scheme)
+    if scheme is Scheme.ECDSA:
+        return ["1.2.840.10045.4.3.2", "1.2.840.10045.4.3.3", "1.2.840.10045.4.3.4", "1.2.840.10045.2.1"]
+    if scheme is Scheme.RSA_PSS:
+        return ["1.2.840.113549.1.1.10"]
+    return ["1.2.840.113549.1.1.11", "1.2.840.113549.1.1.12", "1.2.840.113549.1.1.13", "1.2.840.113549.1.1.1"]
+
+
+def resolve_hash_algorithm(hash_oid: str | None, sign_oid: str | None, digests: list[bytes]) -> str:
+    """The digest algorithm from ``hashAlgo``, else implied by ``signAlgo``, else by the hash size."""
+    if hash_oid:
+        if hash_oid not in DIGEST_OIDS:
+            raise InvalidInput(f"unsupported hash algorithm {hash_oid}")
+        name = DIGEST_OIDS[hash_oid]
+    elif sign_oid and sign_oid in SIGNATURE_OIDS and SIGNATURE_OIDS[sign_oid][1]:
+        name = str(SIGNATURE_OIDS[sign_oid][1])
+    elif digests and len(digests[0]) in _HASH_BY_SIZE:
+        name = _HASH_BY_SIZE[len(digests[0])]
+    else:
+        raise InvalidInput("the hash algorithm is missing and cannot be inferred")
+    return digest_name(name)
+
+
+def authorize(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    notifier: Notifier,
+    ctx: ClientContext,
+    origin: str | None,
+    credential_id: str,
+    digests: list[bytes],
+    hash_algorithm: str,
+    num_signatures: int | None,
+    description: str | None,
+    wait_seconds: float,
+) -> Authorisation:
+    ctx.require("sign")
+    if num_signatures is not None and num_signatures != len(digests):
+        raise InvalidInput(f"numSignatures is {num_signatures} but {len(digests)} hashes were given")
+    actor = ctx.actor(origin)
+    title = (description or "").strip()[:200] or "Tài liệu / document"
+    docs = [requests.DocumentToSign(d, f"{title} ({i + 1}/{len(digests)})" if len(digests) > 1 else title,
+                                    f"{hash_algorithm} {d.hex()}") for i, d in enumerate(digests)]
+    with transaction(factory) as session:
+        credential = visible_credential(session, ctx, credential_id)
+        request = requests.create(session, settings, actor, credential, docs, relying_system=ctx.relying_system,
+                                  hash_algorithm=hash_algorithm)
+        request.client_id = ctx.client_id
+        request_id = request.id
+    notifier.notify()
+    state = _wait(factory, notifier, request_id, actor, wait_seconds)
+    if state is RequestState.PENDING:
+        with transaction(factory) as session:
+            try:
+                requests.cancel(session, actor, requests.get(session, request_id))
+            except requests.RequestNotPending:
+                pass
+            state = requests.get(session, request_id).state
+    if state is not RequestState.APPROVED:
+        raise AccessDenied(f"the signer did not approve (request {request_id} is {state.value})")
+    sad = secrets.token_urlsafe(32)
+    with transaction(factory) as session:
+        expires = requests.now() + timedelta(seconds=SAD_SECONDS)
+        issued = session.execute(update(SigningRequest)
+                                 .where(SigningRequest.id == request_id, SigningRequest.state == RequestState.APPROVED,
+                                        SigningRequest.sad_hash.is_(None))
+                                 .values(sad_hash=token_hash(sad), sad_expires_at=expires))
+        if issued.rowcount != 1:  # type: ignore[attr-defined]
+            raise AccessDenied(f"request {request_id} can no longer be authorised")
+        audit.record(session, actor, "request.sad_issued", target_type="request", target_id=request_id,
+                     details={"expires_in": SAD_SECONDS})
+    return Authorisation(sad, SAD_SECONDS, request_id)
+
+
+def _wait(factory: sessionmaker[Session], notifier: Notifier, request_id: str, actor: object, seconds: float) -> RequestState:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        seen = notifier.version()
+        with transaction(factory) as session:
+            request = requests.get(session, request_id)
+            requests.expire_if_due(session, actor, request)  # type: ignore[arg-type]
+            state = request.state
+        if state is not RequestState.PENDING or time.monotonic() >= deadline:
+            return state
+        notifier.wait(seen, min(0.5, max(0.0, deadline - time.monotonic())))
+
+
+def sign_hash(
+    factory: sessionmaker[Session],
+    hsm: Hsm,
+    ctx: ClientContext,
+    origin: str | None,
+    credential_id: str,
+    sad: str,
+    digests: list[bytes],
+    hash_algorithm: str,
+    sign_algo: str,
+    sign_algo_params: bytes | None,
+) -> list[bytes]:
+    ctx.require("sign")
+    actor = ctx.actor(origin)
+    with transaction(factory) as session:
+        credential = visible_credential(session, ctx, credential_id)
+        request = session.scalar(select(SigningRequest).where(SigningRequest.sad_hash == token_hash(sad)))
+        if (request is None or request.credential_id != credential.id or request.client_id != ctx.client_id
+                or not hmac.compare_digest(request.sad_hash or "", token_hash(sad))):
+            raise SadInvalid("the SAD is unknown or belongs to another credential")
+        if request.state is not RequestState.APPROVED:
+            raise SadInvalid("the SAD was already used")
+        if request.sad_expires_at is None or requests.aware(request.sad_expires_at) <= requests.now():
+            raise SadExpired("the SAD expired")
+        if request.hash_algorithm != hash_algorithm:
+            raise InvalidInput(f"the SAD covers {request.hash_algorithm} hashes, not {hash_algorithm}")
+        if [i.digest for i in request.items] != digests:
+            raise SadInvalid("the SAD does not cover exactly these hashes, in this order")
+        scheme, pss = _signature_parameters(credential, sign_algo, sign_algo_params, hash_algorithm)
+        request_id = request.id
+    return sole_control.sign_approved(factory, hsm, actor, request_id, scheme=scheme, pss=pss)
+
+
+def _signature_parameters(
+    credential: Credential, sign_algo: str, params_der: bytes | None, hash_algorithm: str
+) -> tuple[Scheme, PssParams | None]:
+    if sign_algo not in key_algorithms(credential):
+        raise InvalidInput(f"signAlgo {sign_algo} is not offered by this credential")
+    scheme, implied_hash = SIGNATURE_OIDS[sign_algo]
+    if implied_hash is not None and implied_hash != hash_algorithm:
+        raise InvalidInput(f"signAlgo {sign_algo} implies {implied_hash}, but the hashes are {hash_algorithm}")
+    if scheme is not Scheme.RSA_PSS:
+        return scheme, None
+    if not params_der:
+        raise InvalidInput("RSA-PSS needs signAlgoParams (DER RSASSA-PSS-params)")
+    pss = PssParams.from_der(params_der)
+    if pss.hash_name != hash_algorithm:
+        raise InvalidInput("the RSA-PSS parameters name another digest than the hashes")
+    cert_bits = _key_bits(credential)
+    pss.check_for_key(cert_bits)
+    return scheme, pss
+
+
+def _key_bits(credential: Credential) -> int:
+    from asn1crypto import x509
+
+    return int(x509.Certificate.load(credential.certificate).public_key.bit_size)

@@ -1,0 +1,84 @@
+"""HTTP client of kyso's token endpoint and CSC API."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+
+class KysoError(Exception):
+    def __init__(self, status: int, error: str, description: str) -> None:
+        super().__init__(f"{status} {error}: {description}")
+        self.status, self.error, self.description = status, error, description
+
+
+@dataclass(frozen=True)
+class CscAuthorization:
+    sad: str
+    expires_in: int
+
+
+def _check(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        raise KysoError(response.status_code, body.get("error") or body.get("code", "http_error"),
+                        body.get("error_description") or body.get("detail", response.text))
+    data = response.json()
+    assert isinstance(data, dict)
+    return data
+
+
+class KysoClient:
+    """``KysoClient(base_url, client_id=..., client_secret=...)`` or ``access_token=...``."""
+
+    def __init__(self, base_url: str, *, client_id: str | None = None, client_secret: str | None = None,
+                 access_token: str | None = None, csc_version: str = "v2", timeout: float = 180) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.csc_version = csc_version
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._credentials = (client_id, client_secret)
+        self.access_token = access_token or self.fetch_token()
+
+    def fetch_token(self) -> str:
+        client_id, secret = self._credentials
+        if not client_id or not secret:
+            raise ValueError("give client_id and client_secret, or an access_token")
+        data = _check(self._http.post("/oauth2/token", data={"grant_type": "client_credentials"},
+                                      auth=(client_id, secret)))
+        return str(data["access_token"])
+
+    def _csc(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        return _check(self._http.post(f"/csc/{self.csc_version}/{endpoint}", json=body,
+                                      headers={"Authorization": f"Bearer {self.access_token}"}))
+
+    def credentials(self, user_id: str | None = None) -> list[str]:
+        return list(self._csc("credentials/list", {"userID": user_id} if user_id else {})["credentialIDs"])
+
+    def credential_info(self, credential_id: str) -> dict[str, Any]:
+        return self._csc("credentials/info", {"credentialID": credential_id, "certificates": "chain"})
+
+    def authorize(self, credential_id: str, hashes: list[bytes], description: str | None = None,
+                  hash_algorithm_oid: str = "2.16.840.1.101.3.4.2.1") -> CscAuthorization:
+        """Blocks until the signer approves on the phone (or refuses: ``access_denied``)."""
+        body: dict[str, Any] = {"credentialID": credential_id, "numSignatures": len(hashes),
+                                "hashes": [base64.b64encode(h).decode() for h in hashes],
+                                "hashAlgorithmOID": hash_algorithm_oid}
+        if description:
+            body["description"] = description
+        data = self._csc("credentials/authorize", body)
+        return CscAuthorization(str(data["SAD"]), int(data["expiresIn"]))
+
+    def sign_hash(self, credential_id: str, sad: str, hashes: list[bytes], sign_algo: str,
+                  sign_algo_params: bytes | None = None, hash_algorithm_oid: str = "2.16.840.1.101.3.4.2.1") -> list[bytes]:
+        body: dict[str, Any] = {"credentialID": credential_id, "SAD": sad, "signAlgo": sign_algo,
+                                "hashes": [base64.b64encode(h).decode() for h in hashes],
+                                "hashAlgorithmOID": hash_algorithm_oid}
+        if sign_algo_params is not None:
+            body["signAlgoParams"] = base64.b64encode(sign_algo_params).decode()
+        return [base64.b64decode(s) for s in self._csc("signatures/signHash", body)["signatures"]]
