@@ -1,0 +1,61 @@
+"""``kyso sandbox`` as integrators start it: a subprocess, sandbox.json, a signature, SIGTERM."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from asn1crypto import pem
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from kyso_client import KysoClient
+from tests.support import REPO
+
+KEYS = {"base_url", "access_token", "client_id", "client_secret", "token_url", "trust_anchors", "credentials"}
+
+
+def test_sandbox_start_sign_and_stop(tmp_path: Path) -> None:
+    data_dir = tmp_path / "sandbox"
+    process = subprocess.Popen([sys.executable, "-m", "broker.cli", "sandbox", "--data-dir", str(data_dir),
+                                "--port", "0"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        described = data_dir / "sandbox.json"
+        deadline = time.monotonic() + 240
+        while not described.exists():
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < deadline, "the sandbox did not become ready"
+            time.sleep(0.5)
+        info = json.loads(described.read_text())
+        assert set(info) == KEYS
+        assert oct(described.stat().st_mode & 0o777) == "0o600"
+        assert info["base_url"].startswith("http://localhost:") and not info["base_url"].endswith("/")
+        assert info["token_url"] == info["base_url"] + "/oauth2/token"
+        assert {c["key_algo"] for c in info["credentials"]} == {"rsa-2048", "rsa-3072", "ec-p256"}
+        assert {c["ca"] for c in info["credentials"]} == {"viettel", "vnpt", "misa", "nacencomm"}
+        assert all(Path(p).is_absolute() and Path(p).is_file() for p in info["trust_anchors"])
+
+        client = KysoClient(info["base_url"], access_token=info["access_token"])
+        ec_credential = next(c for c in info["credentials"] if c["key_algo"] == "ec-p256")["credential_id"]
+        digest = hashlib.sha256(b"sandbox").digest()
+        auth = client.authorize(ec_credential, [digest])  # approved by the simulated phone
+        [signature] = client.sign_hash(ec_credential, auth.sad, [digest], "1.2.840.10045.4.3.2")
+        cert_der = __import__("base64").b64decode(client.credential_info(ec_credential)["cert"]["certificates"][0])
+        public = x509.load_der_x509_certificate(cert_der).public_key()
+        from cryptography.hazmat.primitives.asymmetric import utils
+
+        public.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))  # type: ignore[call-arg,union-attr]
+        assert KysoClient(info["base_url"], client_id=info["client_id"], client_secret=info["client_secret"]).access_token
+        _, _, der = pem.unarmor(Path(info["trust_anchors"][0]).read_bytes())
+        assert x509.load_der_x509_certificate(der).subject == x509.load_der_x509_certificate(der).issuer
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    assert process.returncode == 0
+    assert not (data_dir / "sandbox.json").exists()
