@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -207,8 +208,12 @@ def run(data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
         print("simulated phones approve every request of the demo users: sandbox only", flush=True)
 
     threading.Thread(target=announce, daemon=True).start()
+    # uvicorn handles SIGINT/SIGTERM during run() and re-raises them afterwards to the handlers
+    # it found: make those no-ops so that the cleanup below runs and the exit is clean.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
     try:
-        server.run()  # handles SIGINT and SIGTERM, then returns
+        server.run()
     finally:
         phones.stop()
         sandbox_json.unlink(missing_ok=True)
