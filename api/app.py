@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from api import approval_page, csc, devices, oauth, problems
+from api import approval_page, csc, devices, oauth, problems, rest
 from broker.db.engine import transaction
 from broker.runtime import Runtime
+from broker.worker import SigningWorker
 from hsm import HsmError
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(title="kyso", version="0.1.0", description="Remote signing broker: signer confirmation and signing.")
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        worker = SigningWorker(runtime)
+        worker.start()
+        yield
+        worker.stop()
+
+    app = FastAPI(title="kyso", version="0.1.0", lifespan=lifespan,
+                  description="Remote signing broker for the State Treasury's DVC: signer confirmation and signing.")
     app.state.runtime = runtime
     problems.install(app)
     app.include_router(devices.router)
     app.include_router(approval_page.router)
     app.include_router(oauth.router)
+    app.include_router(rest.router)
     app.include_router(csc.v1_router)
     app.include_router(csc.v2_router)
 

@@ -23,8 +23,12 @@ def status_for(exc: Exception) -> int:
         return 403
     if isinstance(exc, TokenMissing | WrongPin | DeviceError | NotInitialised):
         return 503
-    if isinstance(exc, KysoError) and exc.code == "not_signed_in":
+    if isinstance(exc, KysoError) and exc.code in ("not_signed_in", "invalid_token", "invalid_client"):
         return 401
+    if isinstance(exc, KysoError) and exc.code == "insufficient_scope":
+        return 403
+    if isinstance(exc, KysoError) and exc.code == "document_too_large":
+        return 413
     if isinstance(exc, KysoError) and exc.code in ("device_not_active", "activation_refused"):
         return 403
     if isinstance(exc, KysoError) and exc.code == "request_expired":

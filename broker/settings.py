@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     webauthn_origins: list[str] = ["http://localhost:8400"]
     web_session_seconds: int = 900
     public_base_url: str = "http://localhost:8400"
+    max_document_bytes: int = 100 * 1024 * 1024
+
+    @property
+    def blobs(self) -> Path:
+        return self.blob_dir or self.data_dir / "blobs"
 
     @property
     def db_url(self) -> str:

@@ -167,6 +167,10 @@ class SigningRequest(Base):
     sad_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     """SHA-256 of the CSC Signature Activation Data issued once the signer approved."""
     sad_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    format: Mapped[str] = mapped_column(String(16), default="raw", server_default="raw")
+    """raw (hashes), cades or pades: what the signing worker builds once approved."""
+    payload: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+    """Per document: how to finish it (prepared PAdES state, CAdES signed attributes, paths)."""
 
     items: Mapped[list[RequestItem]] = relationship(back_populates="request", order_by="RequestItem.position")
     credential: Mapped[Credential] = relationship()
@@ -328,3 +332,17 @@ class AccessToken(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     client: Mapped[OAuthClient] = relationship()
+
+
+class Document(Base):
+    """A file a client uploaded (streamed to the blob dir) to be signed by a later request."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    media_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

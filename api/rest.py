@@ -1,0 +1,198 @@
+"""The native REST API for relying systems: credentials, documents, signing requests, results."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from api.client_auth import client_context
+from api.deps import client_origin, runtime
+from broker.db.engine import transaction
+from broker.db.models import RequestState, SigningRequest
+from broker.errors import InvalidInput
+from broker.runtime import Runtime
+from broker.services import clients, rest_requests
+from broker.services import signing_requests as requests
+from broker.services.clients import ClientContext
+
+router = APIRouter(prefix="/v1", tags=["signing API"])
+
+
+class CredentialOut(BaseModel):
+    credential_id: str
+    user_id: str
+    provider: str
+    key_algo: str
+    signature_scheme: str
+    status: str
+    certificates: list[str] = Field(description="base64 DER: the signer's certificate, then the chain.")
+
+
+class HashIn(BaseModel):
+    hash: str = Field(description="base64 digest")
+    title: str = Field(min_length=1, max_length=255)
+    summary: str = Field(default="", max_length=2000)
+
+
+class DocumentIn(BaseModel):
+    title: str = Field(min_length=1, max_length=255)
+    summary: str = Field(default="", max_length=2000)
+    content: str | None = Field(default=None, description="base64 bytes (CAdES); or upload first and give document_id")
+    document_id: str | None = None
+    enveloping: bool = False
+    field: str = Field(default="Signature1", max_length=64, description="PAdES signature field (made if missing)")
+    certify: bool = False
+    reason: str | None = Field(default=None, max_length=255)
+    location: str | None = Field(default=None, max_length=255)
+    stamp: str | None = Field(default=None, max_length=500, description="Visible text; %(signer)s and %(ts)s filled")
+
+
+class RequestIn(BaseModel):
+    credential_id: str
+    format: Literal["raw", "cades", "pades"] = "raw"
+    hash_algorithm: str = "sha256"
+    hashes: list[HashIn] = Field(default_factory=list)
+    documents: list[DocumentIn] = Field(default_factory=list)
+    webhook_url: str | None = None
+
+
+class RequestOut(BaseModel):
+    request_id: str
+    state: str
+    format: str
+    verification_code: str = Field(description="Show it beside 'waiting for approval': the phone shows the same.")
+    expires_at: datetime
+    signatures: list[str] | None = Field(default=None, description="raw format, once signed: base64, in order")
+    documents: list[str] | None = Field(default=None, description="URLs of the signed documents, once signed")
+    failure_reason: str | None = None
+
+
+class DocumentOut(BaseModel):
+    document_id: str
+    size: int
+    sha256: str
+
+
+def _view(request: SigningRequest, base: str) -> RequestOut:
+    signed = request.state is RequestState.SIGNED
+    count = len((request.payload or {}).get("documents", []))
+    return RequestOut(
+        request_id=request.id, state=request.state.value, format=request.format,
+        verification_code=request.verification_code, expires_at=requests.aware(request.expires_at),
+        signatures=[base64.b64encode(i.signature).decode() for i in request.items if i.signature]
+        if signed and request.format == "raw" else None,
+        documents=[f"{base}/v1/requests/{request.id}/documents/{n}" for n in range(count)]
+        if signed and request.format != "raw" else None,
+        failure_reason=request.failure_reason,
+    )
+
+
+@router.get("/credentials", response_model=list[CredentialOut])
+def list_credentials(user: str | None = None, ctx: ClientContext = Depends(client_context),
+                     rt: Runtime = Depends(runtime)) -> list[CredentialOut]:
+    """Credentials of the signers this relying system serves."""
+    with transaction(rt.sessions) as session:
+        out = []
+        for c in clients.visible_credentials(session, ctx, user):
+            chain = [c.certificate, *(base64.b64decode(x) for x in c.chain)]
+            out.append(CredentialOut(credential_id=c.id, user_id=c.user.username, provider=c.provider,
+                                     key_algo=c.key_algorithm, signature_scheme=c.signature_scheme,
+                                     status=c.status.value, certificates=[base64.b64encode(d).decode() for d in chain]))
+        return out
+
+
+@router.put("/documents", response_model=DocumentOut, status_code=201)
+async def upload(request: Request, ctx: ClientContext = Depends(client_context),
+                 rt: Runtime = Depends(runtime)) -> DocumentOut:
+    """Upload a document (raw body, streamed to disk) to sign later by ``document_id``."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > rt.settings.max_document_bytes:
+        raise rest_requests.DocumentTooLarge(f"documents are limited to {rt.settings.max_document_bytes} bytes")
+    document_id, path = rest_requests.upload_target(rt.settings)
+    digest, size = hashlib.sha256(), 0
+    try:
+        with path.open("wb") as out:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > rt.settings.max_document_bytes:
+                    raise rest_requests.DocumentTooLarge(f"documents are limited to {rt.settings.max_document_bytes} bytes")
+                digest.update(chunk)
+                out.write(chunk)
+        document = await run_in_threadpool(rest_requests.register_upload, rt.sessions, ctx, document_id, path, size,
+                                           digest.hexdigest(), request.headers.get("content-type", "application/octet-stream"))
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return DocumentOut(document_id=document.id, size=document.size, sha256=document.sha256)
+
+
+@router.post("/requests", response_model=RequestOut, status_code=201)
+def create_request(body: RequestIn, response: Response, ctx: ClientContext = Depends(client_context),
+                   rt: Runtime = Depends(runtime), origin: str | None = Depends(client_origin),
+                   idempotency_key: str | None = Header(default=None, max_length=128)) -> RequestOut:
+    """Ask a signer to approve and sign hashes (raw) or documents (CAdES, PAdES)."""
+    try:
+        raw = [rest_requests.RawDocument(base64.b64decode(h.hash, validate=True), h.title, h.summary)
+               for h in body.hashes]
+        files = [rest_requests.FileDocument(
+            title=d.title, summary=d.summary,
+            content=base64.b64decode(d.content, validate=True) if d.content is not None else None,
+            document_id=d.document_id, enveloping=d.enveloping, field_name=d.field, certify=d.certify,
+            reason=d.reason, location=d.location, stamp_text=d.stamp) for d in body.documents]
+    except (binascii.Error, ValueError):
+        raise InvalidInput("a hash or a document content is not valid base64") from None
+    new = rest_requests.NewRequest(body.credential_id, body.format, body.hash_algorithm, raw, files,
+                                   rest_requests.fingerprint(body.model_dump()))
+    request, created = rest_requests.create(rt.sessions, rt.settings, ctx, origin, new, idempotency_key,
+                                            body.webhook_url)
+    rt.notifier.notify()
+    if not created:
+        response.status_code = 200
+    with transaction(rt.sessions) as session:
+        return _view(requests.get(session, request.id), rt.settings.public_base_url)
+
+
+@router.get("/requests/{request_id}", response_model=RequestOut)
+def get_request(request_id: str, wait: float = 0, ctx: ClientContext = Depends(client_context),
+                rt: Runtime = Depends(runtime)) -> RequestOut:
+    """Status; with ``wait`` (seconds, ≤ 25) long-polls until the request leaves pending/approved."""
+    import time
+
+    deadline = time.monotonic() + min(max(wait, 0), rt.settings.long_poll_seconds)
+    while True:
+        seen = rt.notifier.version()
+        with transaction(rt.sessions) as session:
+            request = clients.visible_request(session, ctx, request_id)
+            requests.expire_if_due(session, ctx.actor(None), request)
+            view = _view(request, rt.settings.public_base_url)
+        if view.state not in ("pending", "approved") or time.monotonic() >= deadline:
+            return view
+        rt.notifier.wait(seen, min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+@router.get("/requests/{request_id}/documents/{position}", response_class=FileResponse)
+def signed_document(request_id: str, position: int, ctx: ClientContext = Depends(client_context),
+                    rt: Runtime = Depends(runtime)) -> FileResponse:
+    """A signed document, streamed from disk."""
+    with transaction(rt.sessions) as session:
+        path, media = rest_requests.result_file(session, ctx, request_id, position)
+    return FileResponse(path, media_type=media, filename=f"{request_id}-{position}{path.suffix}")
+
+
+@router.post("/requests/{request_id}/cancel", response_model=RequestOut)
+def cancel(request_id: str, ctx: ClientContext = Depends(client_context), rt: Runtime = Depends(runtime),
+           origin: str | None = Depends(client_origin)) -> RequestOut:
+    with transaction(rt.sessions) as session:
+        request = clients.visible_request(session, ctx, request_id)
+        requests.cancel(session, ctx.actor(origin), request)
+    rt.notifier.notify()
+    with transaction(rt.sessions) as session:
+        return _view(requests.get(session, request_id), rt.settings.public_base_url)

@@ -1,0 +1,298 @@
+"""The native REST API's signing requests: raw hashes, CAdES or PAdES documents.
+
+On creation kyso computes each data-to-be-signed (PAdES: the prepared PDF is written to the blob
+dir and its state kept in the request's payload), so that the approval binds exactly what will be
+signed. Once approved, :func:`finish` (run by the signing worker) signs through sole control and
+writes the results. An ``Idempotency-Key`` makes a retry return the same request; the same key
+with another body is a conflict.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from broker.db.engine import transaction
+from broker.db.models import Credential, Document, RequestState, SigningRequest
+from broker.errors import Conflict, InvalidInput, KysoError, NotFound
+from broker.services import credentials as credential_service
+from broker.services import signing_requests as requests
+from broker.services import sole_control
+from broker.services.clients import ClientContext, visible_credential
+from broker.settings import Settings
+from hsm import Hsm
+from signer import Scheme, cades, pades
+from signer.algorithms import digest_name
+from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
+
+_CHUNK = 1 << 20
+
+
+class DocumentTooLarge(KysoError):
+    code = "document_too_large"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_key_reused"
+
+
+@dataclass(frozen=True)
+class RawDocument:
+    digest: bytes
+    title: str
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class FileDocument:
+    """A document to sign as CAdES (``content`` inline or an uploaded ``document_id``) or PAdES."""
+
+    title: str
+    summary: str = ""
+    content: bytes | None = None
+    document_id: str | None = None
+    enveloping: bool = False
+    field_name: str = "Signature1"
+    certify: bool = False
+    reason: str | None = None
+    location: str | None = None
+    stamp_text: str | None = None
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    credential_id: str
+    format: str
+    hash_algorithm: str = "sha256"
+    raw: list[RawDocument] = field(default_factory=list)
+    files: list[FileDocument] = field(default_factory=list)
+    fingerprint: str = ""
+
+
+def fingerprint(body: Any) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# -- documents -------------------------------------------------------------------------------------------
+
+
+def upload_target(settings: Settings) -> tuple[str, Path]:
+    folder = settings.blobs / "documents"
+    folder.mkdir(parents=True, exist_ok=True)
+    document_id = uuid.uuid4().hex
+    return document_id, folder / document_id
+
+
+def register_upload(factory: sessionmaker[Session], ctx: ClientContext, document_id: str, path: Path, size: int,
+                    sha256_hex: str, media_type: str) -> Document:
+    ctx.require("sign")
+    if size == 0:
+        path.unlink(missing_ok=True)
+        raise InvalidInput("the document is empty")
+    with transaction(factory) as session:
+        document = Document(id=document_id, client_id=ctx.client_id, path=str(path), media_type=media_type[:64],
+                            size=size, sha256=sha256_hex)
+        session.add(document)
+    return document
+
+
+def _document(session: Session, ctx: ClientContext, document_id: str) -> Document:
+    document = session.get(Document, document_id)
+    if document is None or document.client_id != ctx.client_id:
+        raise NotFound(f"no document {document_id!r}")
+    return document
+
+
+# -- creation ----------------------------------------------------------------------------------------------
+
+
+def create(factory: sessionmaker[Session], settings: Settings, ctx: ClientContext, origin: str | None,
+           new: NewRequest, idempotency_key: str | None, webhook_url: str | None = None) -> tuple[SigningRequest, bool]:
+    """Create a request (or return the one an earlier call with the same key created)."""
+    ctx.require("sign")
+    if idempotency_key is not None:
+        existing = _by_key(factory, ctx, idempotency_key, new.fingerprint)
+        if existing is not None:
+            return existing, False
+    hash_name = digest_name(new.hash_algorithm)
+    with transaction(factory) as session:
+        credential = visible_credential(session, ctx, new.credential_id)
+        credential_service.check_usable(credential)
+    work = settings.blobs / "work" / uuid.uuid4().hex
+    try:
+        docs, payload = _prepare(factory, settings, ctx, credential, new, hash_name, work)
+        with transaction(factory) as session:
+            credential = visible_credential(session, ctx, new.credential_id)
+            request = requests.create(session, settings, ctx.actor(origin), credential, docs,
+                                      relying_system=ctx.relying_system, hash_algorithm=hash_name)
+            request.client_id = ctx.client_id
+            request.idempotency_key = idempotency_key
+            request.request_fingerprint = new.fingerprint
+            request.format = new.format
+            request.payload = {"work": str(work), "documents": payload, "webhook_url": webhook_url}
+            session.flush()
+        return request, True
+    except IntegrityError:
+        # A concurrent retry with the same key won the race: answer with its request.
+        shutil.rmtree(work, ignore_errors=True)
+        existing = _by_key(factory, ctx, idempotency_key or "", new.fingerprint)
+        if existing is None:
+            raise
+        return existing, False
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _by_key(factory: sessionmaker[Session], ctx: ClientContext, key: str, body_fingerprint: str) -> SigningRequest | None:
+    with transaction(factory) as session:
+        existing = session.scalar(select(SigningRequest).where(SigningRequest.client_id == ctx.client_id,
+                                                               SigningRequest.idempotency_key == key))
+        if existing is not None and existing.request_fingerprint != body_fingerprint:
+            raise IdempotencyConflict("this Idempotency-Key was used with another request body")
+        return existing
+
+
+def _prepare(factory: sessionmaker[Session], settings: Settings, ctx: ClientContext, credential: Credential,
+             new: NewRequest, hash_name: str, work: Path) -> tuple[list[requests.DocumentToSign], list[dict[str, Any]]]:
+    if new.format == "raw":
+        if new.files or not new.raw:
+            raise InvalidInput("a raw request carries hashes, at least one")
+        return [requests.DocumentToSign(d.digest, d.title, d.summary) for d in new.raw], [{} for _ in new.raw]
+    if new.format not in ("cades", "pades") or new.raw or not new.files:
+        raise InvalidInput("format is raw, cades or pades, with hashes or documents accordingly")
+    if len(new.files) > settings.max_batch:
+        raise InvalidInput(f"at most {settings.max_batch} documents per request")
+    if hash_name != "sha256":
+        raise InvalidInput("documents are signed with SHA-256")
+    work.mkdir(parents=True)
+    cert, chain = credential_service.certificate_chain(credential)
+    intermediates = [c for c in chain if c.self_signed == "no"]
+    scheme = Scheme(credential.signature_scheme)
+    docs, payload = [], []
+    for n, doc in enumerate(new.files):
+        source = _source(factory, ctx, doc, work / f"in-{n}")
+        document_hash = _sha256(source)
+        if new.format == "pades":
+            if _head(source) != b"%PDF-":
+                raise InvalidInput(f"document {n} is not a PDF")
+            size = (cert.public_key.bit_size + 7) // 8 if scheme is not Scheme.ECDSA else 2 * (cert.public_key.bit_size // 8 + 3) + 3
+            options = pades.PadesOptions(doc.field_name, doc.certify, doc.reason, doc.location,
+                                         credential.user.full_name, doc.stamp_text)
+            prepared = pades.prepare(cert, intermediates, scheme, size, source, work / f"out-{n}.pdf", options)
+            dtbs = prepared.dtbs_digest
+            payload.append({"kind": "pades", "work_path": str(prepared.work_path), "output": str(prepared.output_path),
+                            "document_digest": prepared.prepared_digest.document_digest.hex(),
+                            "region": [prepared.prepared_digest.reserved_region_start,
+                                       prepared.prepared_digest.reserved_region_end],
+                            "signed_attrs": base64.b64encode(prepared.signed_attrs_der).decode()})
+            summary_kind = "PAdES"
+        else:
+            if doc.enveloping:
+                tbs = cades.prepare(cert, intermediates, content=source.read_bytes(), detached=False)
+            else:
+                tbs = cades.prepare(cert, intermediates, content_digest=bytes.fromhex(document_hash))
+            dtbs = tbs.digest
+            payload.append({"kind": "cades", "signed_attrs": base64.b64encode(tbs.signed_attrs_der).decode(),
+                            "content": str(source) if doc.enveloping else None,
+                            "output": str(work / f"out-{n}.{'p7m' if doc.enveloping else 'p7s'}")})
+            summary_kind = "CAdES"
+        summary = doc.summary or f"{summary_kind}, SHA-256 {document_hash}"
+        docs.append(requests.DocumentToSign(dtbs, doc.title, summary))
+    return docs, payload
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(5)
+
+
+def _source(factory: sessionmaker[Session], ctx: ClientContext, doc: FileDocument, target: Path) -> Path:
+    if (doc.content is None) == (doc.document_id is None):
+        raise InvalidInput("each document needs either content or a document_id")
+    if doc.content is not None:
+        target.write_bytes(doc.content)
+        return target
+    with transaction(factory) as session:
+        stored = Path(_document(session, ctx, str(doc.document_id)).path)
+    try:
+        os.link(stored, target)
+    except OSError:
+        shutil.copyfile(stored, target)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# -- after approval -----------------------------------------------------------------------------------
+
+
+def pending_work(factory: sessionmaker[Session]) -> list[str]:
+    """Approved REST requests the worker still has to sign (CSC ones are signed by signHash)."""
+    with transaction(factory) as session:
+        return list(session.scalars(select(SigningRequest.id).where(
+            SigningRequest.state == RequestState.APPROVED, SigningRequest.client_id.is_not(None),
+            SigningRequest.sad_hash.is_(None), SigningRequest.payload.is_not(None))))
+
+
+def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id: str) -> None:
+    """Sign the approved data-to-be-signed and write the signed documents (results)."""
+    signatures = sole_control.sign_approved(factory, hsm, ctx_actor, request_id)
+    with transaction(factory) as session:
+        request = requests.get(session, request_id)
+        payload = dict(request.payload or {})
+        credential = request.credential
+        cert, chain = credential_service.certificate_chain(credential)
+        scheme = Scheme(credential.signature_scheme)
+    intermediates = [c for c in chain if c.self_signed == "no"]
+    for doc, signature in zip(payload.get("documents", []), signatures):
+        if doc.get("kind") == "pades":
+            prepared = pades.PreparedPdf(
+                Path(doc["work_path"]), Path(doc["output"]),
+                PreparedByteRangeDigest(bytes.fromhex(doc["document_digest"]), doc["region"][0], doc["region"][1]),
+                None, base64.b64decode(doc["signed_attrs"]), b"", "sha256")
+            pades.finish(prepared, signature, cert, intermediates, scheme)
+        elif doc.get("kind") == "cades":
+            content = Path(doc["content"]).read_bytes() if doc.get("content") else None
+            tbs = cades.CadesToBeSigned(base64.b64decode(doc["signed_attrs"]), b"", "sha256", content)
+            data = cades.assemble(tbs, signature, cert, intermediates, scheme, cades.default_pss(scheme, "sha256"))
+            _write(Path(doc["output"]), data)
+
+
+def _write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def result_file(session: Session, ctx: ClientContext, request_id: str, position: int) -> tuple[Path, str]:
+    from broker.services.clients import visible_request
+
+    request = visible_request(session, ctx, request_id)
+    if request.state is not RequestState.SIGNED or request.format == "raw":
+        raise NotFound(f"request {request_id} has no signed document (state {request.state.value})")
+    documents = (request.payload or {}).get("documents", [])
+    if not 0 <= position < len(documents):
+        raise NotFound(f"request {request_id} has no document {position}")
+    path = Path(documents[position]["output"])
+    media = "application/pdf" if path.suffix == ".pdf" else "application/pkcs7-signature" if path.suffix == ".p7s" \
+        else "application/pkcs7-mime"
+    return path, media
+

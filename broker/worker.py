@@ -1,0 +1,43 @@
+"""The signing worker: finishes approved REST requests (sign, then embed or assemble the results)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from broker.audit import Actor
+from broker.runtime import Runtime
+from broker.services import rest_requests
+
+log = logging.getLogger("kyso.worker")
+ACTOR = Actor("worker", "signing-worker")
+
+
+class SigningWorker:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="signing-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.runtime.notifier.notify()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        rt = self.runtime
+        while not self._stop.is_set():
+            seen = rt.notifier.version()
+            try:
+                for request_id in rest_requests.pending_work(rt.sessions):
+                    try:
+                        rest_requests.finish(rt.sessions, rt.hsm, ACTOR, request_id)
+                    except Exception as exc:  # noqa: BLE001 - one request's failure must not stop the others
+                        log.warning("request %s could not be finished: %s", request_id, getattr(exc, "code", type(exc).__name__))
+                    rt.notifier.notify()
+            except Exception as exc:  # noqa: BLE001 - e.g. the database is briefly away: try again
+                log.warning("signing worker: %s", type(exc).__name__)
+            rt.notifier.wait(seen, 1.0)

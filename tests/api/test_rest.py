@@ -1,0 +1,163 @@
+"""The native REST API over HTTP on loopback: raw, CAdES and PAdES requests, idempotency, bad input."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from asn1crypto import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, utils
+
+from broker.db.engine import transaction
+from broker.runtime import Runtime
+from broker.services import clients
+from demo.documents import CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
+from kyso_client import KysoClient
+from signer import validate
+from tests.api.test_csc import AutoApprover
+from tests.api.test_device_protocol import make_device
+from tests.conftest import ACTOR, Enrolled, load_credential
+from tests.support import openssl_cms_verify, require_tool
+
+
+@pytest.fixture(scope="module")
+def api(runtime: Runtime, live_server: str, enrolled: Enrolled) -> Iterator[httpx.Client]:
+    with transaction(runtime.sessions) as s:
+        clients.add_relying_system(s, ACTOR, "dvc-rest", ["U001"])
+        client, secret = clients.add_client(s, ACTOR, "dvc-rest")
+    token = KysoClient(live_server, client_id=client.client_id, client_secret=secret).access_token
+    approver = AutoApprover([make_device(runtime, live_server, "lan"), make_device(runtime, live_server, "hung")])
+    with httpx.Client(base_url=live_server, headers={"Authorization": f"Bearer {token}"}, timeout=120) as http:
+        yield http
+    approver.stop()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def wait_signed(api: httpx.Client, request_id: str) -> dict:  # type: ignore[type-arg]
+    for _ in range(10):
+        body = api.get(f"/v1/requests/{request_id}", params={"wait": 20}).json()
+        if body["state"] not in ("pending", "approved"):
+            return body
+    raise AssertionError("the request was not signed in time")
+
+
+def test_raw_hashes(api: httpx.Client, runtime: Runtime, enrolled: Enrolled) -> None:
+    digests = [hashlib.sha256(b"one").digest(), hashlib.sha256(b"two").digest()]
+    created = api.post("/v1/requests", json={"credential_id": enrolled.rsa, "hashes": [
+        {"hash": b64(d), "title": f"UNC {i}", "summary": "125.000.000 VND"} for i, d in enumerate(digests)]})
+    assert created.status_code == 201, created.text
+    assert len(created.json()["verification_code"]) == 4
+    done = wait_signed(api, created.json()["request_id"])
+    assert done["state"] == "signed"
+    key = load_credential(runtime, enrolled.rsa)
+    public = serialization.load_der_public_key(x509.Certificate.load(key.certificate).public_key.dump())
+    for d, s in zip(digests, done["signatures"]):
+        public.verify(base64.b64decode(s), d, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))  # type: ignore[union-attr]
+
+
+def test_idempotency_under_concurrent_retries(api: httpx.Client, enrolled: Enrolled) -> None:
+    body = {"credential_id": enrolled.ec, "hashes": [{"hash": b64(hashlib.sha256(b"idem").digest()), "title": "UNC"}]}
+    ids: list[str] = []
+    statuses: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def retry() -> None:
+        barrier.wait()
+        response = api.post("/v1/requests", json=body, headers={"Idempotency-Key": "order-42"})
+        statuses.append(response.status_code)
+        ids.append(response.json()["request_id"])
+
+    threads = [threading.Thread(target=retry) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(ids)) == 1 and sorted(statuses) == [200, 200, 200, 201], statuses
+    other = api.post("/v1/requests", json={**body, "hashes": [{"hash": b64(bytes(32)), "title": "x"}]},
+                     headers={"Idempotency-Key": "order-42"})
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
+    assert wait_signed(api, ids[0])["state"] == "signed"
+
+
+def test_pades_upload_sign_download(api: httpx.Client, enrolled: Enrolled, tmp_path: Path,
+                                    trust_roots: list[x509.Certificate]) -> None:
+    order = tmp_path / "order.pdf"
+    write_payment_order_pdf(order)
+    uploaded = api.put("/v1/documents", content=order.read_bytes(), headers={"Content-Type": "application/pdf"})
+    assert uploaded.status_code == 201, uploaded.text
+    created = api.post("/v1/requests", json={"credential_id": enrolled.rsa_pss, "format": "pades", "documents": [
+        {"document_id": uploaded.json()["document_id"], "title": "Ủy nhiệm chi UNC-7", "field": CHIEF_ACCOUNTANT_FIELD,
+         "certify": True, "reason": "Kế toán trưởng ký", "stamp": "KẾ TOÁN TRƯỞNG\n%(signer)s"}]})
+    assert created.status_code == 201, created.text
+    done = wait_signed(api, created.json()["request_id"])
+    assert done["state"] == "signed", done
+    signed = tmp_path / "signed.pdf"
+    signed.write_bytes(api.get(done["documents"][0].split(str(api.base_url).rstrip("/"))[-1]).content)
+    [report] = validate.validate_pdf(signed, trust_roots)
+    assert report.ok and report.label == CHIEF_ACCOUNTANT_FIELD
+
+
+def test_cades_detached_and_enveloping(api: httpx.Client, enrolled: Enrolled, tmp_path: Path, root_pem: Path) -> None:
+    content = "<PaymentOrder><amount>125000000</amount></PaymentOrder>".encode()
+    created = api.post("/v1/requests", json={"credential_id": enrolled.ec, "format": "cades", "documents": [
+        {"content": b64(content), "title": "order.xml"},
+        {"content": b64(content), "title": "order.xml (enveloping)", "enveloping": True}]})
+    assert created.status_code == 201, created.text
+    done = wait_signed(api, created.json()["request_id"])
+    (tmp_path / "order.xml").write_bytes(content)
+    base = str(api.base_url).rstrip("/")
+    (tmp_path / "order.p7s").write_bytes(api.get(done["documents"][0].removeprefix(base)).content)
+    (tmp_path / "order.p7m").write_bytes(api.get(done["documents"][1].removeprefix(base)).content)
+    assert openssl_cms_verify(tmp_path / "order.p7s", root_pem, tmp_path / "order.xml").returncode == 0
+    assert openssl_cms_verify(tmp_path / "order.p7m", root_pem).returncode == 0
+
+
+def test_bad_input(api: httpx.Client, enrolled: Enrolled, runtime: Runtime, live_server: str, tmp_path: Path,
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    good = {"hash": b64(bytes(32)), "title": "x"}
+    plain = tmp_path / "plain.pdf"
+    write_payment_order_pdf(plain)
+    encrypted = tmp_path / "encrypted.pdf"
+    subprocess.run([require_tool("qpdf"), "--encrypt", "u", "o", "256", "--", str(plain), str(encrypted)], check=True)
+    cases = [
+        ({"credential_id": enrolled.rsa, "hashes": [{"hash": b64(bytes(20)), "title": "x"}]}, 400, "invalid_hash"),
+        ({"credential_id": enrolled.rsa, "hash_algorithm": "md5", "hashes": [good]}, 400, "unsupported_algorithm"),
+        ({"credential_id": enrolled.rsa, "hashes": []}, 400, "invalid_input"),
+        ({"credential_id": enrolled.rsa, "hashes": [good] * 51}, 400, "invalid_input"),
+        ({"credential_id": enrolled.rsa, "hashes": [{"hash": "%%%", "title": "x"}]}, 400, "invalid_input"),
+        ({"credential_id": "someone-elses", "hashes": [good]}, 404, "not_found"),
+        ({"credential_id": enrolled.rsa, "format": "pades", "documents": [{"content": b64(b"hello"), "title": "x"}]},
+         400, "invalid_input"),
+        ({"credential_id": enrolled.rsa, "format": "pades",
+          "documents": [{"content": b64(encrypted.read_bytes()), "title": "x"}]}, 422, "invalid_document"),
+        ({"credential_id": enrolled.rsa, "format": "sideways", "hashes": [good]}, 400, "invalid_request"),
+    ]
+    for body, status, code in cases:
+        response = api.post("/v1/requests", json=body)
+        assert (response.status_code, response.json().get("code")) == (status, code), (body, response.text)
+    broken = api.post("/v1/requests", content=b"{nope", headers={"Content-Type": "application/json"})
+    assert broken.status_code == 400 and broken.json()["code"] == "invalid_request"
+    anonymous = httpx.post(f"{live_server}/v1/requests", json={"credential_id": enrolled.rsa, "hashes": [good]})
+    assert anonymous.status_code == 401 and anonymous.json()["code"] == "invalid_token"
+    monkeypatch.setattr(runtime.settings, "max_document_bytes", 1000)
+    too_big = api.put("/v1/documents", content=plain.read_bytes())
+    assert too_big.status_code == 413 and too_big.json()["code"] == "document_too_large"
+    assert not list((runtime.settings.blobs / "work").glob("*")) or all(
+        any(p.iterdir()) for p in (runtime.settings.blobs / "work").glob("*"))
+
+
+def test_cancel(api: httpx.Client, enrolled: Enrolled, runtime: Runtime) -> None:
+    approver_paused = api.post("/v1/requests", json={"credential_id": enrolled.rsa, "hashes": [
+        {"hash": b64(hashlib.sha256(b"cancel").digest()), "title": "to cancel"}]}).json()
+    response = api.post(f"/v1/requests/{approver_paused['request_id']}/cancel")
+    assert response.status_code in (200, 409)  # the phone may have approved it first
