@@ -1,32 +1,39 @@
-"""The end-to-end demo (``make demo``), driven through the ``kyso`` CLI as an administrator would.
+"""The end-to-end demo (``make demo``): the DVC portal's job, through kyso's API, against a sandbox.
 
-A unit with a chief accountant and an account holder, their certificates from two providers,
-their phones enrolled as approval devices (the reference client ``kyso-device`` stands in for
-the app), a payment order signed by both (PAdES, two incremental signatures, each approved on the
-signer's phone), the same order as XML signed with CAdES (detached and enveloping), every result
-verified by kyso and by independent verifiers (OpenSSL, poppler's pdfsig), and the results in
-``demo-out/``.
+1. ``kyso sandbox`` starts the broker on loopback (data dir ``.kyso-demo/``): a SoftHSM token,
+   the test PKI of the four providers, a unit with its chief accountant and account holder, their
+   keys certified by VNPT SmartCA, MISA, Viettel-CA and Nacencomm, a relying-system client, and
+   simulated phones that approve each request (a real signer approves with face or fingerprint).
+2. As the DVC portal, with the typed client ``kyso_client``: upload the payment order, ask the
+   chief accountant to certify it (PAdES, approval on the phone), then the account holder to sign
+   the result in the second field; sign the same order as XML with CAdES (detached, enveloping);
+   and a raw hash through the CSC API.
+3. Verify everything with kyso (pyHanko), OpenSSL and poppler's ``pdfsig``; show the audit log.
+
+Results in ``demo-out/`` (emptied first): signed PDFs, ``payment-order.xml`` with its ``.p7s``,
+the ``.p7m``, and the trust anchor under ``demo-out/trust/``.
 """
 
 from __future__ import annotations
 
-import os
+import base64
+import hashlib
+import json
 import shutil
-import socket
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from demo.documents import ACCOUNT_HOLDER_FIELD, CHIEF_ACCOUNTANT_FIELD, payment_xml, write_payment_order_pdf
+from kyso_client import KysoClient
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / ".kyso-demo"
 OUT = ROOT / "demo-out"
 KYSO = [str(Path(sys.executable).with_name("kyso")), "--data-dir", str(DATA_DIR)]
-KYSO_DEVICE = str(Path(sys.executable).with_name("kyso-device"))
 
 
 def step(title: str) -> None:
@@ -44,81 +51,55 @@ def run(*args: str, capture: bool = False) -> str:
     return result.stdout if capture else ""
 
 
-def kyso(*args: str) -> None:
-    run(*KYSO, *args)
+def start_sandbox() -> tuple[subprocess.Popen[bytes], dict]:  # type: ignore[type-arg]
+    log = (ROOT / ".kyso-demo.log").open("wb")
+    print("$ kyso --data-dir .kyso-demo sandbox --port 0   (log: .kyso-demo.log)", flush=True)
+    sandbox = subprocess.Popen([*KYSO, "sandbox", "--port", "0"], stdout=log, stderr=subprocess.STDOUT)
+    described = DATA_DIR / "sandbox.json"
+    deadline = time.monotonic() + 600
+    while not described.exists():
+        if sandbox.poll() is not None or time.monotonic() > deadline:
+            sandbox.kill()
+            raise SystemExit("the sandbox did not start; see .kyso-demo.log")
+        time.sleep(0.5)
+    return sandbox, json.loads(described.read_text())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def credential_of(info: dict, user: str, ca: str) -> str:  # type: ignore[type-arg]
+    return next(c["credential_id"] for c in info["credentials"] if c["user_id"] == user and c["ca"] == ca)
 
 
-def start_server(port: int) -> subprocess.Popen[bytes]:
-    log = (DATA_DIR / "server.log").open("wb")
-    server = subprocess.Popen([*KYSO, "serve", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(120):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.5)
-    server.terminate()
-    raise SystemExit("kyso serve did not become ready; see .kyso-demo/server.log")
-
-
-def enroll_phone(username: str, base_url: str) -> Path:
-    out = run(*KYSO, "device", "activate", "--user", username, "--no-qr", capture=True)
-    print(out, end="")
-    code = out.split(": ", 1)[1].split()[0]
-    state = DATA_DIR / "phones" / f"{username}.json"
-    run(KYSO_DEVICE, "enroll", "--base-url", base_url, "--code", code, "--name", f"{username}'s phone",
-        "--state", str(state))
-    return state
+def signed(client: KysoClient, request: dict, what: str) -> dict:  # type: ignore[type-arg]
+    print(f"  request {request['request_id']}: verification code {request['verification_code']} "
+          f"— waiting for the signer's approval ({what})", flush=True)
+    done = client.wait(request["request_id"])
+    if done["state"] != "signed":
+        raise SystemExit(f"request {request['request_id']} ended {done['state']}: {done.get('failure_reason')}")
+    print("  signed", flush=True)
+    return done
 
 
 def main() -> None:
     step("fresh data dir and output dir")
     shutil.rmtree(DATA_DIR, ignore_errors=True)
     shutil.rmtree(OUT, ignore_errors=True)
-    OUT.mkdir()
-    kyso("init", "--sandbox")
+    (OUT / "trust").mkdir(parents=True)
 
-    step("a budget-using unit, its chief accountant and account holder")
-    kyso("unit", "add", "1012345", "Trường Tiểu học Nguyễn Trãi")
-    kyso("user", "add", "lan.nt", "--unit", "1012345", "--name", "Nguyễn Thị Lan", "--id", "001185000123",
-         "--role", "chief-accountant")
-    kyso("user", "add", "hung.tv", "--unit", "1012345", "--name", "Trần Văn Hùng", "--id", "001080000456",
-         "--role", "account-holder")
-
-    step("keys made in the HSM, certified by VNPT SmartCA and Viettel-CA (test CAs)")
-    kyso("cert", "enroll", "--user", "lan.nt", "--ca", "vnpt", "--key", "rsa-2048")
-    kyso("cert", "enroll", "--user", "hung.tv", "--ca", "viettel", "--key", "rsa-2048")
-    kyso("cert", "list")
-    kyso("cert", "roots", "--out", str(OUT / "trust"))
-
-    step("the approval service, and each signer's phone enrolled with a one-time activation code")
-    port = free_port()
-    base_url = f"http://localhost:{port}"
-    os.environ["KYSO_PUBLIC_BASE_URL"] = base_url
-    server = start_server(port)
-    phones: list[subprocess.Popen[bytes]] = []
+    step("start the sandbox: broker, HSM token, test PKI, demo unit and signers, simulated phones")
+    sandbox, info = start_sandbox()
     try:
-        for username in ("lan.nt", "hung.tv"):
-            state = enroll_phone(username, base_url)
-            # Stands in for the signer looking at the phone and approving with a fingerprint.
-            phones.append(subprocess.Popen([KYSO_DEVICE, "watch", "--count", "2", "--state", str(state)]))
-        sign_and_verify()
+        print(f"  base_url {info['base_url']}, client {info['client_id']}")
+        run(*KYSO, "cert", "list")
+        shutil.copy(info["trust_anchors"][0], OUT / "trust" / "national-root-test.pem")
+        client = KysoClient(info["base_url"], client_id=info["client_id"], client_secret=info["client_secret"])
+        portal_flow(client, info)
     finally:
-        for process in [*phones, server]:
-            process.terminate()
-        for process in [*phones, server]:
-            process.wait(timeout=30)
+        sandbox.send_signal(signal.SIGTERM)
+        sandbox.wait(timeout=60)
 
-    step("audit log")
-    kyso("audit", "list", "--limit", "30")
-    kyso("audit", "verify")
+    step("audit log (hash-chained)")
+    run(*KYSO, "audit", "list", "--limit", "15")
+    run(*KYSO, "audit", "verify")
 
     step("results")
     for path in sorted(OUT.rglob("*")):
@@ -127,35 +108,57 @@ def main() -> None:
     print("\ndemo complete")
 
 
-def sign_and_verify() -> None:
+def portal_flow(client: KysoClient, info: dict) -> None:  # type: ignore[type-arg]
+    chief = credential_of(info, "sbx.ketoan", "vnpt")
+    holder = credential_of(info, "sbx.chutk", "viettel")
+    root = OUT / "trust" / "national-root-test.pem"
     with tempfile.TemporaryDirectory(prefix="kyso-demo-") as tmp:
         work = Path(tmp)
         order = work / "payment-order.pdf"
         write_payment_order_pdf(order)
 
-        step("payment order: the chief accountant certifies, the account holder approves (PAdES); "
-             "each signature waits for the signer's approval on the phone")
-        first = OUT / "payment-order.chief-accountant.pdf"
-        final = OUT / "payment-order.signed.pdf"
-        kyso("sign", str(order), "--out", str(first), "--user", "lan.nt", "--field", CHIEF_ACCOUNTANT_FIELD,
-             "--certify", "--reason", "Kế toán trưởng ký duyệt", "--location", "Hà Nội",
-             "--stamp", "KẾ TOÁN TRƯỞNG\nKý bởi: %(signer)s\nNgày ký: %(ts)s")
-        kyso("sign", str(first), "--out", str(final), "--user", "hung.tv", "--field", ACCOUNT_HOLDER_FIELD,
-             "--reason", "Chủ tài khoản ký duyệt", "--location", "Hà Nội",
-             "--stamp", "CHỦ TÀI KHOẢN\nKý bởi: %(signer)s\nNgày ký: %(ts)s")
+        step("DVC portal: the chief accountant certifies the payment order (PAdES, approved on the phone)")
+        document_id = client.upload_document(order)
+        request = client.create_request({"credential_id": chief, "format": "pades", "documents": [{
+            "document_id": document_id, "title": "Ủy nhiệm chi UNC-2026-000123",
+            "summary": "Trả: Trường Tiểu học Thử Nghiệm · Nhận: Công ty Việt Hưng · 125.000.000 VND",
+            "field": CHIEF_ACCOUNTANT_FIELD, "certify": True, "reason": "Kế toán trưởng ký duyệt",
+            "location": "Hà Nội", "stamp": "KẾ TOÁN TRƯỞNG\nKý bởi: %(signer)s\nNgày ký: %(ts)s"}]},
+            idempotency_key="UNC-2026-000123/chief")
+        first = client.download(signed(client, request, "chief accountant")["documents"][0],
+                                OUT / "payment-order.chief-accountant.pdf")
+
+        step("DVC portal: the account holder signs the second field (approval signature)")
+        request = client.create_request({"credential_id": holder, "format": "pades", "documents": [{
+            "document_id": client.upload_document(first), "title": "Ủy nhiệm chi UNC-2026-000123",
+            "summary": "Đã có chữ ký kế toán trưởng · 125.000.000 VND", "field": ACCOUNT_HOLDER_FIELD,
+            "reason": "Chủ tài khoản ký duyệt", "location": "Hà Nội",
+            "stamp": "CHỦ TÀI KHOẢN\nKý bởi: %(signer)s\nNgày ký: %(ts)s"}]}, idempotency_key="UNC-2026-000123/holder")
+        final = client.download(signed(client, request, "account holder")["documents"][0],
+                                OUT / "payment-order.signed.pdf")
 
         step("the same order as XML: CAdES detached (.p7s) and enveloping (.p7m)")
         xml = OUT / "payment-order.xml"
         xml.write_bytes(payment_xml())
-        kyso("sign", str(xml), "--out", str(OUT / "payment-order.xml.p7s"), "--user", "lan.nt", "--format", "cades")
-        kyso("sign", str(xml), "--out", str(OUT / "payment-order.xml.p7m"), "--user", "hung.tv", "--format", "cades",
-             "--enveloping")
 
-        step("verify with kyso (pyHanko validator, test national root as the only trust anchor)")
-        root = next((OUT / "trust").glob("*.pem"))
-        kyso("verify", str(final), "--trust", str(root))
-        kyso("verify", str(OUT / "payment-order.xml.p7s"), "--content", str(xml), "--trust", str(root))
-        kyso("verify", str(OUT / "payment-order.xml.p7m"), "--trust", str(root))
+
+        request = client.create_request({"credential_id": chief, "format": "cades", "documents": [
+            {"content": base64.b64encode(xml.read_bytes()).decode(), "title": "payment-order.xml"},
+            {"content": base64.b64encode(xml.read_bytes()).decode(), "title": "payment-order.xml", "enveloping": True}]})
+        done = signed(client, request, "chief accountant, two documents, one approval")
+        client.download(done["documents"][0], OUT / "payment-order.xml.p7s")
+        client.download(done["documents"][1], OUT / "payment-order.xml.p7m")
+
+        step("CSC API: authorize (waits for the approval) and signHash")
+        digest = hashlib.sha256(xml.read_bytes()).digest()
+        auth = client.authorize(holder, [digest], description="payment-order.xml")
+        [signature] = client.sign_hash(holder, auth.sad, [digest], "1.2.840.10045.4.3.2")
+        print(f"  ECDSA signature over SHA-256(payment-order.xml): {len(signature)} bytes (DER)")
+
+        step("verify with kyso (pyHanko validator, the test national root as the only trust anchor)")
+        run(*KYSO, "verify", str(final), "--trust", str(root))
+        run(*KYSO, "verify", str(OUT / "payment-order.xml.p7s"), "--content", str(xml), "--trust", str(root))
+        run(*KYSO, "verify", str(OUT / "payment-order.xml.p7m"), "--trust", str(root))
 
         step("verify independently: OpenSSL (CMS) and poppler's pdfsig (PDF)")
         run("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(OUT / "payment-order.xml.p7s"),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -52,6 +54,53 @@ class KysoClient:
         data = _check(self._http.post("/oauth2/token", data={"grant_type": "client_credentials"},
                                       auth=(client_id, secret)))
         return str(data["access_token"])
+
+    @property
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+    # -- native REST API ------------------------------------------------------------------------------
+
+    def list_credentials(self, user_id: str | None = None) -> list[dict[str, Any]]:
+        response = self._http.get("/v1/credentials", params={"user": user_id} if user_id else {}, headers=self._auth)
+        if response.status_code >= 400:
+            _check(response)
+        return list(response.json())
+
+    def upload_document(self, path: Path, media_type: str = "application/pdf") -> str:
+        """Stream a file to kyso; returns its ``document_id``."""
+        with path.open("rb") as fh:
+            data = _check(self._http.put("/v1/documents", content=iter(lambda: fh.read(1 << 20), b""),
+                                         headers={**self._auth, "Content-Type": media_type}))
+        return str(data["document_id"])
+
+    def create_request(self, body: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        headers = dict(self._auth)
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        return _check(self._http.post("/v1/requests", json=body, headers=headers))
+
+    def wait(self, request_id: str, timeout: float = 300) -> dict[str, Any]:
+        """Long-poll until the request is signed, refused, expired or failed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            data = _check(self._http.get(f"/v1/requests/{request_id}", params={"wait": 20}, headers=self._auth))
+            if data["state"] not in ("pending", "approved") or time.monotonic() > deadline:
+                return data
+
+    def download(self, url: str, target: Path) -> Path:
+        """Stream a signed document to ``target``."""
+        path = url.removeprefix(self.base_url)
+        with self._http.stream("GET", path, headers=self._auth) as response:
+            if response.status_code >= 400:
+                response.read()
+                _check(response)
+            with target.open("wb") as out:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+        return target
+
+    # -- CSC API --------------------------------------------------------------------------------------
 
     def _csc(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         return _check(self._http.post(f"/csc/{self.csc_version}/{endpoint}", json=body,

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# Piped output (scripts, logs) gets wide lines instead of folded cells.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str | None = None) -> None:
