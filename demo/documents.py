@@ -18,8 +18,8 @@ CHIEF_ACCOUNTANT_FIELD = "KeToanTruong"
 ACCOUNT_HOLDER_FIELD = "ChuTaiKhoan"
 
 # Field boxes in PDF points (origin bottom left) on an A4 page.
-CHIEF_ACCOUNTANT_BOX = (50, 265, 290, 345)
-ACCOUNT_HOLDER_BOX = (310, 265, 550, 345)
+CHIEF_ACCOUNTANT_BOX = (50, 250, 290, 330)
+ACCOUNT_HOLDER_BOX = (310, 250, 550, 330)
 
 PAYMENT_ORDER = {
     "number": "UNC-2026-000123",

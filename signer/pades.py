@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
 
@@ -84,10 +87,41 @@ def add_signature_fields(input_path: Path, output_path: Path, specs: Sequence[Fi
             writer.write(out)
 
 
+STAMP_FONT_SIZE = 10
+DEFAULT_STAMP = "Ký bởi: %(signer)s\nNgày ký: %(ts)s"
+
+
+@lru_cache(maxsize=1)
+def stamp_font() -> Path:
+    """DejaVu Sans rescaled to 1000 units per em, cached on disk.
+
+    pyHanko writes glyph widths and kerning in font units into ``/W`` and ``TJ``, which PDF reads
+    as thousandths of an em: a 2048-unit TrueType font comes out twice too wide.
+    """
+    from fontTools.ttLib import TTFont
+    from fontTools.ttLib.scaleUpem import scale_upem
+
+    font = TTFont(str(VIETNAMESE_FONT))
+    if font["head"].unitsPerEm == 1000:
+        return VIETNAMESE_FONT
+    cache = Path(tempfile.gettempdir()) / f"kyso-fonts-{os.getuid()}"
+    cache.mkdir(mode=0o700, exist_ok=True)
+    target = cache / f"{VIETNAMESE_FONT.stem}-1000upem.ttf"
+    if not target.exists():
+        scale_upem(font, 1000)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        font.save(str(tmp))
+        tmp.replace(target)
+    return target
+
+
 def _stamp_style(text: str) -> TextStampStyle:
+    # The glyph engine and the text box each have a font size; pyHanko shapes with one and lays
+    # out with the other, so they must agree or lines drift.
+    font = GlyphAccumulatorFactory(str(stamp_font()), font_size=STAMP_FONT_SIZE)
     return TextStampStyle(
         stamp_text=text,
-        text_box_style=TextBoxStyle(font=GlyphAccumulatorFactory(str(VIETNAMESE_FONT)), font_size=9),
+        text_box_style=TextBoxStyle(font=font, font_size=STAMP_FONT_SIZE),
         border_width=1,
     )
 
@@ -160,7 +194,7 @@ async def _prepare(
             name=options.signer_name,
         )
         external = _external_signer(certificate, chain, scheme, signature_size, hash_name)
-        stamp = _stamp_style(options.stamp_text) if options.stamp_text else None
+        stamp = _stamp_style(options.stamp_text or DEFAULT_STAMP)
         pdf_signer = signers.PdfSigner(meta, signer=external, stamp_style=stamp)
         work_path = output_path.with_name(output_path.name + ".part")
         try:

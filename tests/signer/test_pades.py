@@ -102,3 +102,13 @@ def test_malformed_and_encrypted_pdfs_are_refused(runtime: Runtime, enrolled: En
     with pytest.raises(InvalidDocument, match="encrypted"):
         pades.sign(key, encrypted, tmp_path / "out.pdf", pades.PadesOptions("Sig"))
     assert not (tmp_path / "out.pdf").exists()
+
+
+def test_vietnamese_text_survives_and_the_page_renders(signed_twice: tuple[Path, Path], tmp_path: Path) -> None:
+    text = subprocess.run([require_tool("pdftotext"), str(signed_twice[1]), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    assert "GIẤY RÚT DỰ TOÁN / ỦY NHIỆM CHI" in text and "Một trăm hai mươi lăm triệu đồng chẵn" in text
+    png = tmp_path / "page"
+    subprocess.run([require_tool("pdftoppm"), "-png", "-r", "50", "-f", "1", "-l", "1", str(signed_twice[1]), str(png)],
+                   check=True)
+    assert list(tmp_path.glob("page*.png"))
