@@ -19,7 +19,7 @@ from broker.db.engine import transaction
 from broker.db.models import RequestState, SigningRequest
 from broker.errors import InvalidInput
 from broker.runtime import Runtime
-from broker.services import clients, rest_requests
+from broker.services import clients, rest_requests, webhooks
 from broker.services import signing_requests as requests
 from broker.services.clients import ClientContext
 
@@ -185,6 +185,28 @@ def signed_document(request_id: str, position: int, ctx: ClientContext = Depends
     with transaction(rt.sessions) as session:
         path, media = rest_requests.result_file(session, ctx, request_id, position)
     return FileResponse(path, media_type=media, filename=f"{request_id}-{position}{path.suffix}")
+
+
+class DeliveryOut(BaseModel):
+    event_id: str
+    url: str
+    state: str
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+@router.get("/requests/{request_id}/webhooks", response_model=list[DeliveryOut])
+def webhook_log(request_id: str, ctx: ClientContext = Depends(client_context),
+                rt: Runtime = Depends(runtime)) -> list[DeliveryOut]:
+    """The delivery log of a request's webhooks."""
+    with transaction(rt.sessions) as session:
+        clients.visible_request(session, ctx, request_id)
+        return [DeliveryOut(event_id=d.id, url=d.url, state=d.state.value, attempts=d.attempts,
+                            last_status=d.last_status, last_error=d.last_error,
+                            delivered_at=requests.aware(d.delivered_at) if d.delivered_at else None)
+                for d in webhooks.deliveries_for(session, request_id)]
 
 
 @router.post("/requests/{request_id}/cancel", response_model=RequestOut)

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     web_session_seconds: int = 900
     public_base_url: str = "http://localhost:8400"
     max_document_bytes: int = 100 * 1024 * 1024
+    webhook_allow_private: bool = False
+    """Allow webhooks to private and loopback addresses (tests, sandboxes); off in production."""
 
     @property
     def blobs(self) -> Path:

@@ -1,4 +1,4 @@
-"""The signing worker: finishes approved REST requests (sign, then embed or assemble the results)."""
+"""The background worker: finishes approved REST requests and delivers due webhooks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 from broker.audit import Actor
 from broker.runtime import Runtime
-from broker.services import rest_requests
+from broker.services import rest_requests, webhooks
 
 log = logging.getLogger("kyso.worker")
 ACTOR = Actor("worker", "signing-worker")
@@ -38,6 +38,7 @@ class SigningWorker:
                     except Exception as exc:  # noqa: BLE001 - one request's failure must not stop the others
                         log.warning("request %s could not be finished: %s", request_id, getattr(exc, "code", type(exc).__name__))
                     rt.notifier.notify()
+                webhooks.deliver_due(rt.sessions, allow_private=rt.settings.webhook_allow_private)
             except Exception as exc:  # noqa: BLE001 - e.g. the database is briefly away: try again
                 log.warning("signing worker: %s", type(exc).__name__)
             rt.notifier.wait(seen, 1.0)

@@ -30,8 +30,10 @@ def rs_add(
 ) -> None:
     """Add a relying system serving the given units."""
     with transaction(state(ctx).runtime().sessions) as session:
-        clients.add_relying_system(session, cli_actor(), name, unit, webhook_allow or [])
+        rs = clients.add_relying_system(session, cli_actor(), name, unit, webhook_allow or [])
+        secret = rs.webhook_secret
     console.print(f"relying system {name} added ({', '.join(unit)})")
+    console.print(f"webhook signing secret: {secret}", markup=False)
 
 
 @rs_app.command("list")

@@ -291,6 +291,8 @@ class RelyingSystem(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     webhook_allowlist: Mapped[list[str]] = mapped_column(JSON, default=list)
+    webhook_secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """HMAC key of this system's webhooks (kyso must sign with it, so it is kept, not hashed)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     units: Mapped[list[Unit]] = relationship(secondary="relying_system_units")
@@ -346,3 +348,29 @@ class Document(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DeliveryState(str, enum.Enum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class WebhookDelivery(Base):
+    """One webhook event for a relying system, claimed and retried with backoff by any worker."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """Also the ``Kyso-Event-Id`` header."""
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    relying_system_id: Mapped[int] = mapped_column(ForeignKey("relying_systems.id"))
+    url: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    state: Mapped[DeliveryState] = mapped_column(_enum(DeliveryState, "delivery_state"), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -74,7 +74,8 @@ def add_relying_system(session: Session, actor: Actor, name: str, unit_codes: li
     if session.scalar(select(RelyingSystem).where(RelyingSystem.name == name)) is not None:
         raise Conflict(f"relying system {name!r} already exists")
     units = [get_unit(session, code) for code in unit_codes]
-    rs = RelyingSystem(name=name, webhook_allowlist=webhook_allowlist or [], units=units)
+    rs = RelyingSystem(name=name, webhook_allowlist=webhook_allowlist or [], units=units,
+                       webhook_secret=secrets.token_urlsafe(32))
     session.add(rs)
     session.flush()
     audit.record(session, actor, "rs.add", target_type="relying_system", target_id=name,

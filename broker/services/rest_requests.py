@@ -24,11 +24,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.db.engine import transaction
-from broker.db.models import Credential, Document, RequestState, SigningRequest
+from broker.db.models import Credential, Document, RelyingSystem, RequestState, SigningRequest
 from broker.errors import Conflict, InvalidInput, KysoError, NotFound
 from broker.services import credentials as credential_service
 from broker.services import signing_requests as requests
-from broker.services import sole_control
+from broker.services import sole_control, webhooks
 from broker.services.clients import ClientContext, visible_credential
 from broker.settings import Settings
 from hsm import Hsm
@@ -129,6 +129,10 @@ def create(factory: sessionmaker[Session], settings: Settings, ctx: ClientContex
     with transaction(factory) as session:
         credential = visible_credential(session, ctx, new.credential_id)
         credential_service.check_usable(credential)
+        if webhook_url is not None:
+            rs = session.scalar(select(RelyingSystem).where(RelyingSystem.name == ctx.relying_system))
+            webhooks.check_url(webhook_url, rs.webhook_allowlist if rs else [],
+                               allow_private=settings.webhook_allow_private)
     work = settings.blobs / "work" / uuid.uuid4().hex
     try:
         docs, payload = _prepare(factory, settings, ctx, credential, new, hash_name, work)

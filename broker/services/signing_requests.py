@@ -177,6 +177,10 @@ def transition(
     session.refresh(request)
     audit.record(session, actor, f"request.{to.value}", target_type="request", target_id=request.id,
                  details=details or {})
+    if to in FINAL_STATES:
+        from broker.services import webhooks  # imports this module
+
+        webhooks.enqueue(session, request)
 
 
 def expire_if_due(session: Session, actor: Actor, request: SigningRequest) -> bool:

@@ -161,3 +161,82 @@ def test_cancel(api: httpx.Client, enrolled: Enrolled, runtime: Runtime) -> None
         {"hash": b64(hashlib.sha256(b"cancel").digest()), "title": "to cancel"}]}).json()
     response = api.post(f"/v1/requests/{approver_paused['request_id']}/cancel")
     assert response.status_code in (200, 409)  # the phone may have approved it first
+
+
+class Receiver:
+    """A local webhook receiver that fails its first ``fail_first`` calls."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        import http.server
+
+        self.calls: list[tuple[dict[str, str], str]] = []
+        self.fail_first = fail_first
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                receiver.calls.append(({k: v for k, v in self.headers.items()}, body))
+                self.send_response(500 if len(receiver.calls) <= receiver.fail_first else 204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/kyso"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_webhook_delivered_once_with_hmac_after_a_retry(api: httpx.Client, runtime: Runtime, enrolled: Enrolled,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from broker.db.models import RelyingSystem
+    from broker.services import webhooks
+
+    receiver = Receiver(fail_first=1)
+    monkeypatch.setattr(runtime.settings, "webhook_allow_private", True)
+    with transaction(runtime.sessions) as s:
+        rs = s.query(RelyingSystem).filter_by(name="dvc-rest").one()
+        rs.webhook_allowlist = [receiver.url.rsplit("/", 2)[0] + "/"]
+        secret = rs.webhook_secret
+    try:
+        created = api.post("/v1/requests", json={
+            "credential_id": enrolled.ec, "webhook_url": receiver.url,
+            "hashes": [{"hash": b64(hashlib.sha256(b"hook").digest()), "title": "UNC webhook"}]}).json()
+        assert wait_signed(api, created["request_id"])["state"] == "signed"
+        deadline = time.monotonic() + 30
+        log: list[dict] = []  # type: ignore[type-arg]
+        while time.monotonic() < deadline:
+            log = api.get(f"/v1/requests/{created['request_id']}/webhooks").json()
+            if log and log[0]["state"] == "delivered":
+                break
+            runtime.notifier.notify()
+            time.sleep(0.5)
+        assert log[0]["state"] == "delivered" and log[0]["attempts"] == 2, log
+        assert len(receiver.calls) == 2
+        headers, body = receiver.calls[-1]
+        assert headers["Kyso-Event-Id"] == log[0]["event_id"]
+        assert webhooks.verify_signature(str(secret), headers["Kyso-Signature"], body)
+        assert not webhooks.verify_signature("another-secret", headers["Kyso-Signature"], body)
+        assert json_state(body) == ("signed", created["request_id"])
+    finally:
+        receiver.close()
+
+
+def json_state(body: str) -> tuple[str, str]:
+    import json
+
+    data = json.loads(body)
+    return data["state"], data["request_id"]
+
+
+def test_webhook_urls_outside_the_allowlist_or_private_are_refused(api: httpx.Client, enrolled: Enrolled) -> None:
+    body = {"credential_id": enrolled.ec, "hashes": [{"hash": b64(bytes(32)), "title": "x"}]}
+    for url in ("http://127.0.0.1:9/hook", "https://example.invalid/hook", "file:///etc/passwd"):
+        response = api.post("/v1/requests", json={**body, "webhook_url": url})
+        assert response.status_code == 400 and response.json()["code"] == "invalid_input", url

@@ -1,0 +1,146 @@
+"""Webhooks: an event row written with the state change that causes it, delivered by any worker.
+
+Each delivery is claimed by a conditional update (a lease), sent with ``Kyso-Event-Id`` and
+``Kyso-Signature: t=TIME,v1=HEX`` (HMAC-SHA256 over ``TIME.BODY`` with the relying system's
+webhook secret), and retried with exponential backoff; the rows are the delivery log. URLs must
+match the relying system's allowlist, and private or loopback addresses are refused unless
+``KYSO_WEBHOOK_ALLOW_PRIVATE`` is set (no SSRF).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import socket
+import time
+import uuid
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from broker.db.engine import transaction
+from broker.db.models import DeliveryState, RelyingSystem, SigningRequest, WebhookDelivery
+from broker.errors import InvalidInput
+from broker.services.signing_requests import aware, now
+
+log = logging.getLogger("kyso.webhooks")
+MAX_ATTEMPTS = 8
+LEASE_SECONDS = 30
+
+
+def check_url(url: str, allowlist: list[str], *, allow_private: bool) -> None:
+    """Refuse a URL outside the allowlist, of another scheme, or resolving to a private address."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InvalidInput("a webhook URL is http(s)://host/...")
+    if not any(url.startswith(prefix) for prefix in allowlist):
+        raise InvalidInput("the webhook URL is not in this relying system's allowlist")
+    if allow_private:
+        return
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
+    except OSError:
+        raise InvalidInput("the webhook host does not resolve") from None
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
+            raise InvalidInput("webhooks to private or loopback addresses are refused")
+
+
+def signature_header(secret: str, timestamp: int, body: str) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify_signature(secret: str, header: str, body: str, tolerance: int = 300) -> bool:
+    """What a receiver does (used by the tests and documented for integrators)."""
+    try:
+        fields = dict(part.split("=", 1) for part in header.split(","))
+        timestamp = int(fields["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs(time.time() - timestamp) > tolerance:
+        return False
+    return hmac.compare_digest(signature_header(secret, timestamp, body), header)
+
+
+def enqueue(session: Session, request: SigningRequest) -> None:
+    """Queue the event for a request that reached a final state (same transaction as the change)."""
+    url = (request.payload or {}).get("webhook_url")
+    if not url or request.client_id is None:
+        return
+    rs = session.scalar(select(RelyingSystem).where(RelyingSystem.name == request.relying_system))
+    if rs is None:
+        return
+    event_id = uuid.uuid4().hex
+    body = json.dumps({"event_id": event_id, "type": f"request.{request.state.value}", "request_id": request.id,
+                       "state": request.state.value, "verification_code": request.verification_code},
+                      separators=(",", ":"))
+    session.add(WebhookDelivery(id=event_id, request_id=request.id, relying_system_id=rs.id, url=str(url), body=body,
+                                state=DeliveryState.PENDING, attempts=0, next_attempt_at=now()))
+
+
+def deliver_due(factory: sessionmaker[Session], *, allow_private: bool, limit: int = 20) -> int:
+    """Claim and send the deliveries that are due; return how many were attempted."""
+    with transaction(factory) as session:
+        due = list(session.scalars(select(WebhookDelivery.id).where(
+            WebhookDelivery.state == DeliveryState.PENDING, WebhookDelivery.next_attempt_at <= now()).limit(limit)))
+    attempted = 0
+    for delivery_id in due:
+        claimed = _claim(factory, delivery_id)
+        if claimed is None:
+            continue
+        attempted += 1
+        url, body, secret, attempts = claimed
+        status, error = _send(url, body, delivery_id, secret, allow_private)
+        with transaction(factory) as session:
+            delivery = session.get(WebhookDelivery, delivery_id)
+            assert delivery is not None
+            delivery.attempts = attempts + 1
+            delivery.last_status, delivery.last_error = status, error
+            if status is not None and 200 <= status < 300:
+                delivery.state, delivery.delivered_at = DeliveryState.DELIVERED, now()
+            elif delivery.attempts >= MAX_ATTEMPTS:
+                delivery.state = DeliveryState.FAILED
+            else:
+                delivery.next_attempt_at = now() + timedelta(seconds=min(3600, 2 ** delivery.attempts))
+    return attempted
+
+
+def _claim(factory: sessionmaker[Session], delivery_id: str) -> tuple[str, str, str, int] | None:
+    """Take a lease on a due delivery; exactly one worker gets it."""
+    with transaction(factory) as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery is None or delivery.state is not DeliveryState.PENDING or aware(delivery.next_attempt_at) > now():
+            return None
+        leased = session.execute(update(WebhookDelivery).where(
+            WebhookDelivery.id == delivery_id, WebhookDelivery.next_attempt_at == delivery.next_attempt_at,
+            WebhookDelivery.state == DeliveryState.PENDING).values(
+            next_attempt_at=now() + timedelta(seconds=LEASE_SECONDS)))
+        if leased.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        rs = session.get(RelyingSystem, delivery.relying_system_id)
+        return delivery.url, delivery.body, (rs.webhook_secret if rs else None) or "", delivery.attempts
+
+
+def _send(url: str, body: str, event_id: str, secret: str, allow_private: bool) -> tuple[int | None, str | None]:
+    try:
+        check_url(url, [url], allow_private=allow_private)
+        timestamp = int(time.time())
+        response = httpx.post(url, content=body, timeout=10, follow_redirects=False, headers={
+            "Content-Type": "application/json", "Kyso-Event-Id": event_id,
+            "Kyso-Signature": signature_header(secret, timestamp, body)})
+        return response.status_code, None if response.is_success else f"HTTP {response.status_code}"
+    except (httpx.HTTPError, InvalidInput) as exc:
+        return None, type(exc).__name__
+
+
+def deliveries_for(session: Session, request_id: str) -> list[WebhookDelivery]:
+    return list(session.scalars(select(WebhookDelivery).where(WebhookDelivery.request_id == request_id)
+                                .order_by(WebhookDelivery.created_at)))
