@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from api.deps import client_origin, runtime
-from api.schemas import PendingList, RequestStatus
+from api.schemas import PendingList, PendingRequest, RequestStatus
 from api.views import pending_view, status_view
 from biometrics import Decision
 from broker.audit import Actor
@@ -117,15 +116,13 @@ def pending(wait: float = 0, rt: Runtime = Depends(runtime),
             kyso_session: str | None = Cookie(default=None)) -> PendingList:
     """The signed-in signer's pending requests; ``wait`` long-polls."""
     user_id, _ = webauthn.web_user(rt.sessions, kyso_session)
-    deadline = time.monotonic() + min(max(wait, 0), rt.settings.long_poll_seconds)
-    while True:
-        seen = rt.notifier.version()
+
+    def check() -> list[PendingRequest]:
         with transaction(rt.sessions) as session:
-            found = [pending_view(r) for r in requests.pending_for_user(session, user_id)]
-        left = deadline - time.monotonic()
-        if found or left <= 0:
-            return PendingList(requests=found)
-        rt.notifier.wait(seen, min(left, 1.0))
+            return [pending_view(r) for r in requests.pending_for_user(session, user_id)]
+
+    found = rt.notifier.wait_for(check, bool, min(max(wait, 0), rt.settings.long_poll_seconds))
+    return PendingList(requests=found)
 
 
 @router.post("/api/requests/{request_id}/options")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import base64
-import time
 
 from fastapi import APIRouter, Depends, Query
 
 from api.deps import bearer_token, client_origin, runtime
-from api.schemas import DecisionIn, DeviceEnrollIn, DeviceEnrollOut, PendingList, RequestStatus
+from api.schemas import DecisionIn, DeviceEnrollIn, DeviceEnrollOut, PendingList, PendingRequest, RequestStatus
 from api.views import pending_view, status_view
 from broker.audit import Actor
 from broker.db.engine import transaction
@@ -41,16 +40,13 @@ def pending(
     rt: Runtime = Depends(runtime),
 ) -> PendingList:
     """The device's user's pending requests; with ``wait``, blocks until one arrives (no tight polling)."""
-    deadline = time.monotonic() + min(wait, rt.settings.long_poll_seconds)
-    while True:
-        seen = rt.notifier.version()
+    def check() -> list[PendingRequest]:
         with transaction(rt.sessions) as session:
             device = approvals.device_for_token(session, token)
-            found = [pending_view(r) for r in requests.pending_for_user(session, device.user_id)]
-        left = deadline - time.monotonic()
-        if found or left <= 0:
-            return PendingList(requests=found)
-        rt.notifier.wait(seen, min(left, 1.0))  # bounded re-check: a lost wake-up only delays
+            return [pending_view(r) for r in requests.pending_for_user(session, device.user_id)]
+
+    found = rt.notifier.wait_for(check, bool, min(wait, rt.settings.long_poll_seconds))
+    return PendingList(requests=found)
 
 
 @router.post("/me/requests/{request_id}/decision", response_model=RequestStatus)

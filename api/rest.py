@@ -164,18 +164,15 @@ def create_request(body: RequestIn, response: Response, ctx: ClientContext = Dep
 def get_request(request_id: str, wait: float = 0, ctx: ClientContext = Depends(client_context),
                 rt: Runtime = Depends(runtime)) -> RequestOut:
     """Status; with ``wait`` (seconds, ≤ 25) long-polls until the request leaves pending/approved."""
-    import time
 
-    deadline = time.monotonic() + min(max(wait, 0), rt.settings.long_poll_seconds)
-    while True:
-        seen = rt.notifier.version()
+    def check() -> RequestOut:
         with transaction(rt.sessions) as session:
             request = clients.visible_request(session, ctx, request_id)
             requests.expire_if_due(session, ctx.actor(None), request)
-            view = _view(request, rt.settings.public_base_url)
-        if view.state not in ("pending", "approved") or time.monotonic() >= deadline:
-            return view
-        rt.notifier.wait(seen, min(1.0, max(0.0, deadline - time.monotonic())))
+            return _view(request, rt.settings.public_base_url)
+
+    return rt.notifier.wait_for(check, lambda v: v.state not in ("pending", "approved"),
+                                min(max(wait, 0), rt.settings.long_poll_seconds))
 
 
 @router.get("/requests/{request_id}/documents/{position}", response_class=FileResponse)

@@ -9,6 +9,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Notifier:
@@ -37,3 +41,15 @@ class Notifier:
 
     async def wait_async(self, seen: int, timeout: float) -> int:
         return await asyncio.to_thread(self.wait, seen, timeout)
+
+    def wait_for(self, check: Callable[[], T], done: Callable[[T], bool], timeout: float, recheck: float = 1.0) -> T:
+        """Call ``check`` until ``done(result)`` or ``timeout``: woken by notifications, and
+        re-checking every ``recheck`` seconds anyway so that a lost notification only delays."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.version()
+            result = check()
+            left = deadline - time.monotonic()
+            if done(result) or left <= 0:
+                return result
+            self.wait(seen, min(left, recheck))

@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from asn1crypto import pem
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
 from biometrics import Decision, sign_decision
 from broker.audit import Actor
-from asn1crypto import pem
-
 from broker.db.engine import transaction
 from broker.db.models import Credential, OAuthClient, RelyingSystem, Role, SigningMode, Unit, User
 from broker.errors import PolicyViolation

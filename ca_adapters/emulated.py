@@ -6,7 +6,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from ca_adapters.base import CaAdapter, CertificateProfile, CertificateStatus, IssuedCertificate, RevocationReason, Subject
+from ca_adapters.base import (
+    CaAdapter,
+    CertificateProfile,
+    CertificateStatus,
+    IssuedCertificate,
+    RevocationReason,
+    Subject,
+)
 from ca_adapters.testpki import IssuingCa, TestPki
 
 

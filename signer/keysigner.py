@@ -11,6 +11,15 @@ from signer.algorithms import PssParams, Scheme, check_digest
 from signer.errors import InvalidParameters, UnsupportedAlgorithm
 
 
+def signature_size(certificate: x509.Certificate, scheme: Scheme) -> int:
+    """Upper bound of a signature value's size in bytes (ECDSA as DER)."""
+    bits = certificate.public_key.bit_size
+    if scheme is Scheme.ECDSA:
+        # DER ECDSA-Sig-Value: two INTEGERs of at most (bits/8 + 1) bytes each, with headers.
+        return 2 * (bits // 8 + 3) + 3
+    return (bits + 7) // 8
+
+
 class KeySigner(ABC):
     """A key that signs digests, with its certificate and the intermediates above it."""
 
@@ -36,10 +45,7 @@ class KeySigner(ABC):
         self.key_bits: int = certificate.public_key.bit_size
 
     def signature_size(self) -> int:
-        if self.scheme is Scheme.ECDSA:
-            # DER ECDSA-Sig-Value upper bound: two INTEGERs of (bits/8 + 1) bytes.
-            return 2 * (self.key_bits // 8 + 3) + 3
-        return (self.key_bits + 7) // 8
+        return signature_size(self.certificate, self.scheme)
 
     def sign(self, digest: bytes, hash_name: str, *, scheme: Scheme | None = None, pss: PssParams | None = None) -> bytes:
         """Check the request, then sign. ECDSA signatures come back as DER."""

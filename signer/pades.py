@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -91,24 +92,37 @@ STAMP_FONT_SIZE = 10
 DEFAULT_STAMP = "Ký bởi: %(signer)s\nNgày ký: %(ts)s"
 
 
+# Latin with Vietnamese (Latin Extended Additional), combining marks, punctuation, đồng sign.
+STAMP_UNICODE_RANGES = ((0x20, 0x7E), (0xA0, 0x24F), (0x300, 0x36F), (0x1E00, 0x1EFF), (0x2000, 0x206F),
+                        (0x20AB, 0x20AC))
+
+
 @lru_cache(maxsize=1)
 def stamp_font() -> Path:
-    """DejaVu Sans rescaled to 1000 units per em, cached on disk.
+    """DejaVu Sans cut to Latin and Vietnamese and rescaled to 1000 units per em, cached on disk.
 
     pyHanko writes glyph widths and kerning in font units into ``/W`` and ``TJ``, which PDF reads
-    as thousandths of an em: a 2048-unit TrueType font comes out twice too wide.
+    as thousandths of an em: a 2048-unit TrueType font comes out twice too wide. The cut keeps
+    pyHanko's per-signature font subsetting fast.
     """
+    from fontTools import subset
     from fontTools.ttLib import TTFont
     from fontTools.ttLib.scaleUpem import scale_upem
 
-    font = TTFont(str(VIETNAMESE_FONT))
-    if font["head"].unitsPerEm == 1000:
-        return VIETNAMESE_FONT
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
     cache = Path(tempfile.gettempdir()) / f"kyso-fonts-{os.getuid()}"
     cache.mkdir(mode=0o700, exist_ok=True)
-    target = cache / f"{VIETNAMESE_FONT.stem}-1000upem.ttf"
+    target = cache / f"{VIETNAMESE_FONT.stem}-vi-1000upem.ttf"
     if not target.exists():
-        scale_upem(font, 1000)
+        font = TTFont(str(VIETNAMESE_FONT))
+        options = subset.Options()
+        options.layout_features = ["*"]
+        options.drop_tables += ["FFTM"]
+        subsetter = subset.Subsetter(options)
+        subsetter.populate(unicodes=[u for low, high in STAMP_UNICODE_RANGES for u in range(low, high + 1)])
+        subsetter.subset(font)
+        if font["head"].unitsPerEm != 1000:
+            scale_upem(font, 1000)
         tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
         font.save(str(tmp))
         tmp.replace(target)

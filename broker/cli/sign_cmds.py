@@ -13,8 +13,8 @@ from broker.audit import cli_actor
 from broker.cli.context import state
 from broker.cli.output import console, table
 from broker.db.engine import transaction
-from broker.errors import InvalidInput, PolicyViolation
 from broker.db.models import RequestState
+from broker.errors import InvalidInput, PolicyViolation
 from broker.services import credentials, directory, document_signing, local_signing
 from ca_adapters import provider_names
 from signer import pades, validate

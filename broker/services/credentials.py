@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from asn1crypto import x509 as asn1_x509
@@ -20,6 +21,7 @@ from hsm import Hsm, HsmError, KeyAlgorithm, SignScheme
 from signer import Scheme
 from signer.csr import build_csr
 from signer.hsm_signer import HsmKeySigner
+from signer.keysigner import signature_size
 
 
 def _aware(moment: datetime) -> datetime:
@@ -179,9 +181,27 @@ def check_usable(credential: Credential, at: datetime | None = None) -> None:
         raise CredentialNotUsable(f"the certificate of credential {credential.id!r} is not valid now")
 
 
+@dataclass(frozen=True)
+class SigningMaterial:
+    """What a signature format needs of a credential besides the key."""
+
+    certificate: asn1_x509.Certificate
+    intermediates: list[asn1_x509.Certificate]
+    """The chain to embed: intermediates only; roots are the verifier's trust anchors."""
+    scheme: Scheme
+
+    @property
+    def signature_size(self) -> int:
+        return signature_size(self.certificate, self.scheme)
+
+
+def signing_material(credential: Credential) -> SigningMaterial:
+    cert, chain = certificate_chain(credential)
+    return SigningMaterial(cert, [c for c in chain if c.self_signed == "no"], Scheme(credential.signature_scheme))
+
+
 def key_signer(hsm: Hsm, credential: Credential) -> HsmKeySigner:
     """A signer over the credential's HSM key, carrying its certificate and intermediates."""
     check_usable(credential)
-    cert, chain = certificate_chain(credential)
-    intermediates = [c for c in chain if c.self_signed == "no"]
-    return HsmKeySigner(hsm, credential.id, cert, intermediates, Scheme(credential.signature_scheme))
+    material = signing_material(credential)
+    return HsmKeySigner(hsm, credential.id, material.certificate, material.intermediates, material.scheme)

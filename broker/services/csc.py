@@ -107,7 +107,7 @@ def authorize(
         request.client_id = ctx.client_id
         request_id = request.id
     notifier.notify()
-    state = _wait(factory, notifier, request_id, actor, wait_seconds)
+    state = wait_for_decision(factory, notifier, request_id, actor, wait_seconds)
     if state is RequestState.PENDING:
         with transaction(factory) as session:
             try:
@@ -129,21 +129,6 @@ def authorize(
         audit.record(session, actor, "request.sad_issued", target_type="request", target_id=request_id,
                      details={"expires_in": SAD_SECONDS})
     return Authorisation(sad, SAD_SECONDS, request_id)
-
-
-def _wait(factory: sessionmaker[Session], notifier: Notifier, request_id: str, actor: object, seconds: float) -> RequestState:
-    import time
-
-    deadline = time.monotonic() + seconds
-    while True:
-        seen = notifier.version()
-        with transaction(factory) as session:
-            request = requests.get(session, request_id)
-            requests.expire_if_due(session, actor, request)  # type: ignore[arg-type]
-            state = request.state
-        if state is not RequestState.PENDING or time.monotonic() >= deadline:
-            return state
-        notifier.wait(seen, min(0.5, max(0.0, deadline - time.monotonic())))
 
 
 def sign_hash(

@@ -21,7 +21,7 @@ from broker.services import credentials, sole_control
 from broker.services import signing_requests as requests
 from broker.settings import Settings
 from hsm import Hsm
-from signer import Scheme, cades, pades
+from signer import cades, pades
 
 _CHUNK = 1 << 20
 
@@ -60,20 +60,19 @@ def start(
     if not input_path.is_file():
         raise InvalidInput(f"no such file: {input_path}")
     credentials.check_usable(credential)
-    cert, chain = credentials.certificate_chain(credential)
-    intermediates = [c for c in chain if c.self_signed == "no"]
-    scheme = Scheme(credential.signature_scheme)
+    m = credentials.signing_material(credential)
     document_hash = file_sha256(input_path)
     prepared_pdf = prepared_cms = None
     if pdf_options is not None:
-        size = (cert.public_key.bit_size + 7) // 8 if scheme is not Scheme.ECDSA else 2 * (cert.public_key.bit_size // 8 + 3) + 3
-        prepared_pdf = pades.prepare(cert, intermediates, scheme, size, input_path, output_path, pdf_options)
+        prepared_pdf = pades.prepare(m.certificate, m.intermediates, m.scheme, m.signature_size, input_path,
+                                     output_path, pdf_options)
         dtbs, kind = prepared_pdf.dtbs_digest, "PAdES"
     else:
         if detached:
-            prepared_cms = cades.prepare(cert, intermediates, content_digest=bytes.fromhex(document_hash))
+            prepared_cms = cades.prepare(m.certificate, m.intermediates, content_digest=bytes.fromhex(document_hash))
         else:
-            prepared_cms = cades.prepare(cert, intermediates, content=input_path.read_bytes(), detached=False)
+            prepared_cms = cades.prepare(m.certificate, m.intermediates, content=input_path.read_bytes(),
+                                         detached=False)
         dtbs, kind = prepared_cms.digest, "CAdES"
     try:
         request = requests.create(
@@ -90,17 +89,18 @@ def start(
                            prepared_pdf, prepared_cms, output_path)
 
 
-def wait_for_decision(factory: sessionmaker[Session], notifier: Notifier, request_id: str, actor: Actor) -> RequestState:
-    """Block until the request is decided or expires (bounded by its expiry)."""
-    while True:
-        seen = notifier.version()
+def wait_for_decision(factory: sessionmaker[Session], notifier: Notifier, request_id: str, actor: Actor,
+                      timeout: float | None = None) -> RequestState:
+    """Block until the request is decided, expires, or ``timeout`` passes (then still pending)."""
+
+    def check() -> RequestState:
         with transaction(factory) as session:
             request = requests.get(session, request_id)
             requests.expire_if_due(session, actor, request)
-            state = request.state
-        if state is not RequestState.PENDING:
-            return state
-        notifier.wait(seen, 0.5)
+            return request.state
+
+    limit = timeout if timeout is not None else float("inf")
+    return notifier.wait_for(check, lambda state: state is not RequestState.PENDING, limit, recheck=0.5)
 
 
 def complete(factory: sessionmaker[Session], hsm: Hsm, actor: Actor, pending: PendingDocument) -> None:
@@ -111,16 +111,13 @@ def complete(factory: sessionmaker[Session], hsm: Hsm, actor: Actor, pending: Pe
         abandon(pending)
         raise
     with transaction(factory) as session:
-        credential = requests.get(session, pending.request_id).credential
-        cert, chain = credentials.certificate_chain(credential)
-        scheme = Scheme(credential.signature_scheme)
-    intermediates = [c for c in chain if c.self_signed == "no"]
+        m = credentials.signing_material(requests.get(session, pending.request_id).credential)
     if pending.pdf is not None:
-        pades.finish(pending.pdf, signature, cert, intermediates, scheme)
+        pades.finish(pending.pdf, signature, m.certificate, m.intermediates, m.scheme)
     else:
         assert pending.cms is not None
-        pss = cades.default_pss(scheme, pending.cms.hash_name)
-        data = cades.assemble(pending.cms, signature, cert, intermediates, scheme, pss)
+        pss = cades.default_pss(m.scheme, pending.cms.hash_name)
+        data = cades.assemble(pending.cms, signature, m.certificate, m.intermediates, m.scheme, pss)
         tmp = pending.output_path.with_name(pending.output_path.name + ".part")
         tmp.write_bytes(data)
         tmp.replace(pending.output_path)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,9 +33,8 @@ from broker.services import sole_control, webhooks
 from broker.services.clients import ClientContext, visible_credential
 from broker.settings import Settings
 from hsm import Hsm
-from signer import Scheme, cades, pades
+from signer import cades, pades
 from signer.algorithms import digest_name
-from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
 
 _CHUNK = 1 << 20
 
@@ -181,9 +181,7 @@ def _prepare(factory: sessionmaker[Session], settings: Settings, ctx: ClientCont
     if hash_name != "sha256":
         raise InvalidInput("documents are signed with SHA-256")
     work.mkdir(parents=True)
-    cert, chain = credential_service.certificate_chain(credential)
-    intermediates = [c for c in chain if c.self_signed == "no"]
-    scheme = Scheme(credential.signature_scheme)
+    m = credential_service.signing_material(credential)
     docs, payload = [], []
     for n, doc in enumerate(new.files):
         source = _source(factory, ctx, doc, work / f"in-{n}")
@@ -191,10 +189,10 @@ def _prepare(factory: sessionmaker[Session], settings: Settings, ctx: ClientCont
         if new.format == "pades":
             if _head(source) != b"%PDF-":
                 raise InvalidInput(f"document {n} is not a PDF")
-            size = (cert.public_key.bit_size + 7) // 8 if scheme is not Scheme.ECDSA else 2 * (cert.public_key.bit_size // 8 + 3) + 3
             options = pades.PadesOptions(doc.field_name, doc.certify, doc.reason, doc.location,
                                          credential.user.full_name, doc.stamp_text)
-            prepared = pades.prepare(cert, intermediates, scheme, size, source, work / f"out-{n}.pdf", options)
+            prepared = pades.prepare(m.certificate, m.intermediates, m.scheme, m.signature_size, source,
+                                     work / f"out-{n}.pdf", options)
             dtbs = prepared.dtbs_digest
             payload.append({"kind": "pades", "work_path": str(prepared.work_path), "output": str(prepared.output_path),
                             "document_digest": prepared.prepared_digest.document_digest.hex(),
@@ -204,9 +202,9 @@ def _prepare(factory: sessionmaker[Session], settings: Settings, ctx: ClientCont
             summary_kind = "PAdES"
         else:
             if doc.enveloping:
-                tbs = cades.prepare(cert, intermediates, content=source.read_bytes(), detached=False)
+                tbs = cades.prepare(m.certificate, m.intermediates, content=source.read_bytes(), detached=False)
             else:
-                tbs = cades.prepare(cert, intermediates, content_digest=bytes.fromhex(document_hash))
+                tbs = cades.prepare(m.certificate, m.intermediates, content_digest=bytes.fromhex(document_hash))
             dtbs = tbs.digest
             payload.append({"kind": "cades", "signed_attrs": base64.b64encode(tbs.signed_attrs_der).decode(),
                             "content": str(source) if doc.enveloping else None,
@@ -262,21 +260,19 @@ def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id:
     with transaction(factory) as session:
         request = requests.get(session, request_id)
         payload = dict(request.payload or {})
-        credential = request.credential
-        cert, chain = credential_service.certificate_chain(credential)
-        scheme = Scheme(credential.signature_scheme)
-    intermediates = [c for c in chain if c.self_signed == "no"]
+        m = credential_service.signing_material(request.credential)
     for doc, signature in zip(payload.get("documents", []), signatures):
         if doc.get("kind") == "pades":
             prepared = pades.PreparedPdf(
                 Path(doc["work_path"]), Path(doc["output"]),
                 PreparedByteRangeDigest(bytes.fromhex(doc["document_digest"]), doc["region"][0], doc["region"][1]),
                 None, base64.b64decode(doc["signed_attrs"]), b"", "sha256")
-            pades.finish(prepared, signature, cert, intermediates, scheme)
+            pades.finish(prepared, signature, m.certificate, m.intermediates, m.scheme)
         elif doc.get("kind") == "cades":
             content = Path(doc["content"]).read_bytes() if doc.get("content") else None
             tbs = cades.CadesToBeSigned(base64.b64decode(doc["signed_attrs"]), b"", "sha256", content)
-            data = cades.assemble(tbs, signature, cert, intermediates, scheme, cades.default_pss(scheme, "sha256"))
+            data = cades.assemble(tbs, signature, m.certificate, m.intermediates, m.scheme,
+                                  cades.default_pss(m.scheme, "sha256"))
             _write(Path(doc["output"]), data)
 
 

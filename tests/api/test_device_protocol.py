@@ -108,7 +108,7 @@ def test_good_approval_then_exactly_one_signing(runtime: Runtime, enrolled: Enro
 
 def test_an_approval_of_other_hashes_is_refused(runtime: Runtime, enrolled: Enrolled, lan_device: DeviceClient) -> None:
     request_id = new_request(runtime, enrolled.rsa)
-    shown = pending_one(lan_device, request_id)
+    pending_one(lan_device, request_id)
     with transaction(runtime.sessions) as s:
         request = requests.get(s, request_id)
         tampered = compute_binding(BindingInput(
