@@ -1,0 +1,59 @@
+"""Sole control (DESIGN decision 25): no service path uses a signer's key without a consumed
+authorisation. Only ``sole_control`` signs for requests; ``local_signing`` is the sandbox-only
+unconfirmed path (refused elsewhere, tested in test_cli); the CLI's ``cert enroll`` signs its own
+CSR with a key that has no certificate yet.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.support import REPO
+
+ALLOWED = {
+    "broker/services/sole_control.py",
+    "broker/services/local_signing.py",
+    "broker/services/credentials.py",  # defines key_signer; enroll signs the CSR (proof of possession)
+}
+
+
+def _calls(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            names.add(name)
+    return names
+
+
+def test_only_sole_control_signs_for_requests() -> None:
+    offenders = []
+    for package in ("broker", "api", "kyso_device", "kyso_client"):
+        for path in (REPO / package).rglob("*.py"):
+            rel = str(path.relative_to(REPO))
+            if rel in ALLOWED:
+                continue
+            used = _calls(path) & {"key_signer", "sign_digest", "sign_hashes"}
+            if used:
+                offenders.append((rel, sorted(used)))
+    assert offenders == []
+
+
+def test_sole_control_refuses_what_was_not_approved(runtime, enrolled) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    import pytest
+
+    from broker.db.engine import transaction
+    from broker.services import credentials, sole_control
+    from broker.services import signing_requests as requests
+    from tests.conftest import ACTOR
+
+    with transaction(runtime.sessions) as s:
+        request = requests.create(s, runtime.settings, ACTOR, credentials.get_credential(s, enrolled.ec),
+                                  [requests.DocumentToSign(hashlib.sha256(b"never approved").digest(), "x")],
+                                  relying_system="test")
+    with pytest.raises(sole_control.NotAuthorised):
+        sole_control.sign_approved(runtime.sessions, runtime.hsm, ACTOR, request.id)
