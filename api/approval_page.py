@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from api.deps import client_origin, runtime
+from api.problems import PROBLEM_RESPONSES
 from api.schemas import PendingList, PendingRequest, RequestStatus
 from api.views import pending_view, status_view
 from biometrics import Decision
@@ -20,7 +21,7 @@ from broker.runtime import Runtime
 from broker.services import signing_requests as requests
 from broker.services import webauthn_service as webauthn
 
-router = APIRouter(prefix="/approve", tags=["approval page"])
+router = APIRouter(prefix="/approve", tags=["approval page"], responses=PROBLEM_RESPONSES)
 PAGE = Path(__file__).resolve().parent / "static" / "approve.html"
 COOKIE = "kyso_session"
 

@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api.deps import client_origin, runtime
+from api.problems import CSC_RESPONSES
 from biometrics import ConfirmationError
 from broker.db.engine import transaction
 from broker.db.models import CredentialStatus
@@ -86,7 +87,7 @@ def _bearer(request: Request) -> str | None:
 
 def build_router(version: str) -> APIRouter:
     v2 = version == V2
-    router = APIRouter(prefix=f"/csc/{'v2' if v2 else 'v1'}", tags=[f"CSC {version}"])
+    router = APIRouter(prefix=f"/csc/{'v2' if v2 else 'v1'}", tags=[f"CSC {version}"], responses=CSC_RESPONSES)
 
     async def guarded(request: Request, rt: Runtime, work: Callable[[clients.ClientContext, dict[str, Any]], Any],
                       authenticated: bool = True) -> JSONResponse:

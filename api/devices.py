@@ -7,6 +7,7 @@ import base64
 from fastapi import APIRouter, Depends, Query
 
 from api.deps import bearer_token, client_origin, runtime
+from api.problems import PROBLEM_RESPONSES
 from api.schemas import DecisionIn, DeviceEnrollIn, DeviceEnrollOut, PendingList, PendingRequest, RequestStatus
 from api.views import pending_view, status_view
 from broker.audit import Actor
@@ -16,7 +17,7 @@ from broker.runtime import Runtime
 from broker.services import approvals
 from broker.services import signing_requests as requests
 
-router = APIRouter(prefix="/v1/devices", tags=["approval devices"])
+router = APIRouter(prefix="/v1/devices", tags=["approval devices"], responses=PROBLEM_RESPONSES)
 
 
 @router.post("/enroll", response_model=DeviceEnrollOut, status_code=201)

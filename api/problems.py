@@ -2,13 +2,53 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from broker.errors_http import DomainError, status_for
 
 PROBLEM = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; ``code`` is stable and machine-readable."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+class CscError(BaseModel):
+    error: str
+    error_description: str
+
+
+def _described(model: type[BaseModel], codes: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": model, "description": text} for status, text in codes.items()}
+
+
+PROBLEM_RESPONSES = _described(Problem, {
+    400: "invalid_request, invalid_input, invalid_hash, unsupported_algorithm, invalid_parameters",
+    401: "invalid_token, not_signed_in",
+    403: "insufficient_scope, confirmation_invalid, confirmation_replayed, credential_locked, device_not_active, "
+         "activation_refused, policy_violation, too_many_pending_requests",
+    404: "not_found (also anything outside the caller's units)",
+    409: "conflict, request_not_pending, idempotency_key_reused, not_authorised",
+    410: "request_expired",
+    413: "document_too_large",
+    422: "invalid_document (not a PDF, encrypted, damaged)",
+    503: "hsm_token_missing, hsm_device_error",
+})
+CSC_RESPONSES = _described(CscError, {
+    400: "invalid_request, expired_token", 401: "invalid_token", 403: "access_denied",
+    503: "temporarily_unavailable",
+})
 
 
 def problem(status: int, code: str, detail: str) -> JSONResponse:

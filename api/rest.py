@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from api.client_auth import client_context
 from api.deps import client_origin, runtime
+from api.problems import PROBLEM_RESPONSES
 from broker.db.engine import transaction
 from broker.db.models import RequestState, SigningRequest
 from broker.errors import InvalidInput
@@ -23,7 +24,7 @@ from broker.services import clients, rest_requests, webhooks
 from broker.services import signing_requests as requests
 from broker.services.clients import ClientContext
 
-router = APIRouter(prefix="/v1", tags=["signing API"])
+router = APIRouter(prefix="/v1", tags=["signing API"], responses=PROBLEM_RESPONSES)
 
 
 class CredentialOut(BaseModel):
