@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -52,6 +53,33 @@ def test_sandbox_start_sign_and_stop(tmp_path: Path) -> None:
 
         public.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))  # type: ignore[call-arg,union-attr]
         assert KysoClient(info["base_url"], client_id=info["client_id"], client_secret=info["client_secret"]).access_token
+
+        # Decision 9: the CLI enrolls on the same data dir while the server signs (trap 3).
+        errors: list[BaseException] = []
+        stop = threading.Event()
+        signed = [0]
+
+        def keep_signing() -> None:
+            try:
+                while not stop.is_set():
+                    d = hashlib.sha256(str(signed[0]).encode()).digest()
+                    a = client.authorize(ec_credential, [d])
+                    client.sign_hash(ec_credential, a.sad, [d], "1.2.840.10045.4.3.2")
+                    signed[0] += 1
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        signer = threading.Thread(target=keep_signing)
+        signer.start()
+        enrolled = subprocess.run([sys.executable, "-m", "broker.cli", "--data-dir", str(data_dir), "cert", "enroll",
+                                   "--user", "sbx.chutk", "--ca", "misa", "--key", "ec-p256"], cwd=REPO,
+                                  capture_output=True, text=True, timeout=240)
+        time.sleep(1)
+        stop.set()
+        signer.join(timeout=60)
+        assert enrolled.returncode == 0, enrolled.stderr
+        assert not errors and signed[0] > 0
+        assert len(client.credentials("sbx.chutk")) == 3
         _, _, der = pem.unarmor(Path(info["trust_anchors"][0]).read_bytes())
         assert x509.load_der_x509_certificate(der).subject == x509.load_der_x509_certificate(der).issuer
     finally:
