@@ -16,7 +16,7 @@ from api.schemas import PendingList, PendingRequest, RequestStatus
 from api.views import pending_view, status_view
 from biometrics import Decision
 from broker.audit import Actor
-from broker.db.engine import transaction
+from broker.db.engine import read_transaction, transaction
 from broker.runtime import Runtime
 from broker.services import signing_requests as requests
 from broker.services import webauthn_service as webauthn
@@ -119,7 +119,7 @@ def pending(wait: float = 0, rt: Runtime = Depends(runtime),
     user_id, _ = webauthn.web_user(rt.sessions, kyso_session)
 
     def check() -> list[PendingRequest]:
-        with transaction(rt.sessions) as session:
+        with read_transaction(rt.sessions) as session:
             return [pending_view(r) for r in requests.pending_for_user(session, user_id)]
 
     found = rt.notifier.wait_for(check, bool, min(max(wait, 0), rt.settings.long_poll_seconds))

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from api.deps import client_origin, runtime
 from api.problems import CSC_RESPONSES
 from biometrics import ConfirmationError
-from broker.db.engine import transaction
+from broker.db.engine import read_transaction, transaction
 from broker.db.models import CredentialStatus
 from broker.errors import InvalidInput, KysoError, NotFound, PolicyViolation
 from broker.runtime import Runtime
@@ -185,7 +185,7 @@ def build_router(version: str) -> APIRouter:
 
 
 def _authenticate(rt: Runtime, token: str | None) -> clients.ClientContext:
-    with transaction(rt.sessions) as session:
+    with read_transaction(rt.sessions) as session:
         return clients.authenticate(session, token)
 
 

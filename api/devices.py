@@ -11,7 +11,7 @@ from api.problems import PROBLEM_RESPONSES
 from api.schemas import DecisionIn, DeviceEnrollIn, DeviceEnrollOut, PendingList, PendingRequest, RequestStatus
 from api.views import pending_view, status_view
 from broker.audit import Actor
-from broker.db.engine import transaction
+from broker.db.engine import read_transaction, transaction
 from broker.errors import InvalidInput
 from broker.runtime import Runtime
 from broker.services import approvals
@@ -42,7 +42,7 @@ def pending(
 ) -> PendingList:
     """The device's user's pending requests; with ``wait``, blocks until one arrives (no tight polling)."""
     def check() -> list[PendingRequest]:
-        with transaction(rt.sessions) as session:
+        with read_transaction(rt.sessions) as session:
             device = approvals.device_for_token(session, token)
             return [pending_view(r) for r in requests.pending_for_user(session, device.user_id)]
 

@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from biometrics import Decision, sign_decision
 from broker.audit import Actor
-from broker.db.engine import transaction
+from broker.db.engine import read_transaction, transaction
 from broker.db.models import Credential, OAuthClient, RelyingSystem, Role, SigningMode, Unit, User
 from broker.errors import PolicyViolation
 from broker.runtime import Runtime
@@ -120,7 +120,7 @@ class SimulatedPhones:
         while not self._stop.is_set():
             seen = rt.notifier.version()
             for token, key, counter in self.devices:
-                with transaction(rt.sessions) as s:
+                with read_transaction(rt.sessions) as s:
                     device = approvals.device_for_token(s, token)
                     pending = [(r.id, r.binding) for r in requests.pending_for_user(s, device.user_id)]
                 for request_id, binding in pending:

@@ -1,17 +1,21 @@
 """Engines and transactions.
 
 SQLite runs in WAL mode and every transaction starts with ``BEGIN IMMEDIATE``, so a
-transaction that reads then writes holds the write lock from its start.
+transaction that reads then writes holds the write lock from its start; a transaction opened with
+:func:`read_transaction` starts deferred instead and never blocks or waits for writers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+_READ_ONLY: ContextVar[bool] = ContextVar("kyso_read_only_transaction", default=False)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -29,7 +33,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if _READ_ONLY.get() else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
@@ -37,6 +41,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def read_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A transaction that only reads: on SQLite it takes no write lock (WAL readers never wait)."""
+    token = _READ_ONLY.set(True)
+    try:
+        with transaction(factory) as session:
+            yield session
+            session.rollback()
+    finally:
+        _READ_ONLY.reset(token)
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.db.engine import transaction
+from broker.db.engine import read_transaction, transaction
 from broker.db.models import Credential, Document, RelyingSystem, RequestState, SigningRequest
 from broker.errors import Conflict, InvalidInput, KysoError, NotFound
 from broker.services import credentials as credential_service
@@ -248,7 +248,7 @@ def _sha256(path: Path) -> str:
 
 def pending_work(factory: sessionmaker[Session]) -> list[str]:
     """Approved REST requests the worker still has to sign (CSC ones are signed by signHash)."""
-    with transaction(factory) as session:
+    with read_transaction(factory) as session:
         return list(session.scalars(select(SigningRequest.id).where(
             SigningRequest.state == RequestState.APPROVED, SigningRequest.client_id.is_not(None),
             SigningRequest.sad_hash.is_(None), SigningRequest.payload.is_not(None))))

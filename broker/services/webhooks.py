@@ -24,7 +24,7 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.db.engine import transaction
+from broker.db.engine import read_transaction, transaction
 from broker.db.models import DeliveryState, RelyingSystem, SigningRequest, WebhookDelivery
 from broker.errors import InvalidInput
 from broker.services.signing_requests import aware, now
@@ -88,7 +88,7 @@ def enqueue(session: Session, request: SigningRequest) -> None:
 
 def deliver_due(factory: sessionmaker[Session], *, allow_private: bool, limit: int = 20) -> int:
     """Claim and send the deliveries that are due; return how many were attempted."""
-    with transaction(factory) as session:
+    with read_transaction(factory) as session:
         due = list(session.scalars(select(WebhookDelivery.id).where(
             WebhookDelivery.state == DeliveryState.PENDING, WebhookDelivery.next_attempt_at <= now()).limit(limit)))
     attempted = 0
