@@ -63,6 +63,8 @@ class RequestIn(BaseModel):
     hashes: list[HashIn] = Field(default_factory=list)
     documents: list[DocumentIn] = Field(default_factory=list)
     webhook_url: str | None = None
+    after_request_id: str | None = Field(
+        default=None, description="Sign the signed documents of this earlier request, in order (second signer)")
 
 
 class RequestOut(BaseModel):
@@ -151,7 +153,7 @@ def create_request(body: RequestIn, response: Response, ctx: ClientContext = Dep
     except (binascii.Error, ValueError):
         raise InvalidInput("a hash or a document content is not valid base64") from None
     new = rest_requests.NewRequest(body.credential_id, body.format, body.hash_algorithm, raw, files,
-                                   rest_requests.fingerprint(body.model_dump()))
+                                   rest_requests.fingerprint(body.model_dump()), body.after_request_id)
     request, created = rest_requests.create(rt.sessions, rt.settings, ctx, origin, new, idempotency_key,
                                             body.webhook_url)
     rt.notifier.notify()

@@ -125,12 +125,13 @@ def portal_flow(client: KysoClient, info: dict) -> None:  # type: ignore[type-ar
             "field": CHIEF_ACCOUNTANT_FIELD, "certify": True, "reason": "Kế toán trưởng ký duyệt",
             "location": "Hà Nội", "stamp": "KẾ TOÁN TRƯỞNG\nKý bởi: %(signer)s\nNgày ký: %(ts)s"}]},
             idempotency_key="UNC-2026-000123/chief")
-        first = client.download(signed(client, request, "chief accountant")["documents"][0],
+        client.download(signed(client, request, "chief accountant")["documents"][0],
                                 OUT / "payment-order.chief-accountant.pdf")
 
         step("DVC portal: the account holder signs the second field (approval signature)")
-        request = client.create_request({"credential_id": holder, "format": "pades", "documents": [{
-            "document_id": client.upload_document(first), "title": "Ủy nhiệm chi UNC-2026-000123",
+        request = client.create_request({"credential_id": holder, "format": "pades",
+                                         "after_request_id": request["request_id"], "documents": [{
+            "title": "Ủy nhiệm chi UNC-2026-000123",
             "summary": "Đã có chữ ký kế toán trưởng · 125.000.000 VND", "field": ACCOUNT_HOLDER_FIELD,
             "reason": "Chủ tài khoản ký duyệt", "location": "Hà Nội",
             "stamp": "CHỦ TÀI KHOẢN\nKý bởi: %(signer)s\nNgày ký: %(ts)s"}]}, idempotency_key="UNC-2026-000123/holder")

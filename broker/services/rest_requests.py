@@ -78,6 +78,8 @@ class NewRequest:
     raw: list[RawDocument] = field(default_factory=list)
     files: list[FileDocument] = field(default_factory=list)
     fingerprint: str = ""
+    after_request_id: str | None = None
+    """Sign the signed documents of this earlier request (the account holder after the chief accountant)."""
 
 
 def fingerprint(body: Any) -> str:
@@ -183,8 +185,9 @@ def _prepare(factory: sessionmaker[Session], settings: Settings, ctx: ClientCont
     work.mkdir(parents=True)
     m = credential_service.signing_material(credential)
     docs, payload = [], []
+    previous = _previous_results(factory, ctx, new.after_request_id) if new.after_request_id else []
     for n, doc in enumerate(new.files):
-        source = _source(factory, ctx, doc, work / f"in-{n}")
+        source = _source(factory, ctx, doc, work / f"in-{n}", previous[n] if n < len(previous) else None)
         document_hash = _sha256(source)
         if new.format == "pades":
             if _head(source) != b"%PDF-":
@@ -220,14 +223,29 @@ def _head(path: Path) -> bytes:
         return fh.read(5)
 
 
-def _source(factory: sessionmaker[Session], ctx: ClientContext, doc: FileDocument, target: Path) -> Path:
-    if (doc.content is None) == (doc.document_id is None):
-        raise InvalidInput("each document needs either content or a document_id")
+def _previous_results(factory: sessionmaker[Session], ctx: ClientContext, request_id: str) -> list[Path]:
+    from broker.services.clients import visible_request
+
+    with transaction(factory) as session:
+        previous = visible_request(session, ctx, request_id)
+        if previous.state is not RequestState.SIGNED or previous.format == "raw":
+            raise InvalidInput(f"request {request_id} has no signed documents to sign after")
+        return [Path(d["output"]) for d in (previous.payload or {}).get("documents", [])]
+
+
+def _source(factory: sessionmaker[Session], ctx: ClientContext, doc: FileDocument, target: Path,
+            previous: Path | None = None) -> Path:
+    given = [x is not None for x in (doc.content, doc.document_id, previous)]
+    if sum(given) != 1:
+        raise InvalidInput("each document needs exactly one of content, document_id, or after_request_id's result")
     if doc.content is not None:
         target.write_bytes(doc.content)
         return target
-    with transaction(factory) as session:
-        stored = Path(_document(session, ctx, str(doc.document_id)).path)
+    if previous is not None:
+        stored = previous
+    else:
+        with transaction(factory) as session:
+            stored = Path(_document(session, ctx, str(doc.document_id)).path)
     try:
         os.link(stored, target)
     except OSError:

@@ -106,6 +106,20 @@ def test_pades_upload_sign_download(api: httpx.Client, enrolled: Enrolled, tmp_p
     [report] = validate.validate_pdf(signed, trust_roots)
     assert report.ok and report.label == CHIEF_ACCOUNTANT_FIELD
 
+    # The account holder signs the chief accountant's result (decision 19).
+    second = api.post("/v1/requests", json={"credential_id": enrolled.ec, "format": "pades",
+                                            "after_request_id": done["request_id"], "documents": [
+        {"title": "Ủy nhiệm chi UNC-7", "field": "ChuTaiKhoan"}]})
+    assert second.status_code == 201, second.text
+    both = wait_signed(api, second.json()["request_id"])
+    final = tmp_path / "final.pdf"
+    final.write_bytes(api.get(both["documents"][0].split(str(api.base_url).rstrip("/"))[-1]).content)
+    reports = validate.validate_pdf(final, trust_roots)
+    assert [r.label for r in reports] == [CHIEF_ACCOUNTANT_FIELD, "ChuTaiKhoan"] and all(r.ok for r in reports)
+    pending = api.post("/v1/requests", json={"credential_id": enrolled.ec, "format": "pades",
+                                             "after_request_id": "no-such-request", "documents": [{"title": "x"}]})
+    assert pending.status_code == 404
+
 
 def test_cades_detached_and_enveloping(api: httpx.Client, enrolled: Enrolled, tmp_path: Path, root_pem: Path) -> None:
     content = "<PaymentOrder><amount>125000000</amount></PaymentOrder>".encode()
