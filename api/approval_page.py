@@ -59,9 +59,11 @@ class SignedIn(BaseModel):
     full_name: str
 
 
-def _set_cookie(response: Response, token: str, rt: Runtime) -> None:
+def _signed_in(response: Response, rt: Runtime, user: Any, token: str) -> SignedIn:
+    """Set the session cookie (HttpOnly, SameSite=Strict) and describe who signed in."""
     response.set_cookie(COOKIE, token, max_age=rt.settings.web_session_seconds, httponly=True, samesite="strict",
                         secure=rt.settings.public_base_url.startswith("https://"), path="/approve")
+    return SignedIn(username=user.username, full_name=user.full_name)
 
 
 @router.get("", response_class=HTMLResponse, include_in_schema=False)
@@ -82,9 +84,7 @@ def register_verify(body: RegisterIn, response: Response, rt: Runtime = Depends(
     with transaction(rt.sessions) as session:
         user, token = webauthn.finish_registration(session, rt.settings, Actor("webauthn", "registration", origin),
                                                    body.challenge_id, body.activation_code, json.dumps(body.credential))
-        out = SignedIn(username=user.username, full_name=user.full_name)
-    _set_cookie(response, token, rt)
-    return out
+        return _signed_in(response, rt, user, token)
 
 
 @router.post("/api/login/options", response_model=CeremonyOut)
@@ -100,9 +100,7 @@ def login_verify(body: LoginIn, response: Response, rt: Runtime = Depends(runtim
     with transaction(rt.sessions) as session:
         user, token = webauthn.finish_login(session, rt.settings, Actor("webauthn", "login", origin),
                                             body.challenge_id, json.dumps(body.credential))
-        out = SignedIn(username=user.username, full_name=user.full_name)
-    _set_cookie(response, token, rt)
-    return out
+        return _signed_in(response, rt, user, token)
 
 
 @router.post("/api/logout", status_code=204)

@@ -6,7 +6,6 @@ never depends on it (several workers get PostgreSQL LISTEN/NOTIFY on top of this
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -38,9 +37,6 @@ class Notifier:
                     break
                 self._cond.wait(left)
             return self._version
-
-    async def wait_async(self, seen: int, timeout: float) -> int:
-        return await asyncio.to_thread(self.wait, seen, timeout)
 
     def wait_for(self, check: Callable[[], T], done: Callable[[T], bool], timeout: float, recheck: float = 1.0) -> T:
         """Call ``check`` until ``done(result)`` or ``timeout``: woken by notifications, and

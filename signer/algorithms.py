@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from asn1crypto import algos
 
@@ -56,6 +57,12 @@ def check_digest(digest: bytes, hash_name: str) -> None:
         raise UnsupportedAlgorithm(f"unsupported digest algorithm {hash_name!r}")
     if len(digest) != expected:
         raise InvalidHash(f"a {hash_name} digest has {expected} bytes, got {len(digest)}")
+
+
+def file_digest(path: Path, hash_name: str = "sha256") -> bytes:
+    """Digest of a file read in chunks (large PDFs are never loaded whole)."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, hash_name).digest()
 
 
 def hash_bytes(data: bytes, hash_name: str) -> bytes:

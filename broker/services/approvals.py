@@ -157,8 +157,8 @@ def expire_due(factory: sessionmaker[Session], actor: Actor, request_id: str) ->
     """Expire the request first, in its own transaction, if its time ran out."""
     with transaction(factory) as session:
         request = session.get(SigningRequest, request_id)
-        if request is not None and requests.expire_if_due(session, actor, request):
-            return
+        if request is not None:
+            requests.expire_if_due(session, actor, request)
 
 
 def apply_decision(

@@ -6,7 +6,6 @@ binds and the signer approves; :mod:`broker.services.sole_control` signs it once
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +21,7 @@ from broker.services import signing_requests as requests
 from broker.settings import Settings
 from hsm import Hsm
 from signer import cades, pades
-
-_CHUNK = 1 << 20
+from signer.algorithms import file_digest
 
 
 class RequestRejected(KysoError):
@@ -44,13 +42,6 @@ class PendingDocument:
     output_path: Path
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def start(
     session: Session, settings: Settings, actor: Actor, credential: Credential, input_path: Path, output_path: Path,
@@ -61,7 +52,7 @@ def start(
         raise InvalidInput(f"no such file: {input_path}")
     credentials.check_usable(credential)
     m = credentials.signing_material(credential)
-    document_hash = file_sha256(input_path)
+    document_hash = file_digest(input_path).hex()
     prepared_pdf = prepared_cms = None
     if pdf_options is not None:
         prepared_pdf = pades.prepare(m.certificate, m.intermediates, m.scheme, m.signature_size, input_path,

@@ -19,8 +19,7 @@ from broker.errors import InvalidInput
 from broker.services import credentials as credential_service
 from hsm import Hsm
 from signer import cades, pades
-
-_CHUNK = 1 << 20
+from signer.algorithms import file_digest
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ def sign_pdf(session: Session, actor: Actor, hsm: Hsm, credential: Credential, r
             "confirmation": "none (unconfirmed, sandbox)",
             "field": request.options.field_name,
             "certify": request.options.certify,
-            "document_sha256": _file_sha256(request.input_path),
+            "document_sha256": file_digest(request.input_path).hex(),
         },
     )
 
@@ -62,7 +61,7 @@ def sign_cades(
     _check_input(input_path)
     key = credential_service.key_signer(hsm, credential)
     if detached:
-        digest = _file_sha256(input_path)
+        digest = file_digest(input_path).hex()
         signature = cades.sign(key, content_digest=bytes.fromhex(digest), detached=True)
     else:
         data = input_path.read_bytes()
@@ -85,10 +84,3 @@ def _check_input(path: Path) -> None:
     if not path.is_file():
         raise InvalidInput(f"no such file: {path}")
 
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

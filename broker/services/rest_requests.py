@@ -34,9 +34,7 @@ from broker.services.clients import ClientContext, visible_credential
 from broker.settings import Settings
 from hsm import Hsm
 from signer import cades, pades
-from signer.algorithms import digest_name
-
-_CHUNK = 1 << 20
+from signer.algorithms import digest_name, file_digest
 
 
 class DocumentTooLarge(KysoError):
@@ -188,7 +186,7 @@ def _prepare(factory: sessionmaker[Session], settings: Settings, ctx: ClientCont
     previous = _previous_results(factory, ctx, new.after_request_id) if new.after_request_id else []
     for n, doc in enumerate(new.files):
         source = _source(factory, ctx, doc, work / f"in-{n}", previous[n] if n < len(previous) else None)
-        document_hash = _sha256(source)
+        document_hash = file_digest(source).hex()
         if new.format == "pades":
             if _head(source) != b"%PDF-":
                 raise InvalidInput(f"document {n} is not a PDF")
@@ -252,13 +250,6 @@ def _source(factory: sessionmaker[Session], ctx: ClientContext, doc: FileDocumen
         shutil.copyfile(stored, target)
     return target
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # -- after approval -----------------------------------------------------------------------------------

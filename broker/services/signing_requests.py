@@ -17,7 +17,7 @@ from biometrics import BindingInput, BoundDocument, compute_binding, verificatio
 from broker import audit
 from broker.audit import Actor
 from broker.db.models import FINAL_STATES, Credential, ItemState, RequestItem, RequestState, SigningRequest
-from broker.errors import Conflict, InvalidInput, KysoError, NotFound, PolicyViolation
+from broker.errors import Conflict, InvalidInput, NotFound, PolicyViolation
 from broker.services.credentials import check_usable
 from broker.settings import Settings
 from signer.algorithms import check_digest
@@ -199,10 +199,3 @@ def cancel(session: Session, actor: Actor, request: SigningRequest) -> None:
     transition(session, actor, request, RequestState.CANCELLED, expected=(RequestState.PENDING,))
     session.execute(update(RequestItem).where(RequestItem.request_id == request.id).values(state=ItemState.VOID))
 
-
-def is_final(request: SigningRequest) -> bool:
-    return request.state in FINAL_STATES
-
-
-class RequestFailed(KysoError):
-    code = "request_failed"

@@ -9,12 +9,12 @@ behind :func:`sign_approved` so that it can move there.
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.audit import Actor
 from broker.db.engine import transaction
-from broker.db.models import Credential, ItemState, RequestItem, RequestState, SigningRequest
+from broker.db.models import Credential, ItemState, RequestItem, RequestState
 from broker.errors import Conflict
 from broker.services import credentials
 from broker.services import signing_requests as requests
@@ -78,16 +78,3 @@ def sign_approved(
                             details={"signatures": len(signatures)})
     return signatures
 
-
-def signatures_of(session: Session, request_id: str) -> list[bytes]:
-    """The stored signatures of a signed request, in order."""
-    rows = session.scalars(select(RequestItem).where(RequestItem.request_id == request_id)
-                           .order_by(RequestItem.position))
-    return [r.signature for r in rows if r.signature is not None]
-
-
-def request_state(session: Session, request_id: str) -> RequestState:
-    request = session.get(SigningRequest, request_id)
-    if request is None:
-        raise requests.NotFound(f"no signing request {request_id!r}")
-    return request.state
