@@ -137,5 +137,5 @@ class CaAdapter(ABC):
         """DER roots that validate this provider's chains."""
 
     def endpoints(self) -> Endpoints:
-        """OCSP, CRL, TSA and remote-signing endpoints; none until the emulators serve them."""
+        """OCSP, CRL, TSA and remote-signing endpoints."""
         return Endpoints()

@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ca_adapters.base import (
     CaAdapter,
+    Endpoints,
     CertificateProfile,
     CertificateStatus,
     IssuedCertificate,
@@ -44,3 +45,8 @@ class EmulatedCaAdapter(CaAdapter):
 
     def trust_anchors(self) -> list[bytes]:
         return [self.ca.root().public_bytes(serialization.Encoding.DER)]
+
+    def endpoints(self) -> Endpoints:
+        base = self.ca.base_url
+        return Endpoints(ocsp_url=f"{base}/ocsp", crl_url=f"{base}/crl/ca.crl", tsa_url=f"{base}/tsa",
+                         signing_api_url=base)

@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from ca_adapters.base import (
     CertificateProfile,
@@ -54,6 +54,29 @@ _EKUS = {
     "client_auth": ExtendedKeyUsageOID.CLIENT_AUTH,
     "email_protection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
 }
+EMULATOR_HOST = "127.0.0.1"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((EMULATOR_HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _crl_distribution(url: str) -> x509.CRLDistributionPoints:
+    return x509.CRLDistributionPoints(
+        [x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)]
+    )
+
+
+def _ocsp_access(base_url: str) -> x509.AuthorityInformationAccess:
+    return x509.AuthorityInformationAccess([
+        x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(f"{base_url}/ocsp")),
+        x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
+                               x509.UniformResourceIdentifier(f"{base_url}/ca.cer")),
+    ])
 
 
 def x509_name(attrs: tuple[NameAttribute, ...]) -> x509.Name:
@@ -123,6 +146,9 @@ class TestPki:
         root_key = serialization.load_pem_private_key((self.root_cert_path.parent / "key.pem").read_bytes(), None)
         assert isinstance(root_key, rsa.RSAPrivateKey)
         ca.directory.mkdir(parents=True, exist_ok=True)
+        # The emulator's port is fixed when the CA is made: it is written into every certificate
+        # (OCSP, CRL, CA issuers), so that verifiers find revocation data the standard way.
+        ca.endpoint_path.write_text(json.dumps({"host": EMULATOR_HOST, "port": _free_port()}))
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         now = datetime.now(timezone.utc)
         builder = (
@@ -137,6 +163,7 @@ class TestPki:
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(root_cert.public_key()),  # type: ignore[arg-type]
                 critical=False,
             )
+            .add_extension(_crl_distribution(f"{ca.base_url}/crl/root.crl"), critical=False)
         )
         cert = _ca_extensions(builder, key, 0).sign(root_key, hashes.SHA256())
         _write_private(ca.directory / "key.pem", _key_pem(key))
@@ -158,13 +185,31 @@ class IssuingCa:
     def root_path(self) -> Path:
         return self.directory.parent / "root" / "cert.pem"
 
+    @property
+    def endpoint_path(self) -> Path:
+        return self.directory / "emulator.json"
+
+    @property
+    def port(self) -> int:
+        return int(json.loads(self.endpoint_path.read_text())["port"])
+
+    @property
+    def base_url(self) -> str:
+        """Where this provider's emulator serves OCSP, CRLs, the TSA and the signing API."""
+        return f"http://{EMULATOR_HOST}:{self.port}"
+
+    def root_key(self) -> rsa.RSAPrivateKey:
+        key = serialization.load_pem_private_key((self.root_path.parent / "key.pem").read_bytes(), None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        return key
+
     def certificate(self) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.cert_path.read_bytes())
 
     def root(self) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.root_path.read_bytes())
 
-    def _key(self) -> rsa.RSAPrivateKey:
+    def key(self) -> rsa.RSAPrivateKey:
         key = serialization.load_pem_private_key((self.directory / "key.pem").read_bytes(), None)
         assert isinstance(key, rsa.RSAPrivateKey)
         return key
@@ -201,7 +246,7 @@ class IssuingCa:
         if not subject.common_name.strip() or not subject.uid.strip():
             raise EnrollmentRefused("the subject needs a name and an identity number")
 
-        ca_cert, ca_key = self.certificate(), self._key()
+        ca_cert, ca_key = self.certificate(), self.key()
         attrs = [NameAttribute("C", "VN")]
         if subject.locality:
             attrs.append(NameAttribute("L", subject.locality))
@@ -239,6 +284,8 @@ class IssuingCa:
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
             )
+            .add_extension(_ocsp_access(self.base_url), critical=False)
+            .add_extension(_crl_distribution(f"{self.base_url}/crl/ca.crl"), critical=False)
         )
         if subject.email:
             builder = builder.add_extension(x509.SubjectAlternativeName([x509.RFC822Name(subject.email)]), critical=False)
@@ -253,6 +300,56 @@ class IssuingCa:
         der = cert.public_bytes(serialization.Encoding.DER)
         chain = (ca_cert.public_bytes(serialization.Encoding.DER), self.root().public_bytes(serialization.Encoding.DER))
         return IssuedCertificate(der, chain, serial)
+
+    def tsa(self) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+        """The provider's timestamping unit: an RSA-2048 key and a certificate for timeStamping only."""
+        cert_path, key_path = self.directory / "tsa-cert.pem", self.directory / "tsa-key.pem"
+        with (self.directory / "issued.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not cert_path.exists():
+                self._create_tsa(cert_path, key_path)
+        key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        return x509.load_pem_x509_certificate(cert_path.read_bytes()), key
+
+    def _create_tsa(self, cert_path: Path, key_path: Path) -> None:
+        ca_cert, ca_key = self.certificate(), self.key()
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        now = datetime.now(timezone.utc)
+        serial = int.from_bytes(secrets.token_bytes(16), "big") >> 1
+        name = x509_name((NameAttribute("C", "VN"), *[a for a in self.profile.issuer if a.kind == "O"],
+                          NameAttribute("CN", f"{self.profile.display_name} TSA (TEST)")))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(serial)
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(ca_cert.not_valid_after_utc)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .add_extension(_ocsp_access(self.base_url), critical=False)
+            .add_extension(_crl_distribution(f"{self.base_url}/crl/ca.crl"), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        _write_private(key_path, _key_pem(key))
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        path = self.directory / "issued.json"
+        record = json.loads(path.read_text()) if path.exists() else {}
+        record[str(serial)] = {"subject": cert.subject.rfc4514_string(), "issued_at": now.isoformat()}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+        tmp.replace(path)
+
+    def issued(self) -> dict[int, CertificateStatus]:
+        """Every serial this CA issued, with its status (what OCSP and the CRL answer from)."""
+        with self._record() as record:
+            entries = dict(record)
+        return {int(serial): _status(int(serial), entry) for serial, entry in entries.items()}
 
     def revoke(self, serial: int, reason: RevocationReason) -> CertificateStatus:
         with self._record() as record:
@@ -269,10 +366,14 @@ class IssuingCa:
             entry = record.get(str(serial))
         if entry is None:
             raise CertificateUnknown(f"{self.profile.display_name} never issued serial {serial:x}")
-        revoked_at = entry.get("revoked_at")
-        return CertificateStatus(
-            serial=serial,
-            revoked=revoked_at is not None,
-            revoked_at=datetime.fromisoformat(str(revoked_at)) if revoked_at else None,
-            reason=str(entry["reason"]) if revoked_at else None,
-        )
+        return _status(serial, entry)
+
+
+def _status(serial: int, entry: dict[str, object]) -> CertificateStatus:
+    revoked_at = entry.get("revoked_at")
+    return CertificateStatus(
+        serial=serial,
+        revoked=revoked_at is not None,
+        revoked_at=datetime.fromisoformat(str(revoked_at)) if revoked_at else None,
+        reason=str(entry["reason"]) if revoked_at else None,
+    )

@@ -1,4 +1,4 @@
-"""CAdES baseline B-B signatures (ETSI EN 319 122-1), detached or enveloping.
+"""CAdES baseline signatures (ETSI EN 319 122-1), detached or enveloping, B-B to B-LT.
 
 Built in two pure phases so that a confirmation can sit between them:
 ``prepare`` returns the DER signed attributes and their digest (what the signer approves and
@@ -9,6 +9,7 @@ with asn1crypto and cached; each signature only concatenates DER.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from functools import lru_cache
 
 from asn1crypto import algos, cms, tsp, x509
 
-from signer import der
+from signer import der, ltv
 from signer.algorithms import DIGEST_SIZES, PssParams, Scheme, check_digest, signature_algorithm
 from signer.errors import InvalidParameters
 from signer.keysigner import KeySigner
@@ -164,6 +165,35 @@ def assemble(
     return der.sequence(_OID_SIGNED_DATA, der.context(0, signed_data))
 
 
+async def async_complete(
+    tbs: CadesToBeSigned,
+    signature: bytes,
+    certificate: x509.Certificate,
+    chain: Sequence[x509.Certificate],
+    scheme: Scheme,
+    pss: PssParams | None,
+    level: ltv.Level,
+    services: ltv.LongTermServices | None,
+) -> bytes:
+    """Assemble at ``level``: B-T adds a signature timestamp, B-LT the validation data besides."""
+    if level is ltv.Level.B_LTA:
+        raise ltv.UnsupportedLevel("CAdES is signed up to B-LT here; archive timestamps are not built")
+    if level is ltv.Level.B_B:
+        return assemble(tbs, signature, certificate, chain, scheme, pss)
+    if services is None:
+        raise ltv.TimestampUnavailable("no TSA is configured")
+    token = await ltv.timestamp_token(signature, services)
+    data = assemble(tbs, signature, certificate, chain, scheme, pss, ltv.signature_timestamp_attrs(token))
+    if level.long_term:
+        data = ltv.add_validation_data(data, await ltv.collect_validation_data(certificate, chain, services, token))
+    return data
+
+
+def complete(tbs: CadesToBeSigned, signature: bytes, certificate: x509.Certificate, chain: Sequence[x509.Certificate],
+             scheme: Scheme, pss: PssParams | None, level: ltv.Level, services: ltv.LongTermServices | None) -> bytes:
+    return asyncio.run(async_complete(tbs, signature, certificate, chain, scheme, pss, level, services))
+
+
 def default_pss(scheme: Scheme, hash_name: str) -> PssParams | None:
     """The PSS parameters kyso uses for a PSS key: MGF1 with the same digest, salt = digest size."""
     return PssParams(hash_name, DIGEST_SIZES[hash_name]) if scheme is Scheme.RSA_PSS else None
@@ -177,8 +207,10 @@ def sign(
     detached: bool = True,
     hash_name: str = "sha256",
     signing_time: datetime | None = None,
+    level: ltv.Level = ltv.Level.B_B,
+    services: ltv.LongTermServices | None = None,
 ) -> bytes:
-    """Prepare, sign in the key's home and assemble: a CAdES B-B signature, DER."""
+    """Prepare, sign in the key's home and assemble at ``level``: a CAdES signature, DER."""
     tbs = prepare(
         key.certificate,
         key.chain,
@@ -190,4 +222,4 @@ def sign(
     )
     pss = default_pss(key.scheme, hash_name)
     signature = key.sign(tbs.digest, hash_name, pss=pss)
-    return assemble(tbs, signature, key.certificate, key.chain, key.scheme, pss)
+    return complete(tbs, signature, key.certificate, key.chain, key.scheme, pss, level, services)

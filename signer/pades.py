@@ -27,10 +27,15 @@ from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.sign import fields, signers
 from pyhanko.sign.fields import FieldMDPAction, FieldMDPSpec, MDPPerm, SigFieldSpec, SigSeedSubFilter
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
-from pyhanko.sign.signers.pdf_signer import PdfTBSDocument, PostSignInstructions
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.signers.pdf_signer import PdfTBSDocument, PdfTimeStamper, PostSignInstructions
+from pyhanko.sign.timestamps.common_utils import TimestampRequestError
+from pyhanko.sign.validation.dss import async_add_validation_info
+from pyhanko_certvalidator.errors import InsufficientRevinfoError, PathBuildingError, PathValidationError, RevokedError
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from signer import ltv
 from signer.algorithms import DIGEST_SIZES, PssParams, Scheme, signature_algorithm
 from signer.errors import InvalidDocument
 from signer.keysigner import KeySigner
@@ -181,14 +186,23 @@ def prepare(
     output_path: Path,
     options: PadesOptions,
     hash_name: str = "sha256",
+    timestamped: bool = False,
 ) -> PreparedPdf:
-    """Write the signed revision with a placeholder and compute what must be signed."""
-    return asyncio.run(_prepare(certificate, chain, scheme, signature_size, input_path, output_path, options, hash_name))
+    """Write the signed revision with a placeholder and compute what must be signed.
+
+    ``timestamped`` leaves room in the placeholder for a signature timestamp (B-T and above).
+    """
+    return asyncio.run(_prepare(certificate, chain, scheme, signature_size, input_path, output_path, options,
+                                hash_name, timestamped))
+
+
+TIMESTAMP_ROOM = 12_000
+"""Bytes a signature timestamp token adds to the CMS: TSTInfo, the TSA's signature and two certificates."""
 
 
 async def _prepare(
     certificate: x509.Certificate, chain: Sequence[x509.Certificate], scheme: Scheme, signature_size: int,
-    input_path: Path, output_path: Path, options: PadesOptions, hash_name: str,
+    input_path: Path, output_path: Path, options: PadesOptions, hash_name: str, timestamped: bool,
 ) -> PreparedPdf:
     with input_path.open("rb") as pdf_in:
         writer = _open_for_update(pdf_in)
@@ -213,7 +227,11 @@ async def _prepare(
         work_path = output_path.with_name(output_path.name + ".part")
         try:
             with work_path.open("w+b") as out:
-                prepared_digest, tbs, _ = await pdf_signer.async_digest_doc_for_signing(writer, output=out)
+                reserved = None
+                if timestamped:
+                    reserved = 2 * (TIMESTAMP_ROOM + 4096 + signature_size + sum(len(c.dump()) for c in (certificate, *chain)))
+                prepared_digest, tbs, _ = await pdf_signer.async_digest_doc_for_signing(
+                    writer, output=out, bytes_reserved=reserved)
         except (PdfError, ValueError) as exc:
             work_path.unlink(missing_ok=True)
             raise InvalidDocument(f"cannot sign this PDF: {exc}") from None
@@ -229,39 +247,69 @@ def finish(
     certificate: x509.Certificate,
     chain: Sequence[x509.Certificate],
     scheme: Scheme,
+    level: ltv.Level = ltv.Level.B_B,
+    services: ltv.LongTermServices | None = None,
 ) -> None:
-    """Embed the signature value and move the signed PDF into place."""
-    asyncio.run(_finish(prepared, signature, certificate, chain, scheme))
+    """Embed the signature value, add what ``level`` needs, and move the signed PDF into place."""
+    asyncio.run(_finish(prepared, signature, certificate, chain, scheme, level, services))
 
 
 async def _finish(
     prepared: PreparedPdf, signature: bytes, certificate: x509.Certificate, chain: Sequence[x509.Certificate],
-    scheme: Scheme,
+    scheme: Scheme, level: ltv.Level, services: ltv.LongTermServices | None,
 ) -> None:
+    if level.timestamped and services is None:
+        raise ltv.TimestampUnavailable("no TSA is configured")
     external = _external_signer(certificate, chain, scheme, signature, prepared.hash_name)
     signed_attrs = cms.CMSAttributes.load(prepared.signed_attrs_der)
-    signature_cms = await external.async_sign_prescribed_attributes(prepared.hash_name, signed_attrs=signed_attrs)
     try:
+        timestamper = services.timestamper() if level.timestamped and services else None
+        signature_cms = await external.async_sign_prescribed_attributes(
+            prepared.hash_name, signed_attrs=signed_attrs, timestamper=timestamper)
         with prepared.work_path.open("r+b") as output:
             await PdfTBSDocument.async_finish_signing(
                 output, prepared.prepared_digest, signature_cms, post_sign_instr=prepared.post_sign_instructions
             )
+            if level.long_term and services is not None:
+                await _add_long_term_data(output, level, services)
         prepared.work_path.replace(prepared.output_path)
+    except (TimestampRequestError, OSError) as exc:
+        raise ltv.TimestampUnavailable(f"the TSA did not give a timestamp: {type(exc).__name__}") from None
     finally:
         prepared.work_path.unlink(missing_ok=True)
+
+
+async def _add_long_term_data(output: BinaryIO, level: ltv.Level, services: ltv.LongTermServices) -> None:
+    """B-LT: the DSS with the signature's (and its timestamp's) validation data; B-LTA: a document timestamp."""
+    output.seek(0)
+    signature = PdfFileReader(output, strict=False).embedded_regular_signatures[-1]
+    try:
+        async with services.fetching_context() as context:
+            await async_add_validation_info(signature, context, in_place=True)
+            if level is ltv.Level.B_LTA:
+                output.seek(0)
+                await PdfTimeStamper(services.timestamper()).async_timestamp_pdf(
+                    IncrementalPdfFileWriter(output, strict=False), "sha256", validation_context=context,
+                    in_place=True)
+    except RevokedError:
+        raise ltv.CertificateRevoked("a certificate of the signature's chain is revoked") from None
+    except (InsufficientRevinfoError, PathBuildingError, PathValidationError) as exc:
+        raise ltv.RevocationUnavailable(f"validation data could not be gathered: {exc}") from None
 
 
 def discard(prepared: PreparedPdf) -> None:
     prepared.work_path.unlink(missing_ok=True)
 
 
-def sign(key: KeySigner, input_path: Path, output_path: Path, options: PadesOptions) -> None:
-    """Sign ``input_path`` into ``output_path`` (PAdES B-B) by incremental update, in one go."""
-    prepared = prepare(key.certificate, key.chain, key.scheme, key.signature_size(), input_path, output_path, options)
+def sign(key: KeySigner, input_path: Path, output_path: Path, options: PadesOptions,
+         level: ltv.Level = ltv.Level.B_B, services: ltv.LongTermServices | None = None) -> None:
+    """Sign ``input_path`` into ``output_path`` at ``level`` by incremental update, in one go."""
+    prepared = prepare(key.certificate, key.chain, key.scheme, key.signature_size(), input_path, output_path, options,
+                       timestamped=level.timestamped)
     try:
         pss = PssParams("sha256", DIGEST_SIZES["sha256"]) if key.scheme is Scheme.RSA_PSS else None
         signature = key.sign(prepared.dtbs_digest, prepared.hash_name, pss=pss)
     except BaseException:
         discard(prepared)
         raise
-    finish(prepared, signature, key.certificate, key.chain, key.scheme)
+    finish(prepared, signature, key.certificate, key.chain, key.scheme, level, services)
