@@ -154,7 +154,7 @@ def build_router(version: str) -> APIRouter:
                 raise InvalidInput("numSignatures must be an integer")
             result = csc.authorize(rt.sessions, rt.settings, rt.notifier, ctx, origin, str(_text(body, "credentialID")),
                                    digests, hash_name, num, _text(body, "description", required=False),
-                                   AUTHORIZE_WAIT_SECONDS)
+                                   AUTHORIZE_WAIT_SECONDS, rt.ca)
             return {"SAD": result.sad, "expiresIn": result.expires_in}
 
         return await guarded(request, rt, work)

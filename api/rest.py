@@ -63,6 +63,11 @@ class RequestIn(BaseModel):
     hashes: list[HashIn] = Field(default_factory=list)
     documents: list[DocumentIn] = Field(default_factory=list)
     webhook_url: str | None = None
+    level: Literal["B-B", "B-T", "B-LT", "B-LTA"] = Field(
+        default="B-B", description="Baseline level: raw is B-B only; CAdES up to B-LT; PAdES up to B-LTA")
+    accept_lower_level: bool = Field(
+        default=False, description="If the TSA or revocation data is unavailable, deliver the level reached "
+                                   "instead of failing (the response's level says which)")
     after_request_id: str | None = Field(
         default=None, description="Sign the signed documents of this earlier request, in order (second signer)")
 
@@ -76,6 +81,7 @@ class RequestOut(BaseModel):
     signatures: list[str] | None = Field(default=None, description="raw format, once signed: base64, in order")
     documents: list[str] | None = Field(default=None, description="URLs of the signed documents, once signed")
     failure_reason: str | None = None
+    level: str | None = Field(default=None, description="The baseline level the signed documents reached")
 
 
 class DocumentOut(BaseModel):
@@ -95,6 +101,7 @@ def _view(request: SigningRequest, base: str) -> RequestOut:
         documents=[f"{base}/v1/requests/{request.id}/documents/{n}" for n in range(count)]
         if signed and request.format != "raw" else None,
         failure_reason=request.failure_reason,
+        level=(request.payload or {}).get("achieved_level") if signed else None,
     )
 
 
@@ -153,9 +160,10 @@ def create_request(body: RequestIn, response: Response, ctx: ClientContext = Dep
     except (binascii.Error, ValueError):
         raise InvalidInput("a hash or a document content is not valid base64") from None
     new = rest_requests.NewRequest(body.credential_id, body.format, body.hash_algorithm, raw, files,
-                                   rest_requests.fingerprint(body.model_dump()), body.after_request_id)
+                                   rest_requests.fingerprint(body.model_dump()), body.after_request_id,
+                                   body.level, body.accept_lower_level)
     request, created = rest_requests.create(rt.sessions, rt.settings, ctx, origin, new, idempotency_key,
-                                            body.webhook_url)
+                                            rt.ca, body.webhook_url)
     rt.notifier.notify()
     if not created:
         response.status_code = 200

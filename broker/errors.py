@@ -39,5 +39,11 @@ class CredentialNotUsable(PolicyViolation):
     code = "credential_not_usable"
 
 
+class CertificateRevoked(CredentialNotUsable):
+    """The provider revoked the certificate (perhaps without kyso knowing until now)."""
+
+    code = "certificate_revoked"
+
+
 class NotInitialised(KysoError):
     code = "not_initialised"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 
+from asn1crypto import x509 as asn1_x509
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,6 +18,7 @@ from broker.settings import Settings
 from ca_adapters import CaAdapter, get_adapter
 from hsm import Hsm
 from hsm.store import activate_token_store
+from signer.ltv import LongTermServices
 
 
 class Runtime:
@@ -50,6 +52,12 @@ class Runtime:
 
     def ca(self, provider: str) -> CaAdapter:
         return get_adapter(provider, self.settings.pki_dir, test_mode=self.settings.sandbox)
+
+    def long_term_services(self, provider: str) -> LongTermServices:
+        """The provider's TSA, and the roots its chains (and its TSA's) validate to."""
+        adapter = self.ca(provider)
+        roots = [asn1_x509.Certificate.load(der) for der in adapter.trust_anchors()]
+        return LongTermServices(adapter.endpoints().tsa_url, roots, timeout=self.settings.tsa_timeout_seconds)
 
     def close(self) -> None:
         if self._hsm is not None:

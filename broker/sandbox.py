@@ -32,6 +32,8 @@ from broker.runtime import Runtime
 from broker.services import approvals, clients, credentials, directory, setup
 from broker.services import signing_requests as requests
 from broker.settings import load_settings
+from ca_adapters import provider_names
+from ca_adapters.emulator import EmulatorSet
 from hsm import KeyAlgorithm
 from signer import Scheme
 
@@ -186,6 +188,7 @@ def run(data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
     runtime = Runtime(settings)
     sandbox_json = data_dir / "sandbox.json"
     sandbox_json.unlink(missing_ok=True)
+    emulators = EmulatorSet(settings.pki_dir, provider_names()).start()
     seed(runtime)
     client_id, secret, token = client_and_token(runtime)
     phones = SimulatedPhones(runtime)
@@ -215,5 +218,6 @@ def run(data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
         server.run()
     finally:
         phones.stop()
+        emulators.stop()
         sandbox_json.unlink(missing_ok=True)
         runtime.close()

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
 
     # Signer confirmation
     request_ttl_seconds: int = 300
+    tsa_timeout_seconds: int = 10
+    """How long a TSA, OCSP responder or CRL server may take before a level above B-B fails."""
     max_batch: int = 50
     max_pending_per_user: int = 20
     confirm_max_failures: int = 5

@@ -34,7 +34,7 @@ class SigningWorker:
             try:
                 for request_id in rest_requests.pending_work(rt.sessions):
                     try:
-                        rest_requests.finish(rt.sessions, rt.hsm, ACTOR, request_id)
+                        rest_requests.finish(rt.sessions, rt.hsm, ACTOR, request_id, rt.long_term_services)
                     except Exception as exc:  # noqa: BLE001 - one request's failure must not stop the others
                         log.warning("request %s could not be finished: %s", request_id, getattr(exc, "code", type(exc).__name__))
                     rt.notifier.notify()

@@ -174,24 +174,43 @@ async def async_complete(
     pss: PssParams | None,
     level: ltv.Level,
     services: ltv.LongTermServices | None,
-) -> bytes:
-    """Assemble at ``level``: B-T adds a signature timestamp, B-LT the validation data besides."""
+    *,
+    accept_lower: bool = False,
+) -> tuple[bytes, ltv.Level]:
+    """Assemble at ``level`` (B-T adds a signature timestamp, B-LT the validation data); the level reached.
+
+    With ``accept_lower`` a TSA or revocation outage gives the highest level reached instead of
+    an error; a revoked certificate is always an error.
+    """
     if level is ltv.Level.B_LTA:
         raise ltv.UnsupportedLevel("CAdES is signed up to B-LT here; archive timestamps are not built")
     if level is ltv.Level.B_B:
-        return assemble(tbs, signature, certificate, chain, scheme, pss)
-    if services is None:
-        raise ltv.TimestampUnavailable("no TSA is configured")
-    token = await ltv.timestamp_token(signature, services)
+        return assemble(tbs, signature, certificate, chain, scheme, pss), ltv.Level.B_B
+    try:
+        if services is None:
+            raise ltv.TimestampUnavailable("no TSA is configured")
+        token = await ltv.timestamp_token(signature, services)
+    except ltv.TimestampUnavailable:
+        if not accept_lower:
+            raise
+        return assemble(tbs, signature, certificate, chain, scheme, pss), ltv.Level.B_B
     data = assemble(tbs, signature, certificate, chain, scheme, pss, ltv.signature_timestamp_attrs(token))
-    if level.long_term:
-        data = ltv.add_validation_data(data, await ltv.collect_validation_data(certificate, chain, services, token))
-    return data
+    if not level.long_term:
+        return data, ltv.Level.B_T
+    try:
+        validation_data = await ltv.collect_validation_data(certificate, chain, services, token)
+    except ltv.RevocationUnavailable:
+        if not accept_lower:
+            raise
+        return data, ltv.Level.B_T
+    return ltv.add_validation_data(data, validation_data), ltv.Level.B_LT
 
 
 def complete(tbs: CadesToBeSigned, signature: bytes, certificate: x509.Certificate, chain: Sequence[x509.Certificate],
-             scheme: Scheme, pss: PssParams | None, level: ltv.Level, services: ltv.LongTermServices | None) -> bytes:
-    return asyncio.run(async_complete(tbs, signature, certificate, chain, scheme, pss, level, services))
+             scheme: Scheme, pss: PssParams | None, level: ltv.Level, services: ltv.LongTermServices | None,
+             *, accept_lower: bool = False) -> tuple[bytes, ltv.Level]:
+    return asyncio.run(async_complete(tbs, signature, certificate, chain, scheme, pss, level, services,
+                                      accept_lower=accept_lower))
 
 
 def default_pss(scheme: Scheme, hash_name: str) -> PssParams | None:
@@ -222,4 +241,4 @@ def sign(
     )
     pss = default_pss(key.scheme, hash_name)
     signature = key.sign(tbs.digest, hash_name, pss=pss)
-    return complete(tbs, signature, key.certificate, key.chain, key.scheme, pss, level, services)
+    return complete(tbs, signature, key.certificate, key.chain, key.scheme, pss, level, services)[0]

@@ -249,52 +249,75 @@ def finish(
     scheme: Scheme,
     level: ltv.Level = ltv.Level.B_B,
     services: ltv.LongTermServices | None = None,
-) -> None:
-    """Embed the signature value, add what ``level`` needs, and move the signed PDF into place."""
-    asyncio.run(_finish(prepared, signature, certificate, chain, scheme, level, services))
+    *,
+    accept_lower: bool = False,
+) -> ltv.Level:
+    """Embed the signature value, add what ``level`` needs, move the signed PDF into place; the level reached.
+
+    With ``accept_lower`` a TSA or revocation outage gives the highest level reached instead of
+    an error; a revoked certificate is always an error.
+    """
+    return asyncio.run(_finish(prepared, signature, certificate, chain, scheme, level, services, accept_lower))
 
 
 async def _finish(
     prepared: PreparedPdf, signature: bytes, certificate: x509.Certificate, chain: Sequence[x509.Certificate],
-    scheme: Scheme, level: ltv.Level, services: ltv.LongTermServices | None,
-) -> None:
-    if level.timestamped and services is None:
-        raise ltv.TimestampUnavailable("no TSA is configured")
+    scheme: Scheme, level: ltv.Level, services: ltv.LongTermServices | None, accept_lower: bool,
+) -> ltv.Level:
     external = _external_signer(certificate, chain, scheme, signature, prepared.hash_name)
     signed_attrs = cms.CMSAttributes.load(prepared.signed_attrs_der)
     try:
-        timestamper = services.timestamper() if level.timestamped and services else None
-        signature_cms = await external.async_sign_prescribed_attributes(
-            prepared.hash_name, signed_attrs=signed_attrs, timestamper=timestamper)
+        reached = ltv.Level.B_B
+        signature_cms = None
+        if level.timestamped:
+            try:
+                if services is None:
+                    raise ltv.TimestampUnavailable("no TSA is configured")
+                signature_cms = await external.async_sign_prescribed_attributes(
+                    prepared.hash_name, signed_attrs=signed_attrs, timestamper=services.timestamper())
+                reached = ltv.Level.B_T
+            except (TimestampRequestError, OSError, ltv.TimestampUnavailable) as exc:
+                if not accept_lower:
+                    raise ltv.TimestampUnavailable(f"the TSA did not give a timestamp: {type(exc).__name__}") from None
+        if signature_cms is None:
+            signature_cms = await external.async_sign_prescribed_attributes(prepared.hash_name, signed_attrs=signed_attrs)
         with prepared.work_path.open("r+b") as output:
             await PdfTBSDocument.async_finish_signing(
                 output, prepared.prepared_digest, signature_cms, post_sign_instr=prepared.post_sign_instructions
             )
-            if level.long_term and services is not None:
-                await _add_long_term_data(output, level, services)
+            if level.long_term and reached is ltv.Level.B_T and services is not None:
+                reached = await _add_long_term_data(output, level, services, accept_lower)
         prepared.work_path.replace(prepared.output_path)
-    except (TimestampRequestError, OSError) as exc:
-        raise ltv.TimestampUnavailable(f"the TSA did not give a timestamp: {type(exc).__name__}") from None
+        return reached
     finally:
         prepared.work_path.unlink(missing_ok=True)
 
 
-async def _add_long_term_data(output: BinaryIO, level: ltv.Level, services: ltv.LongTermServices) -> None:
+async def _add_long_term_data(output: BinaryIO, level: ltv.Level, services: ltv.LongTermServices,
+                              accept_lower: bool) -> ltv.Level:
     """B-LT: the DSS with the signature's (and its timestamp's) validation data; B-LTA: a document timestamp."""
     output.seek(0)
     signature = PdfFileReader(output, strict=False).embedded_regular_signatures[-1]
+    reached = ltv.Level.B_T
     try:
         async with services.fetching_context() as context:
             await async_add_validation_info(signature, context, in_place=True)
+            reached = ltv.Level.B_LT
             if level is ltv.Level.B_LTA:
                 output.seek(0)
                 await PdfTimeStamper(services.timestamper()).async_timestamp_pdf(
                     IncrementalPdfFileWriter(output, strict=False), "sha256", validation_context=context,
                     in_place=True)
+                reached = ltv.Level.B_LTA
     except RevokedError:
         raise ltv.CertificateRevoked("a certificate of the signature's chain is revoked") from None
     except (InsufficientRevinfoError, PathBuildingError, PathValidationError) as exc:
-        raise ltv.RevocationUnavailable(f"validation data could not be gathered: {exc}") from None
+        if not accept_lower:
+            raise ltv.RevocationUnavailable(f"validation data could not be gathered: {exc}") from None
+    except (TimestampRequestError, OSError) as exc:
+        if not accept_lower:
+            raise ltv.TimestampUnavailable(f"the TSA did not give a document timestamp: {type(exc).__name__}") from None
+    return reached
 
 
 def discard(prepared: PreparedPdf) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +15,11 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
 from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko.sign.validation.errors import SignatureValidationError
-from pyhanko.sign.validation.generic_cms import async_validate_detached_cms
+from pyhanko.sign.validation.generic_cms import (
+    async_validate_cms_signature,
+    async_validate_detached_cms,
+    collect_timing_info,
+)
 from pyhanko.sign.validation.status import StandardCMSSignatureStatus
 from pyhanko_certvalidator import ValidationContext
 
@@ -89,9 +94,13 @@ def validate_cms(
         context = validation_context(trust_roots)
 
     async def run() -> StandardCMSSignatureStatus:
-        data = content if content is not None else signed_data["encap_content_info"]
-        return await async_validate_detached_cms(data, signed_data, signer_validation_context=context,
-                                                 ts_validation_context=context)
+        if content is not None:
+            return await async_validate_detached_cms(content, signed_data, signer_validation_context=context,
+                                                     ts_validation_context=context)
+        timing = await collect_timing_info(signed_data["signer_infos"][0], ts_validation_context=context,
+                                           raw_digest=lambda name: hashlib.new(name, embedded).digest())
+        return await async_validate_cms_signature(signed_data, status_cls=StandardCMSSignatureStatus,
+                                                  validation_context=context, status_kwargs=timing)
 
     try:
         status = asyncio.run(run())

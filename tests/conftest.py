@@ -18,6 +18,7 @@ from broker.db.models import Credential, Role, SigningMode
 from broker.runtime import Runtime
 from broker.services import credentials, directory, setup
 from broker.settings import Settings, load_settings
+from ca_adapters.emulator import EmulatorSet
 from hsm import Hsm, KeyAlgorithm
 from signer import Scheme
 from tests.support import in_ci, write_pem
@@ -169,3 +170,24 @@ def live_server(runtime: Runtime) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+# -- the four providers' emulators (OCSP, CRL, TSA, signing APIs) on their loopback ports ---------------
+
+
+@pytest.fixture(scope="session")
+def emulators(runtime: Runtime) -> Iterator[EmulatorSet]:
+    from ca_adapters import provider_names
+
+    emulator_set = EmulatorSet(runtime.settings.pki_dir, provider_names(), ttl_seconds=3.0).start()
+    yield emulator_set
+    emulator_set.stop()
+
+
+@pytest.fixture
+def emulator_reset(emulators: EmulatorSet) -> Iterator[EmulatorSet]:
+    """The emulators with an approving phone and no outage, restored after the test."""
+    yield emulators
+    for name in emulators.apps:
+        emulators.state(name).set_phone("approve")
+        emulators.state(name).outages = set()

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from broker.cli import audit_cmds, cert_cmds, client_cmds, device_cmds, serve_cmds, setup_cmds, sign_cmds
+from broker.cli import audit_cmds, ca_cmds, cert_cmds, client_cmds, device_cmds, serve_cmds, setup_cmds, sign_cmds
 from broker.cli.context import CliState
 from broker.cli.output import fail
 from broker.errors import KysoError
@@ -41,6 +41,7 @@ def _root(
 
 setup_cmds.register(app)
 cert_cmds.register(app)
+ca_cmds.register(app)
 sign_cmds.register(app)
 audit_cmds.register(app)
 device_cmds.register(app)

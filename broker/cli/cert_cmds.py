@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Optional
 
@@ -96,6 +97,34 @@ def revoke(
         c = credentials.get_credential(session, credential_id)
         credentials.revoke(session, cli_actor(), runtime.ca(c.provider), credential_id, reason)
         console.print(f"credential {credential_id} revoked ({reason.value})")
+
+
+@cert_app.command("renew")
+def renew(ctx: typer.Context, credential_id: str = typer.Argument(...)) -> None:
+    """A new HSM key and certificate from the same provider; the old certificate revoked as superseded."""
+    runtime = state(ctx).runtime()
+    with transaction(runtime.sessions) as session:
+        old = credentials.get_credential(session, credential_id)
+        new = credentials.renew(session, cli_actor(), runtime.hsm, runtime.ca(old.provider), credential_id)
+        console.print(f"credential {new.id} replaces {credential_id} (revoked: superseded)")
+        console.print(f"  serial {new.serial_hex}, valid until {new.not_after.date()}")
+
+
+@cert_app.command("expiring")
+def expiring(
+    ctx: typer.Context,
+    days: int = typer.Option(30, "--days", min=0, help="Report certificates ending within this many days."),
+) -> None:
+    """Active credentials whose certificate ends soon (or has ended): renew them."""
+    with transaction(state(ctx).runtime().sessions) as session:
+        now = datetime.now(timezone.utc)
+        rows = [(c.id, c.user.username, c.provider, str(c.not_after.date()),
+                 str((c.not_after.replace(tzinfo=c.not_after.tzinfo or timezone.utc) - now).days))
+                for c in credentials.expiring(session, timedelta(days=days), now)]
+    if not rows:
+        console.print(f"no active certificate ends within {days} days")
+        return
+    table(["credential", "user", "provider", "valid until", "days left"], rows)
 
 
 @cert_app.command("roots")

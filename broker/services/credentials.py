@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from asn1crypto import x509 as asn1_x509
 from sqlalchemy import select
@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 from broker import audit
 from broker.audit import Actor
 from broker.db.models import Credential, CredentialStatus, SigningMode, User
-from broker.errors import CredentialNotUsable, InvalidInput, NotFound, UnitInUsbTokenMode
+from broker.errors import CertificateRevoked, CredentialNotUsable, InvalidInput, NotFound, UnitInUsbTokenMode
 from broker.services.directory import get_user
-from ca_adapters import CaAdapter, RevocationReason, Subject
+from ca_adapters import CaAdapter, CertificateUnknown, RevocationReason, Subject
 from hsm import Hsm, HsmError, KeyAlgorithm, SignScheme
 from signer import Scheme
 from signer.csr import build_csr
@@ -165,6 +165,33 @@ def revoke(
     return credential
 
 
+def renew(session: Session, actor: Actor, hsm: Hsm, ca: CaAdapter, credential_id: str) -> Credential:
+    """A new key and certificate for the same user, provider and key type; the old one revoked as superseded.
+
+    Renewal makes a new key rather than re-certifying the old one, so an old key's exposure
+    never outlives its certificate.
+    """
+    old = get_credential(session, credential_id)
+    if old.provider != ca.name:
+        raise InvalidInput(f"credential {credential_id!r} belongs to {old.provider}, not {ca.name}")
+    if old.status is not CredentialStatus.ACTIVE:
+        raise CredentialNotUsable(f"credential {credential_id!r} is {old.status.value}; enroll a new one instead")
+    new = enroll(session, actor, hsm, ca, username=old.user.username,
+                 key_algorithm=parse_key_algorithm(old.key_algorithm), scheme=Scheme(old.signature_scheme))
+    revoke(session, actor, ca, credential_id, RevocationReason.SUPERSEDED)
+    audit.record(session, actor, "credential.renew", target_type="credential", target_id=new.id,
+                 details={"replaces": credential_id, "provider": ca.name})
+    return new
+
+
+def expiring(session: Session, within: timedelta, at: datetime | None = None) -> list[Credential]:
+    """Active credentials whose certificate ends within ``within`` (already expired ones included)."""
+    limit = (at or datetime.now(timezone.utc)) + within
+    rows = session.scalars(select(Credential).where(Credential.status == CredentialStatus.ACTIVE)
+                           .order_by(Credential.not_after))
+    return [c for c in rows if _aware(c.not_after) <= limit]
+
+
 def certificate_chain(credential: Credential) -> tuple[asn1_x509.Certificate, list[asn1_x509.Certificate]]:
     """The signer's certificate and the chain above it (intermediates, then the root)."""
     cert = asn1_x509.Certificate.load(credential.certificate)
@@ -179,6 +206,17 @@ def check_usable(credential: Credential, at: datetime | None = None) -> None:
         raise CredentialNotUsable(f"credential {credential.id!r} is {credential.status.value}")
     if now < _aware(credential.not_before) or now > _aware(credential.not_after):
         raise CredentialNotUsable(f"the certificate of credential {credential.id!r} is not valid now")
+
+
+def check_not_revoked(credential: Credential, ca: CaAdapter) -> None:
+    """Ask the provider: a certificate revoked at the CA (not only through kyso) signs nothing."""
+    try:
+        status = ca.status(int(credential.serial_hex, 16))
+    except CertificateUnknown:
+        raise CredentialNotUsable(f"{ca.profile.display_name} does not know the certificate of {credential.id!r}") from None
+    if status.revoked:
+        raise CertificateRevoked(f"the certificate of credential {credential.id!r} was revoked by "
+                                 f"{ca.profile.display_name} ({status.reason})")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -22,11 +23,12 @@ from broker.db.models import Credential, RequestState, SigningRequest
 from broker.errors import InvalidInput, KysoError
 from broker.notify import Notifier
 from broker.services import signing_requests as requests
-from broker.services import sole_control
+from broker.services import credentials, sole_control
 from broker.services.approvals import token_hash
 from broker.services.clients import ClientContext, visible_credential
 from broker.services.document_signing import wait_for_decision
 from broker.settings import Settings
+from ca_adapters import CaAdapter
 from hsm import Hsm
 from signer.algorithms import DIGEST_OIDS, DIGEST_SIZES, SIGNATURE_OIDS, PssParams, Scheme, digest_name
 
@@ -92,6 +94,7 @@ def authorize(
     num_signatures: int | None,
     description: str | None,
     wait_seconds: float,
+    ca_for: Callable[[str], CaAdapter],
 ) -> Authorisation:
     ctx.require("sign")
     if num_signatures is not None and num_signatures != len(digests):
@@ -102,6 +105,7 @@ def authorize(
                                     f"{hash_algorithm} {d.hex()}") for i, d in enumerate(digests)]
     with transaction(factory) as session:
         credential = visible_credential(session, ctx, credential_id)
+        credentials.check_not_revoked(credential, ca_for(credential.provider))
         request = requests.create(session, settings, actor, credential, docs, relying_system=ctx.relying_system,
                                   hash_algorithm=hash_algorithm)
         request.client_id = ctx.client_id

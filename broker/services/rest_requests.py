@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,16 +26,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.db.engine import read_transaction, transaction
-from broker.db.models import Credential, Document, RelyingSystem, RequestState, SigningRequest
+from broker.db.models import Credential, Document, ItemState, RelyingSystem, RequestState, SigningRequest
 from broker.errors import Conflict, InvalidInput, KysoError, NotFound
 from broker.services import credentials as credential_service
 from broker.services import signing_requests as requests
 from broker.services import sole_control, webhooks
 from broker.services.clients import ClientContext, visible_credential
 from broker.settings import Settings
+from ca_adapters import CaAdapter
 from hsm import Hsm
-from signer import cades, pades
+from signer import cades, ltv, pades
 from signer.algorithms import digest_name, file_digest
+from signer.errors import SignerError
 
 
 class DocumentTooLarge(KysoError):
@@ -78,6 +81,9 @@ class NewRequest:
     fingerprint: str = ""
     after_request_id: str | None = None
     """Sign the signed documents of this earlier request (the account holder after the chief accountant)."""
+    level: str = "B-B"
+    accept_lower_level: bool = False
+    """If the TSA or revocation data is unavailable, deliver the highest level reached instead of failing."""
 
 
 def fingerprint(body: Any) -> str:
@@ -118,7 +124,8 @@ def _document(session: Session, ctx: ClientContext, document_id: str) -> Documen
 
 
 def create(factory: sessionmaker[Session], settings: Settings, ctx: ClientContext, origin: str | None,
-           new: NewRequest, idempotency_key: str | None, webhook_url: str | None = None) -> tuple[SigningRequest, bool]:
+           new: NewRequest, idempotency_key: str | None, ca_for: Callable[[str], CaAdapter],
+           webhook_url: str | None = None) -> tuple[SigningRequest, bool]:
     """Create a request (or return the one an earlier call with the same key created)."""
     ctx.require("sign")
     if idempotency_key is not None:
@@ -126,9 +133,11 @@ def create(factory: sessionmaker[Session], settings: Settings, ctx: ClientContex
         if existing is not None:
             return existing, False
     hash_name = digest_name(new.hash_algorithm)
+    level = _level(new)
     with transaction(factory) as session:
         credential = visible_credential(session, ctx, new.credential_id)
         credential_service.check_usable(credential)
+        credential_service.check_not_revoked(credential, ca_for(credential.provider))
         if webhook_url is not None:
             rs = session.scalar(select(RelyingSystem).where(RelyingSystem.name == ctx.relying_system))
             webhooks.check_url(webhook_url, rs.webhook_allowlist if rs else [],
@@ -144,7 +153,8 @@ def create(factory: sessionmaker[Session], settings: Settings, ctx: ClientContex
             request.idempotency_key = idempotency_key
             request.request_fingerprint = new.fingerprint
             request.format = new.format
-            request.payload = {"work": str(work), "documents": payload, "webhook_url": webhook_url}
+            request.payload = {"work": str(work), "documents": payload, "webhook_url": webhook_url,
+                               "level": level.value, "accept_lower_level": new.accept_lower_level}
             session.flush()
         return request, True
     except IntegrityError:
@@ -157,6 +167,14 @@ def create(factory: sessionmaker[Session], settings: Settings, ctx: ClientContex
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+def _level(new: NewRequest) -> ltv.Level:
+    allowed = {"raw": (ltv.Level.B_B,), "cades": (ltv.Level.B_B, ltv.Level.B_T, ltv.Level.B_LT)}.get(new.format, tuple(ltv.Level))
+    try:
+        return ltv.parse_level(new.level, allowed=allowed)
+    except ltv.UnsupportedLevel as exc:
+        raise InvalidInput(f"{new.format}: {exc.message}") from None
 
 
 def _by_key(factory: sessionmaker[Session], ctx: ClientContext, key: str, body_fingerprint: str) -> SigningRequest | None:
@@ -193,7 +211,7 @@ def _prepare(factory: sessionmaker[Session], settings: Settings, ctx: ClientCont
             options = pades.PadesOptions(doc.field_name, doc.certify, doc.reason, doc.location,
                                          credential.user.full_name, doc.stamp_text)
             prepared = pades.prepare(m.certificate, m.intermediates, m.scheme, m.signature_size, source,
-                                     work / f"out-{n}.pdf", options)
+                                     work / f"out-{n}.pdf", options, timestamped=new.level != "B-B")
             dtbs = prepared.dtbs_digest
             payload.append({"kind": "pades", "work_path": str(prepared.work_path), "output": str(prepared.output_path),
                             "document_digest": prepared.prepared_digest.document_digest.hex(),
@@ -263,26 +281,68 @@ def pending_work(factory: sessionmaker[Session]) -> list[str]:
             SigningRequest.sad_hash.is_(None), SigningRequest.payload.is_not(None))))
 
 
-def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id: str) -> None:
-    """Sign the approved data-to-be-signed and write the signed documents (results)."""
-    signatures = sole_control.sign_approved(factory, hsm, ctx_actor, request_id)
+def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id: str,
+           services_for: Callable[[str], ltv.LongTermServices]) -> None:
+    """Sign the approved data-to-be-signed, write the signed documents, then mark the request signed.
+
+    The signatures are stored before the documents are built: a worker that dies in between
+    leaves an approved request whose signatures exist, and the next run builds its documents
+    from them without signing again. A document that cannot be built at the asked level (the TSA
+    is down, revocation data is missing, the certificate is revoked) fails the request, unless
+    the relying system accepted a lower level.
+    """
+    with transaction(factory) as session:
+        request = requests.get(session, request_id)
+        already = [i.signature for i in request.items if i.state is ItemState.CONSUMED and i.signature]
+        complete = len(already) == len(request.items)
+    signatures = already if complete else sole_control.sign_approved(factory, hsm, ctx_actor, request_id,
+                                                                      mark_signed=False)
     with transaction(factory) as session:
         request = requests.get(session, request_id)
         payload = dict(request.payload or {})
         m = credential_service.signing_material(request.credential)
-    for doc, signature in zip(payload.get("documents", []), signatures):
-        if doc.get("kind") == "pades":
-            prepared = pades.PreparedPdf(
-                Path(doc["work_path"]), Path(doc["output"]),
-                PreparedByteRangeDigest(bytes.fromhex(doc["document_digest"]), doc["region"][0], doc["region"][1]),
-                None, base64.b64decode(doc["signed_attrs"]), b"", "sha256")
-            pades.finish(prepared, signature, m.certificate, m.intermediates, m.scheme)
-        elif doc.get("kind") == "cades":
-            content = Path(doc["content"]).read_bytes() if doc.get("content") else None
-            tbs = cades.CadesToBeSigned(base64.b64decode(doc["signed_attrs"]), b"", "sha256", content)
-            data = cades.assemble(tbs, signature, m.certificate, m.intermediates, m.scheme,
-                                  cades.default_pss(m.scheme, "sha256"))
-            _write(Path(doc["output"]), data)
+        provider = request.credential.provider
+    level = ltv.Level(payload.get("level", "B-B"))
+    accept_lower = bool(payload.get("accept_lower_level"))
+    services = services_for(provider) if level.timestamped else None
+    achieved: list[ltv.Level] = []
+    try:
+        for doc, signature in zip(payload.get("documents", []), signatures):
+            achieved.append(_build(doc, signature, m, level, services, accept_lower))
+    except SignerError as exc:
+        with transaction(factory) as session:
+            request = requests.get(session, request_id)
+            requests.transition(session, ctx_actor, request, RequestState.FAILED, expected=(RequestState.APPROVED,),
+                                failure_reason=f"{exc.code}: {exc.message}"[:255], details={"reason": exc.code})
+        return
+    with transaction(factory) as session:
+        request = requests.get(session, request_id)
+        reached = min(achieved, key=list(ltv.Level).index) if achieved else ltv.Level.B_B
+        request.payload = {**payload, "achieved_level": reached.value}
+        requests.transition(session, ctx_actor, request, RequestState.SIGNED, expected=(RequestState.APPROVED,),
+                            details={"signatures": len(signatures), "level": reached.value})
+
+
+def _build(doc: dict[str, Any], signature: bytes, m: credential_service.SigningMaterial, level: ltv.Level,
+           services: ltv.LongTermServices | None, accept_lower: bool) -> ltv.Level:
+    """Write one signed document at ``level`` (or lower, if accepted); the level reached."""
+    if doc.get("kind") == "pades":
+        prepared = pades.PreparedPdf(
+            Path(doc["work_path"]), Path(doc["output"]),
+            PreparedByteRangeDigest(bytes.fromhex(doc["document_digest"]), doc["region"][0], doc["region"][1]),
+            None, base64.b64decode(doc["signed_attrs"]), b"", "sha256")
+        if Path(doc["output"]).exists() and not prepared.work_path.exists():
+            return ltv.Level(doc.get("level", level.value))  # built by a run that died before marking the request
+        return pades.finish(prepared, signature, m.certificate, m.intermediates, m.scheme, level, services,
+                            accept_lower=accept_lower)
+    if doc.get("kind") == "cades":
+        content = Path(doc["content"]).read_bytes() if doc.get("content") else None
+        tbs = cades.CadesToBeSigned(base64.b64decode(doc["signed_attrs"]), b"", "sha256", content)
+        data, reached = cades.complete(tbs, signature, m.certificate, m.intermediates, m.scheme,
+                                       cades.default_pss(m.scheme, "sha256"), level, services, accept_lower=accept_lower)
+        _write(Path(doc["output"]), data)
+        return reached
+    return ltv.Level.B_B
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -36,8 +36,13 @@ def sign_approved(
     *,
     scheme: Scheme | None = None,
     pss: PssParams | None = None,
+    mark_signed: bool = True,
 ) -> list[bytes]:
-    """Sign the request's approved hashes, in order, exactly once; the request ends ``signed``."""
+    """Sign the request's approved hashes, in order, exactly once; the request ends ``signed``.
+
+    With ``mark_signed=False`` the request stays ``approved`` with its signatures stored, for a
+    caller that still has to build documents around them (and marks the request itself).
+    """
     with transaction(factory) as session:
         request = requests.get(session, request_id)
         if request.state is not RequestState.APPROVED:
@@ -73,8 +78,9 @@ def sign_approved(
         for (item_id, _), signature in zip(items, signatures):
             session.execute(update(RequestItem).where(RequestItem.id == item_id, RequestItem.state == ItemState.RESERVED)
                             .values(state=ItemState.CONSUMED, signature=signature))
-        request = requests.get(session, request_id)
-        requests.transition(session, actor, request, RequestState.SIGNED, expected=(RequestState.APPROVED,),
-                            details={"signatures": len(signatures)})
+        if mark_signed:
+            request = requests.get(session, request_id)
+            requests.transition(session, actor, request, RequestState.SIGNED, expected=(RequestState.APPROVED,),
+                                details={"signatures": len(signatures)})
     return signatures
 

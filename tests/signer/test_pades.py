@@ -10,6 +10,7 @@ from asn1crypto import x509
 
 from broker.runtime import Runtime
 from broker.services import credentials
+from ca_adapters.emulator import EmulatorSet
 from demo.documents import ACCOUNT_HOLDER_FIELD, CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
 from signer import InvalidDocument, pades, validate
 from tests.conftest import Enrolled, load_credential
@@ -42,7 +43,8 @@ def test_second_signature_leaves_the_first_valid_in_pyhanko(signed_twice: tuple[
 
 
 def test_pdfsig_accepts_both_with_the_test_root_trusted(signed_twice: tuple[Path, Path], root_pem: Path,
-                                                        tmp_path: Path) -> None:
+                                                        tmp_path: Path, emulators: EmulatorSet) -> None:
+    # NSS asks the providers' OCSP responders (the emulators) named in the certificates.
     report = pdfsig(signed_twice[1], nss_db_with_root(tmp_path / "nss", root_pem))
     assert report.count("Signature is Valid.") == 2, report
     assert report.count("Certificate is Trusted.") == 2, report
