@@ -6,6 +6,10 @@ import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ca_adapters.remote_signing import RemoteSigningClient
 
 
 class CaError(Exception):
@@ -139,3 +143,7 @@ class CaAdapter(ABC):
     def endpoints(self) -> Endpoints:
         """OCSP, CRL, TSA and remote-signing endpoints."""
         return Endpoints()
+
+    def remote_signing(self) -> RemoteSigningClient:
+        """A client of the provider's own remote-signing API (delegated mode)."""
+        raise CaError(f"{self.profile.display_name} offers no remote-signing API here")

@@ -15,6 +15,7 @@ from ca_adapters.base import (
     RevocationReason,
     Subject,
 )
+from ca_adapters.remote_signing import RemoteSigningClient
 from ca_adapters.testpki import IssuingCa, TestPki
 
 
@@ -50,3 +51,11 @@ class EmulatedCaAdapter(CaAdapter):
         base = self.ca.base_url
         return Endpoints(ocsp_url=f"{base}/ocsp", crl_url=f"{base}/crl/ca.crl", tsa_url=f"{base}/tsa",
                          signing_api_url=base)
+
+    def remote_signing(self) -> RemoteSigningClient:
+        """A client of the provider's own remote-signing API (its emulator here), with kyso's API credentials."""
+        from ca_adapters.emulator.api_client import api_client
+        from ca_adapters.remote_clients import CLIENTS
+
+        client = api_client(self.ca.directory)
+        return CLIENTS[self.name](self.ca.base_url, client.client_id, client.client_secret)

@@ -24,7 +24,7 @@ from signer import validate
 from tests.api.test_csc import AutoApprover
 from tests.api.test_device_protocol import make_device
 from tests.conftest import ACTOR, Enrolled, load_credential
-from tests.support import openssl_cms_verify, require_tool
+from tests.support import nss_db_with_root, openssl_cms_verify, pdfsig, require_tool
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +254,92 @@ def test_webhook_urls_outside_the_allowlist_or_private_are_refused(api: httpx.Cl
     for url in ("http://127.0.0.1:9/hook", "https://example.invalid/hook", "file:///etc/passwd"):
         response = api.post("/v1/requests", json={**body, "webhook_url": url})
         assert response.status_code == 400 and response.json()["code"] == "invalid_input", url
+
+
+# -- baseline levels above B-B: the credential's provider TSA, OCSP and CRLs (the emulators) ---------------
+
+
+def _download(api: httpx.Client, url: str, target: Path) -> Path:
+    target.write_bytes(api.get(url.split(str(api.base_url).rstrip("/"))[-1]).content)
+    return target
+
+
+@pytest.mark.parametrize("level", ["B-T", "B-LT", "B-LTA"])
+def test_pades_levels_validate_from_embedded_data(api: httpx.Client, enrolled: Enrolled, tmp_path: Path, level: str,
+                                                  trust_roots: list[x509.Certificate], root_pem: Path,
+                                                  emulator_reset: object) -> None:
+    order = tmp_path / "order.pdf"
+    write_payment_order_pdf(order)
+    created = api.post("/v1/requests", json={"credential_id": enrolled.rsa, "format": "pades", "level": level,
+                                             "documents": [{"content": b64(order.read_bytes()), "title": "UNC-9",
+                                                            "field": CHIEF_ACCOUNTANT_FIELD, "certify": True}]})
+    assert created.status_code == 201, created.text
+    done = wait_signed(api, created.json()["request_id"])
+    assert (done["state"], done["level"]) == ("signed", level), done
+    signed = _download(api, done["documents"][0], tmp_path / "signed.pdf")
+    reports = validate.validate_pdf(signed, trust_roots, long_term=level != "B-T")
+    assert all(r.ok and r.timestamp is not None for r in reports), reports
+    assert len(reports) == (2 if level == "B-LTA" else 1)  # B-LTA adds a document timestamp
+    report = pdfsig(signed, nss_db_with_root(tmp_path / "nss", root_pem))
+    assert "Signature is Valid." in report and "Certificate is Trusted." in report, report
+
+
+def test_cades_b_lt_carries_its_validation_data(api: httpx.Client, enrolled: Enrolled, tmp_path: Path,
+                                               trust_roots: list[x509.Certificate], root_pem: Path,
+                                               emulator_reset: object) -> None:
+    created = api.post("/v1/requests", json={"credential_id": enrolled.ec, "format": "cades", "level": "B-LT",
+                                             "documents": [{"content": b64(b"<UNC/>"), "title": "UNC-10"}]})
+    assert created.status_code == 201, created.text
+    done = wait_signed(api, created.json()["request_id"])
+    assert (done["state"], done["level"]) == ("signed", "B-LT"), done
+    sig = _download(api, done["documents"][0], tmp_path / "unc.xml.p7s")
+    content = tmp_path / "unc.xml"
+    content.write_bytes(b"<UNC/>")
+    # Offline, hard-fail: stop the responders first so nothing could be fetched even by mistake.
+    emulator_reset.state("viettel").outages = {"ocsp", "crl", "tsa"}  # type: ignore[attr-defined]
+    report = validate.validate_cms(sig.read_bytes(), trust_roots, b"<UNC/>", long_term=True)
+    assert report.ok and report.revocation_checked and report.timestamp is not None, report
+    result = openssl_cms_verify(sig, root_pem, content)
+    assert result.returncode == 0, result.stderr
+
+
+def test_tsa_outage_fails_the_request_unless_a_lower_level_is_accepted(api: httpx.Client, enrolled: Enrolled,
+                                                                       emulator_reset: object) -> None:
+    emulator_reset.state("vnpt").outages = {"tsa"}  # type: ignore[attr-defined]
+    body = {"credential_id": enrolled.rsa, "format": "cades", "level": "B-T",
+            "documents": [{"content": b64(b"tsa down"), "title": "UNC-11"}]}
+    failed = wait_signed(api, api.post("/v1/requests", json=body).json()["request_id"])
+    assert failed["state"] == "failed" and failed["failure_reason"].startswith("timestamp_unavailable"), failed
+    lowered = wait_signed(api, api.post("/v1/requests", json={**body, "accept_lower_level": True}).json()["request_id"])
+    assert (lowered["state"], lowered["level"]) == ("signed", "B-B"), lowered
+
+
+def test_a_certificate_revoked_at_the_ca_is_refused_before_signing(api: httpx.Client, runtime: Runtime,
+                                                                   enrolled: Enrolled) -> None:
+    from broker.services import credentials
+    from hsm import KeyAlgorithm
+
+    with transaction(runtime.sessions) as s:
+        credential = credentials.enroll(s, ACTOR, runtime.hsm, runtime.ca("nacencomm"), username="lan",
+                                        key_algorithm=KeyAlgorithm.RSA_2048)
+        credential_id, serial = credential.id, int(credential.serial_hex, 16)
+    runtime.ca("nacencomm").revoke(serial)  # at the provider, behind kyso's back
+    response = api.post("/v1/requests", json={"credential_id": credential_id,
+                                              "hashes": [{"hash": b64(hashlib.sha256(b"x").digest()), "title": "x"}]})
+    assert (response.status_code, response.json()["code"]) == (403, "certificate_revoked"), response.text
+    with transaction(runtime.sessions) as s:
+        from broker.db.models import SigningRequest
+        from sqlalchemy import select
+
+        assert s.scalar(select(SigningRequest).where(SigningRequest.credential_id == credential_id)) is None
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ({"format": "cades", "level": "B-LTA", "documents": [{"content": "aGk=", "title": "x"}]}, "invalid_input"),
+    ({"format": "raw", "level": "B-T", "hashes": [{"hash": b64(hashlib.sha256(b"x").digest()), "title": "x"}]},
+     "invalid_input"),
+    ({"format": "cades", "level": "B-X", "documents": [{"content": "aGk=", "title": "x"}]}, "invalid_request"),
+])
+def test_levels_a_format_cannot_give_are_refused(api: httpx.Client, enrolled: Enrolled, body: dict, code: str) -> None:  # type: ignore[type-arg]
+    response = api.post("/v1/requests", json={"credential_id": enrolled.rsa, **body})
+    assert (response.status_code, response.json()["code"]) == (400, code), response.text
