@@ -3,12 +3,14 @@
 1. ``kyso sandbox`` starts the broker on loopback (data dir ``.kyso-demo/``): a SoftHSM token,
    the test PKI of the four providers, a unit with its chief accountant and account holder, their
    keys certified by VNPT SmartCA, MISA, Viettel-CA and Nacencomm, a relying-system client, and
-   simulated phones that approve each request (a real signer approves with face or fingerprint).
+   simulated phones that approve each request (a real signer approves with face or fingerprint),
+   and the four providers' emulators (OCSP, CRL, TSA) on loopback.
 2. As the DVC portal, with the typed client ``kyso_client``: upload the payment order, ask the
-   chief accountant to certify it (PAdES, approval on the phone), then the account holder to sign
-   the result in the second field; sign the same order as XML with CAdES (detached, enveloping);
-   and a raw hash through the CSC API.
-3. Verify everything with kyso (pyHanko), OpenSSL and poppler's ``pdfsig``; show the audit log.
+   chief accountant to certify it (PAdES B-LT, approval on the phone), then the account holder to
+   sign the result in the second field (PAdES B-LTA); sign the same order as XML with CAdES B-LT
+   (detached, enveloping); and a raw hash through the CSC API.
+3. Verify everything with kyso (pyHanko, offline from the embedded data, hard-fail revocation
+   checking), OpenSSL and poppler's ``pdfsig``; show the audit log.
 
 Results in ``demo-out/`` (emptied first): signed PDFs, ``payment-order.xml`` with its ``.p7s``,
 the ``.p7m``, and the trust anchor under ``demo-out/trust/``.
@@ -117,9 +119,9 @@ def portal_flow(client: KysoClient, info: dict) -> None:  # type: ignore[type-ar
         order = work / "payment-order.pdf"
         write_payment_order_pdf(order)
 
-        step("DVC portal: the chief accountant certifies the payment order (PAdES, approved on the phone)")
+        step("DVC portal: the chief accountant certifies the payment order (PAdES B-LT, approved on the phone)")
         document_id = client.upload_document(order)
-        request = client.create_request({"credential_id": chief, "format": "pades", "documents": [{
+        request = client.create_request({"credential_id": chief, "format": "pades", "level": "B-LT", "documents": [{
             "document_id": document_id, "title": "Ủy nhiệm chi UNC-2026-000123",
             "summary": "Trả: Trường Tiểu học Thử Nghiệm · Nhận: Công ty Việt Hưng · 125.000.000 VND",
             "field": CHIEF_ACCOUNTANT_FIELD, "certify": True, "reason": "Kế toán trưởng ký duyệt",
@@ -128,8 +130,8 @@ def portal_flow(client: KysoClient, info: dict) -> None:  # type: ignore[type-ar
         client.download(signed(client, request, "chief accountant")["documents"][0],
                                 OUT / "payment-order.chief-accountant.pdf")
 
-        step("DVC portal: the account holder signs the second field (approval signature)")
-        request = client.create_request({"credential_id": holder, "format": "pades",
+        step("DVC portal: the account holder signs the second field (approval signature, PAdES B-LTA)")
+        request = client.create_request({"credential_id": holder, "format": "pades", "level": "B-LTA",
                                          "after_request_id": request["request_id"], "documents": [{
             "title": "Ủy nhiệm chi UNC-2026-000123",
             "summary": "Đã có chữ ký kế toán trưởng · 125.000.000 VND", "field": ACCOUNT_HOLDER_FIELD,
@@ -138,12 +140,12 @@ def portal_flow(client: KysoClient, info: dict) -> None:  # type: ignore[type-ar
         final = client.download(signed(client, request, "account holder")["documents"][0],
                                 OUT / "payment-order.signed.pdf")
 
-        step("the same order as XML: CAdES detached (.p7s) and enveloping (.p7m)")
+        step("the same order as XML: CAdES B-LT detached (.p7s) and enveloping (.p7m)")
         xml = OUT / "payment-order.xml"
         xml.write_bytes(payment_xml())
 
 
-        request = client.create_request({"credential_id": chief, "format": "cades", "documents": [
+        request = client.create_request({"credential_id": chief, "format": "cades", "level": "B-LT", "documents": [
             {"content": base64.b64encode(xml.read_bytes()).decode(), "title": "payment-order.xml"},
             {"content": base64.b64encode(xml.read_bytes()).decode(), "title": "payment-order.xml", "enveloping": True}]})
         done = signed(client, request, "chief accountant, two documents, one approval")
@@ -156,10 +158,11 @@ def portal_flow(client: KysoClient, info: dict) -> None:  # type: ignore[type-ar
         [signature] = client.sign_hash(holder, auth.sad, [digest], "1.2.840.10045.4.3.2")
         print(f"  ECDSA signature over SHA-256(payment-order.xml): {len(signature)} bytes (DER)")
 
-        step("verify with kyso (pyHanko validator, the test national root as the only trust anchor)")
-        run(*KYSO, "verify", str(final), "--trust", str(root))
-        run(*KYSO, "verify", str(OUT / "payment-order.xml.p7s"), "--content", str(xml), "--trust", str(root))
-        run(*KYSO, "verify", str(OUT / "payment-order.xml.p7m"), "--trust", str(root))
+        step("verify offline from the embedded data (hard-fail revocation checking, nothing fetched)")
+        run(*KYSO, "verify", "--long-term", str(OUT / "payment-order.chief-accountant.pdf"), "--trust", str(root))
+        run(*KYSO, "verify", "--long-term", str(final), "--trust", str(root))
+        run(*KYSO, "verify", "--long-term", str(OUT / "payment-order.xml.p7s"), "--content", str(xml), "--trust", str(root))
+        run(*KYSO, "verify", "--long-term", str(OUT / "payment-order.xml.p7m"), "--trust", str(root))
 
         step("verify independently: OpenSSL (CMS) and poppler's pdfsig (PDF)")
         run("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(OUT / "payment-order.xml.p7s"),
@@ -172,7 +175,7 @@ def portal_flow(client: KysoClient, info: dict) -> None:  # type: ignore[type-ar
         run("certutil", "-A", "-n", "kyso-test-root", "-t", "CT,C,C", "-i", str(root), "-d", f"sql:{nss}")
         report = run("pdfsig", "-nssdir", f"sql:{nss}", str(final), capture=True)
         print(report)
-        if report.count("Signature is Valid") != 2 or report.count("Certificate is Trusted") != 2:
+        if report.count("Signature is Valid") < 2 or report.count("Certificate is Trusted") < 2:
             raise SystemExit("pdfsig did not accept both signatures")
 
 

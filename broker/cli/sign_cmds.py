@@ -98,6 +98,8 @@ def verify(
     file: Path = typer.Argument(..., help="A signed PDF, or a .p7s/.p7m CMS signature."),
     content: Optional[Path] = typer.Option(None, "--content", help="The content of a detached .p7s."),  # noqa: UP007
     trust: Optional[list[Path]] = typer.Option(None, "--trust", help="Trust anchor PEM (default: the test root)."),  # noqa: UP007
+    long_term: bool = typer.Option(False, "--long-term", help="From the embedded validation data alone: "
+                                   "hard-fail revocation checking, nothing fetched (B-LT, B-LTA)."),
 ) -> None:
     """Validate signatures against trust anchors; exit 1 unless every one is valid."""
     if not file.is_file():
@@ -106,13 +108,15 @@ def verify(
         raise InvalidInput(f"no such file: {content}")
     roots = _load_roots(trust) if trust else _default_roots(ctx)
     if file.read_bytes()[:5] == b"%PDF-":
-        reports = validate.validate_pdf(file, roots)
+        reports = validate.validate_pdf(file, roots, long_term=long_term)
     else:
-        reports = [validate.validate_cms(file.read_bytes(), roots, content.read_bytes() if content else None)]
+        reports = [validate.validate_cms(file.read_bytes(), roots, content.read_bytes() if content else None,
+                                         long_term=long_term)]
     table(
-        ["signature", "signer", "intact", "trusted", "modifications", "result"],
+        ["signature", "signer", "intact", "trusted", "timestamp", "modifications", "result"],
         [
-            (r.label, r.signer, r.intact, r.trusted, r.modification_level or "-", "VALID" if r.ok else f"INVALID {r.problem or ''}")
+            (r.label, r.signer, r.intact, r.trusted, r.timestamp.isoformat(timespec="seconds") if r.timestamp else "-",
+             r.modification_level or "-", "VALID" if r.ok else f"INVALID {r.problem or ''}")
             for r in reports
         ],
     )
