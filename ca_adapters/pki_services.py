@@ -15,6 +15,7 @@ from asn1crypto import tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import ocsp
 from pyhanko.sign.timestamps.dummy_client import DummyTimeStamper
 
@@ -74,7 +75,7 @@ def _issuer_hashes(ca_cert: x509.Certificate, hash_name: str) -> tuple[bytes, by
     return (hashlib.new(hash_name, ca_cert.subject.public_bytes()).digest(), hashlib.new(hash_name, key_bits).digest())
 
 
-def _crl(issuer: x509.Certificate, key, revoked: list[x509.RevokedCertificate]) -> bytes:  # noqa: ANN001
+def _crl(issuer: x509.Certificate, key: rsa.RSAPrivateKey, revoked: list[x509.RevokedCertificate]) -> bytes:
     now = datetime.now(timezone.utc)
     builder = (
         x509.CertificateRevocationListBuilder()

@@ -332,7 +332,7 @@ def _build(doc: dict[str, Any], signature: bytes, m: credential_service.SigningM
             PreparedByteRangeDigest(bytes.fromhex(doc["document_digest"]), doc["region"][0], doc["region"][1]),
             None, base64.b64decode(doc["signed_attrs"]), b"", "sha256")
         if Path(doc["output"]).exists() and not prepared.work_path.exists():
-            return ltv.Level(doc.get("level", level.value))  # built by a run that died before marking the request
+            return level  # built by a run that died before marking the request signed
         return pades.finish(prepared, signature, m.certificate, m.intermediates, m.scheme, level, services,
                             accept_lower=accept_lower)
     if doc.get("kind") == "cades":

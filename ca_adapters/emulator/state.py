@@ -12,7 +12,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from fastapi import HTTPException
 
 from ca_adapters.base import Subject
@@ -137,7 +137,7 @@ class EmulatorState:
                 tx.outcome = "refused"
             elif self.phone_mode == "approve" and age >= self.approve_after:
                 user = self._users[tx.user_id]
-                tx.signatures = [user.key.sign(d, padding.PKCS1v15(), _prehashed()) for _, d in tx.digests]
+                tx.signatures = [user.key.sign(d, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256())) for _, d in tx.digests]
                 tx.outcome = "approved"
             return tx
 
@@ -157,9 +157,3 @@ def software_csr(key: rsa.RSAPrivateKey, name: str) -> bytes:
     builder = x509.CertificateSigningRequestBuilder().subject_name(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
-
-
-def _prehashed() -> object:
-    from cryptography.hazmat.primitives.asymmetric import utils
-
-    return utils.Prehashed(hashes.SHA256())

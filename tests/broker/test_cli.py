@@ -146,3 +146,24 @@ def test_unconfirmed_signing_needs_a_sandbox(kyso, enrolled: Enrolled, tmp_path:
                         "--format", "cades")
     assert code == 2 and err.startswith("error [policy_violation]:")
     assert not (tmp_path / "a.p7s").exists()
+
+
+def test_renew_replaces_the_key_and_the_expiry_report_finds_it(kyso, runtime: Runtime,  # type: ignore[no-untyped-def]
+                                                               enrolled: Enrolled) -> None:
+    code, out, err = kyso("cert", "enroll", "--user", "hung", "--ca", "nacencomm")
+    assert code == 0, out + err
+    old_id = out.split()[1]
+    code, out, err = kyso("cert", "expiring", "--days", "10000")
+    assert code == 0 and old_id in out
+    code, out, err = kyso("cert", "renew", old_id)
+    assert code == 0 and "superseded" in out, out
+    new_id = out.split()[1]
+    with transaction(runtime.sessions) as s:
+        old, new = s.get(Credential, old_id), s.get(Credential, new_id)
+        assert old is not None and new is not None
+        assert old.status.value == "revoked" and new.status.value == "active" and new.serial_hex != old.serial_hex
+        assert runtime.ca("nacencomm").status(int(old.serial_hex, 16)).reason == "superseded"
+    code, out, err = kyso("cert", "renew", old_id)  # a revoked credential is not renewed
+    assert code == 2 and "credential_not_usable" in out + err
+    code, out, err = kyso("cert", "expiring", "--days", "0")
+    assert code == 0 and new_id not in out
