@@ -34,6 +34,9 @@ class CredentialOut(BaseModel):
     key_algo: str
     signature_scheme: str
     status: str
+    mode: Literal["hosted", "delegated"] = Field(
+        description="hosted: key in kyso's HSM, confirmed on the signer's kyso phone; delegated: key at the "
+                    "provider, confirmed in the provider's app")
     certificates: list[str] = Field(description="base64 DER: the signer's certificate, then the chain.")
 
 
@@ -115,7 +118,7 @@ def list_credentials(user: str | None = None, ctx: ClientContext = Depends(clien
             chain = [c.certificate, *(base64.b64decode(x) for x in c.chain)]
             out.append(CredentialOut(credential_id=c.id, user_id=c.user.username, provider=c.provider,
                                      key_algo=c.key_algorithm, signature_scheme=c.signature_scheme,
-                                     status=c.status.value, certificates=[base64.b64encode(d).decode() for d in chain]))
+                                     status=c.status.value, mode=c.mode.value, certificates=[base64.b64encode(d).decode() for d in chain]))
         return out
 
 

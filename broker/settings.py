@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     request_ttl_seconds: int = 300
     tsa_timeout_seconds: int = 10
     """How long a TSA, OCSP responder or CRL server may take before a level above B-B fails."""
+    provider_poll_seconds: float = 0.5
+    """How often the worker asks a provider about a delegated request its signer has not answered yet."""
     max_batch: int = 50
     max_pending_per_user: int = 20
     confirm_max_failures: int = 5

@@ -7,7 +7,8 @@ import threading
 
 from broker.audit import Actor
 from broker.runtime import Runtime
-from broker.services import rest_requests, webhooks
+from broker.db.models import RequestState
+from broker.services import delegated, rest_requests, webhooks
 
 log = logging.getLogger("kyso.worker")
 ACTOR = Actor("worker", "signing-worker")
@@ -31,7 +32,9 @@ class SigningWorker:
         rt = self.runtime
         while not self._stop.is_set():
             seen = rt.notifier.version()
+            waiting_at_provider = False
             try:
+                waiting_at_provider = self._follow_providers()
                 for request_id in rest_requests.pending_work(rt.sessions):
                     try:
                         rest_requests.finish(rt.sessions, rt.hsm, ACTOR, request_id, rt.long_term_services)
@@ -41,4 +44,16 @@ class SigningWorker:
                 webhooks.deliver_due(rt.sessions, allow_private=rt.settings.webhook_allow_private)
             except Exception as exc:  # noqa: BLE001 - e.g. the database is briefly away: try again
                 log.warning("signing worker: %s", type(exc).__name__)
-            rt.notifier.wait(seen, 1.0)
+            rt.notifier.wait(seen, rt.settings.provider_poll_seconds if waiting_at_provider else 1.0)
+
+    def _follow_providers(self) -> bool:
+        """Poll the providers for delegated requests; True while some still wait for a signer there."""
+        rt = self.runtime
+        waiting = False
+        for request_id in delegated.pending(rt.sessions):
+            state = delegated.follow(rt.sessions, rt.ca, ACTOR, request_id)
+            if state is RequestState.PENDING:
+                waiting = True
+            else:
+                rt.notifier.notify()
+        return waiting

@@ -157,6 +157,13 @@ class MisaClient(RemoteSigningClient):
             raise ProviderApiError(f"MISA login failed: {first.get('errorCode')} {first.get('devMsg')}")
         self._remote_tokens[user_name] = data["remoteSigningAccessToken"]
 
+    def session(self, user_id: str) -> str | None:
+        """The user's remote-signing token, for a broker that keeps it between calls."""
+        return self._remote_tokens.get(user_id)
+
+    def resume(self, user_id: str, token: str) -> None:
+        self._remote_tokens[user_id] = token
+
     def _rm(self, user_id: str) -> dict[str, str]:
         if user_id not in self._remote_tokens:
             raise ProviderApiError(f"MISA: no signing session for {user_id}; log in first")

@@ -14,8 +14,9 @@ from broker.audit import cli_actor
 from broker.cli.context import state
 from broker.cli.output import console, table
 from broker.db.engine import transaction
-from broker.services import credentials
+from broker.services import credentials, delegated
 from ca_adapters import RevocationReason, provider_names
+from ca_adapters.remote_clients import MisaClient
 
 cert_app = typer.Typer(help="Certificates and the HSM keys behind them.", no_args_is_help=True)
 
@@ -45,15 +46,43 @@ def enroll(
         console.print(f"  {adapter.profile.display_name}, {credential.key_algorithm}, serial {credential.serial_hex}")
 
 
+@cert_app.command("link")
+def link(
+    ctx: typer.Context,
+    user: str = typer.Option(..., "--user", help="Username in kyso."),
+    ca: str = typer.Option(..., "--ca", help=f"Provider: {', '.join(provider_names())}."),
+    provider_user: str = typer.Option(..., "--provider-user", help="The signer's id at the provider (CCCD, MST...)."),
+    serial: str = typer.Option("", "--serial", help="Certificate serial (hex); Nacencomm names certificates by serial."),
+    password: Optional[str] = typer.Option(None, "--password", envvar="KYSO_PROVIDER_PASSWORD",  # noqa: UP007
+                                           help="MISA: the signer's password (else asked)."),
+    otp: Optional[str] = typer.Option(None, "--otp", help="MISA: the second-factor code the signer received."),  # noqa: UP007
+) -> None:
+    """Link a certificate whose key stays at the provider (delegated mode): the signer confirms in the provider's app."""
+    runtime = state(ctx).runtime()
+    adapter = runtime.ca(ca)
+    client = adapter.remote_signing()
+    try:
+        if isinstance(client, MisaClient):
+            client.login(provider_user, password or typer.prompt("MISA password", hide_input=True),
+                         otp or typer.prompt("MISA second-factor code"))
+        with transaction(runtime.sessions) as session:
+            credential = delegated.link(session, cli_actor(), adapter, client, username=user,
+                                        provider_user_id=provider_user, serial_hex=serial)
+            console.print(f"credential {credential.id} linked for {user}: {credential.subject}")
+            console.print(f"  {adapter.profile.display_name}, delegated (key at the provider), serial {credential.serial_hex}")
+    finally:
+        client.close()
+
+
 @cert_app.command("list")
 def list_(ctx: typer.Context, user: Optional[str] = typer.Option(None, "--user")) -> None:  # noqa: UP007
     """List credentials."""
     with transaction(state(ctx).runtime().sessions) as session:
         rows = [
-            (c.id, c.user.username, c.provider, c.key_algorithm, c.status.value, c.not_after.date())
+            (c.id, c.user.username, c.provider, c.mode.value, c.key_algorithm, c.status.value, c.not_after.date())
             for c in credentials.list_credentials(session, user)
         ]
-    table(["credential", "user", "provider", "key", "status", "valid until"], rows)
+    table(["credential", "user", "provider", "mode", "key", "status", "valid until"], rows)
 
 
 @cert_app.command("show")

@@ -44,6 +44,13 @@ class CredentialStatus(str, enum.Enum):
     REVOKED = "revoked"
 
 
+class CredentialMode(str, enum.Enum):
+    HOSTED = "hosted"
+    """The key is in kyso's HSM; kyso's sole-control layer signs after the signer's confirmation."""
+    DELEGATED = "delegated"
+    """The key stays at the provider; the provider's app confirms and signs, kyso builds the formats."""
+
+
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
     return Enum(cls, name=name, native_enum=False, values_callable=lambda e: [m.value for m in e], length=32)
 
@@ -100,8 +107,16 @@ class Credential(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     failed_confirmations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    mode: Mapped[CredentialMode] = mapped_column(_enum(CredentialMode, "credential_mode"),
+                                                 default=CredentialMode.HOSTED, server_default="hosted")
+    provider_ref: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    """Delegated mode: how the provider names the signer and the certificate (user id, credential ref)."""
 
     user: Mapped[User] = relationship(back_populates="credentials")
+
+    @property
+    def delegated(self) -> bool:
+        return self.mode is CredentialMode.DELEGATED
 
     __table_args__ = (UniqueConstraint("provider", "serial_hex", name="uq_credentials_provider_serial"),)
 
@@ -182,6 +197,8 @@ class SigningRequest(Base):
     """raw (hashes), cades or pades: what the signing worker builds once approved."""
     payload: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
     """Per document: how to finish it (prepared PAdES state, CAdES signed attributes, paths)."""
+    provider_transaction: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """Delegated credentials: the provider's transaction the signer confirms in its app."""
 
     items: Mapped[list[RequestItem]] = relationship(back_populates="request", order_by="RequestItem.position")
     credential: Mapped[Credential] = relationship()

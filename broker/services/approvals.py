@@ -35,12 +35,18 @@ from broker.db.models import (
     SigningRequest,
     User,
 )
-from broker.errors import InvalidInput, KysoError, NotFound
+from broker.errors import Conflict, InvalidInput, KysoError, NotFound
 from broker.services import signing_requests as requests
 from broker.services.directory import get_user
 from broker.settings import Settings
 
 T = TypeVar("T")
+
+
+class ConfirmedAtProvider(Conflict):
+    """A delegated credential's requests are confirmed in the provider's app, not through kyso."""
+
+    code = "confirmed_at_provider"
 
 
 class DeviceNotActive(KysoError):
@@ -171,6 +177,8 @@ def apply_decision(
     evidence: dict[str, object],
 ) -> None:
     """Approve (hashes become authorised) or refuse (final), and clear the lockout on success."""
+    if request.credential.delegated:
+        raise ConfirmedAtProvider(f"request {request.id} is confirmed in the {request.credential.provider} app")
     if decision is Decision.APPROVE:
         requests.transition(session, actor, request, RequestState.APPROVED, decided_at=requests.now(),
                             decided_via=via, evidence=evidence, details={"via": via})

@@ -176,6 +176,8 @@ def renew(session: Session, actor: Actor, hsm: Hsm, ca: CaAdapter, credential_id
         raise InvalidInput(f"credential {credential_id!r} belongs to {old.provider}, not {ca.name}")
     if old.status is not CredentialStatus.ACTIVE:
         raise CredentialNotUsable(f"credential {credential_id!r} is {old.status.value}; enroll a new one instead")
+    if old.delegated:
+        raise InvalidInput(f"credential {credential_id!r} is delegated: {ca.profile.display_name} renews it; link the new one")
     new = enroll(session, actor, hsm, ca, username=old.user.username,
                  key_algorithm=parse_key_algorithm(old.key_algorithm), scheme=Scheme(old.signature_scheme))
     revoke(session, actor, ca, credential_id, RevocationReason.SUPERSEDED)
@@ -240,6 +242,8 @@ def signing_material(credential: Credential) -> SigningMaterial:
 
 def key_signer(hsm: Hsm, credential: Credential) -> HsmKeySigner:
     """A signer over the credential's HSM key, carrying its certificate and intermediates."""
+    if credential.delegated:
+        raise CredentialNotUsable(f"credential {credential.id!r} is delegated: its key is at {credential.provider}")
     check_usable(credential)
     material = signing_material(credential)
     return HsmKeySigner(hsm, credential.id, material.certificate, material.intermediates, material.scheme)

@@ -23,7 +23,7 @@ from broker.db.models import Credential, RequestState, SigningRequest
 from broker.errors import InvalidInput, KysoError
 from broker.notify import Notifier
 from broker.services import signing_requests as requests
-from broker.services import credentials, sole_control
+from broker.services import credentials, delegated, sole_control
 from broker.services.approvals import token_hash
 from broker.services.clients import ClientContext, visible_credential
 from broker.services.document_signing import wait_for_decision
@@ -60,6 +60,8 @@ class Authorisation:
 def key_algorithms(credential: Credential) -> list[str]:
     """``key.algo``: the signature algorithm OIDs this credential signs with."""
     scheme = Scheme(credential.signature_scheme)
+    if credential.delegated:  # the providers' APIs sign SHA-256 with PKCS#1 v1.5
+        return ["1.2.840.113549.1.1.11", "1.2.840.113549.1.1.1"]
     if scheme is Scheme.ECDSA:
         return ["1.2.840.10045.4.3.2", "1.2.840.10045.4.3.3", "1.2.840.10045.4.3.4", "1.2.840.10045.2.1"]
     if scheme is Scheme.RSA_PSS:
@@ -105,11 +107,16 @@ def authorize(
                                     f"{hash_algorithm} {d.hex()}") for i, d in enumerate(digests)]
     with transaction(factory) as session:
         credential = visible_credential(session, ctx, credential_id)
+        if credential.delegated and hash_algorithm != "sha256":
+            raise InvalidInput("a delegated credential signs SHA-256 hashes only (the provider's API)")
         credentials.check_not_revoked(credential, ca_for(credential.provider))
         request = requests.create(session, settings, actor, credential, docs, relying_system=ctx.relying_system,
                                   hash_algorithm=hash_algorithm)
         request.client_id = ctx.client_id
         request_id = request.id
+        forward = credential.delegated
+    if forward:
+        delegated.forward(factory, ca_for, actor, request_id)
     notifier.notify()
     state = wait_for_decision(factory, notifier, request_id, actor, wait_seconds)
     if state is RequestState.PENDING:
@@ -165,6 +172,9 @@ def sign_hash(
             raise SadInvalid("the SAD does not cover exactly these hashes, in this order")
         scheme, pss = _signature_parameters(credential, sign_algo, sign_algo_params, hash_algorithm)
         request_id = request.id
+        provider_signed = credential.delegated
+    if provider_signed:
+        return delegated.release(factory, actor, request_id)
     return sole_control.sign_approved(factory, hsm, actor, request_id, scheme=scheme, pss=pss)
 
 

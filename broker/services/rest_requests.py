@@ -30,7 +30,7 @@ from broker.db.models import Credential, Document, ItemState, RelyingSystem, Req
 from broker.errors import Conflict, InvalidInput, KysoError, NotFound
 from broker.services import credentials as credential_service
 from broker.services import signing_requests as requests
-from broker.services import sole_control, webhooks
+from broker.services import delegated, sole_control, webhooks
 from broker.services.clients import ClientContext, visible_credential
 from broker.settings import Settings
 from ca_adapters import CaAdapter
@@ -156,6 +156,11 @@ def create(factory: sessionmaker[Session], settings: Settings, ctx: ClientContex
             request.payload = {"work": str(work), "documents": payload, "webhook_url": webhook_url,
                                "level": level.value, "accept_lower_level": new.accept_lower_level}
             session.flush()
+            delegated_request = request.credential.delegated
+        if delegated_request:
+            delegated.forward(factory, ca_for, ctx.actor(origin), request.id)
+            with transaction(factory) as session:
+                request = requests.get(session, request.id)
         return request, True
     except IntegrityError:
         # A concurrent retry with the same key won the race: answer with its request.

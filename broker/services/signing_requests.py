@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from biometrics import BindingInput, BoundDocument, compute_binding, verification_code
 from broker import audit
 from broker.audit import Actor
-from broker.db.models import FINAL_STATES, Credential, ItemState, RequestItem, RequestState, SigningRequest
+from broker.db.models import FINAL_STATES, Credential, CredentialMode, ItemState, RequestItem, RequestState, SigningRequest
 from broker.errors import Conflict, InvalidInput, NotFound, PolicyViolation
 from broker.services.credentials import check_usable
 from broker.settings import Settings
@@ -147,8 +147,9 @@ def pending_for_user(session: Session, user_id: int) -> list[SigningRequest]:
     return list(
         session.scalars(
             select(SigningRequest)
+            .join(Credential, Credential.id == SigningRequest.credential_id)
             .where(SigningRequest.user_id == user_id, SigningRequest.state == RequestState.PENDING,
-                   SigningRequest.expires_at > now())
+                   SigningRequest.expires_at > now(), Credential.mode == CredentialMode.HOSTED)
             .order_by(SigningRequest.created_at)
         )
     )
