@@ -29,6 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+
+from ca_adapters.testpki import EMULATOR_HOST
 from demo.documents import ACCOUNT_HOLDER_FIELD, CHIEF_ACCOUNTANT_FIELD, payment_xml, write_payment_order_pdf
 from kyso_client import KysoClient
 
@@ -65,6 +68,16 @@ def start_sandbox() -> tuple[subprocess.Popen[bytes], dict]:  # type: ignore[typ
             raise SystemExit("the sandbox did not start; see .kyso-demo.log")
         time.sleep(0.5)
     return sandbox, json.loads(described.read_text())
+
+
+def link_delegated(user: str, provider: str, provider_user: str) -> str:
+    """Register the signer at the provider's emulator, then link that certificate with the CLI."""
+    emulator = json.loads((DATA_DIR / "pki" / provider / "emulator.json").read_text())
+    httpx.post(f"http://{EMULATOR_HOST}:{emulator['port']}/_emulator/users", timeout=30,
+               json={"user_id": provider_user, "full_name": "Trần Văn Chủ"}).raise_for_status()
+    output = run(*KYSO, "cert", "link", "--user", user, "--ca", provider, "--provider-user", provider_user, capture=True)
+    print(output, end="")
+    return output.split()[1]
 
 
 def credential_of(info: dict, user: str, ca: str) -> str:  # type: ignore[type-arg]
@@ -158,16 +171,30 @@ def portal_flow(client: KysoClient, info: dict) -> None:  # type: ignore[type-ar
         [signature] = client.sign_hash(holder, auth.sad, [digest], "1.2.840.10045.4.3.2")
         print(f"  ECDSA signature over SHA-256(payment-order.xml): {len(signature)} bytes (DER)")
 
+        step("delegated mode: a certificate whose key stays at VNPT SmartCA; the signer confirms in VNPT's app")
+        delegated_credential = link_delegated("sbx.chutk", "vnpt", "001080000999")
+        request = client.create_request({"credential_id": delegated_credential, "format": "cades", "level": "B-T",
+                                         "documents": [{"content": base64.b64encode(xml.read_bytes()).decode(),
+                                                        "title": "payment-order.xml"}]})
+        done = signed(client, request, "account holder, in the provider's app (emulated)")
+        shutil.copy(xml, OUT / "payment-order.vnpt-smartca.xml")  # decision 6: each .p7s beside its content
+        client.download(done["documents"][0], OUT / "payment-order.vnpt-smartca.xml.p7s")
+
         step("verify offline from the embedded data (hard-fail revocation checking, nothing fetched)")
         run(*KYSO, "verify", "--long-term", str(OUT / "payment-order.chief-accountant.pdf"), "--trust", str(root))
         run(*KYSO, "verify", "--long-term", str(final), "--trust", str(root))
         run(*KYSO, "verify", "--long-term", str(OUT / "payment-order.xml.p7s"), "--content", str(xml), "--trust", str(root))
         run(*KYSO, "verify", "--long-term", str(OUT / "payment-order.xml.p7m"), "--trust", str(root))
+        run(*KYSO, "verify", str(OUT / "payment-order.vnpt-smartca.xml.p7s"), "--content",
+            str(OUT / "payment-order.vnpt-smartca.xml"), "--trust", str(root))
 
         step("verify independently: OpenSSL (CMS) and poppler's pdfsig (PDF)")
         run("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(OUT / "payment-order.xml.p7s"),
             "-content", str(xml), "-CAfile", str(root), "-purpose", "any", "-out", "/dev/null")
         run("openssl", "cms", "-verify", "-inform", "DER", "-in", str(OUT / "payment-order.xml.p7m"),
+            "-CAfile", str(root), "-purpose", "any", "-out", "/dev/null")
+        run("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in",
+            str(OUT / "payment-order.vnpt-smartca.xml.p7s"), "-content", str(OUT / "payment-order.vnpt-smartca.xml"),
             "-CAfile", str(root), "-purpose", "any", "-out", "/dev/null")
         nss = work / "nss"
         nss.mkdir()
