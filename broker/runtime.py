@@ -51,7 +51,8 @@ class Runtime:
             return self._hsm
 
     def ca(self, provider: str) -> CaAdapter:
-        return get_adapter(provider, self.settings.pki_dir, test_mode=self.settings.sandbox)
+        return get_adapter(provider, self.settings.pki_dir, test_mode=self.settings.sandbox,
+                           endpoints=self.settings.provider_endpoints.get(provider))
 
     def long_term_services(self, provider: str) -> LongTermServices:
         """The provider's TSA, and the roots its chains (and its TSA's) validate to."""

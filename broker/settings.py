@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     max_document_bytes: int = 100 * 1024 * 1024
     webhook_allow_private: bool = False
     """Allow webhooks to private and loopback addresses (tests, sandboxes); off in production."""
+    provider_endpoints: dict[str, dict[str, str]] = {}
+    """Per provider, URLs that replace the emulator's: ``ocsp_url``, ``crl_url``, ``tsa_url``,
+    ``signing_api_url`` (``[provider_endpoints.vnpt]`` in kyso.toml, or KYSO_PROVIDER_ENDPOINTS as JSON)."""
 
     @property
     def blobs(self) -> Path:

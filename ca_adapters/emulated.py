@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import fields, replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
 from ca_adapters.base import (
     CaAdapter,
+    CaError,
     Endpoints,
     CertificateProfile,
     CertificateStatus,
@@ -24,10 +27,14 @@ class EmulatedCaAdapter(CaAdapter):
 
     profile: CertificateProfile
 
-    def __init__(self, pki_dir: Path, *, test_mode: bool = True) -> None:
+    def __init__(self, pki_dir: Path, *, test_mode: bool = True, endpoints: Mapping[str, str] | None = None) -> None:
         self._pki = TestPki(pki_dir)
         self.test_mode = test_mode
         self._ca: IssuingCa | None = None
+        unknown = set(endpoints or {}) - {f.name for f in fields(Endpoints)}
+        if unknown:
+            raise CaError(f"unknown endpoint settings for {self.profile.provider}: {', '.join(sorted(unknown))}")
+        self._overrides = dict(endpoints or {})
 
     @property
     def ca(self) -> IssuingCa:
@@ -49,8 +56,9 @@ class EmulatedCaAdapter(CaAdapter):
 
     def endpoints(self) -> Endpoints:
         base = self.ca.base_url
-        return Endpoints(ocsp_url=f"{base}/ocsp", crl_url=f"{base}/crl/ca.crl", tsa_url=f"{base}/tsa",
-                         signing_api_url=base)
+        emulated = Endpoints(ocsp_url=f"{base}/ocsp", crl_url=f"{base}/crl/ca.crl", tsa_url=f"{base}/tsa",
+                             signing_api_url=base)
+        return replace(emulated, **self._overrides)
 
     def remote_signing(self) -> RemoteSigningClient:
         """A client of the provider's own remote-signing API (its emulator here), with kyso's API credentials."""
@@ -58,4 +66,5 @@ class EmulatedCaAdapter(CaAdapter):
         from ca_adapters.remote_clients import CLIENTS
 
         client = api_client(self.ca.directory)
-        return CLIENTS[self.name](self.ca.base_url, client.client_id, client.client_secret)
+        url = self.endpoints().signing_api_url or self.ca.base_url
+        return CLIENTS[self.name](url, client.client_id, client.client_secret)

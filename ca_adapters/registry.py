@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from ca_adapters.base import CaAdapter, UnknownProvider
@@ -23,9 +24,11 @@ def provider_names() -> list[str]:
     return sorted(PROVIDERS)
 
 
-def get_adapter(name: str, pki_dir: Path, *, test_mode: bool = True) -> CaAdapter:
+def get_adapter(name: str, pki_dir: Path, *, test_mode: bool = True,
+                endpoints: Mapping[str, str] | None = None) -> CaAdapter:
+    """The provider's adapter; ``endpoints`` replaces its service URLs (a real provider's, in production)."""
     try:
         cls = PROVIDERS[name]
     except KeyError:
         raise UnknownProvider(f"unknown provider {name!r}; known: {', '.join(provider_names())}") from None
-    return cls(pki_dir, test_mode=test_mode)
+    return cls(pki_dir, test_mode=test_mode, endpoints=endpoints)

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from broker.runtime import Runtime
-from ca_adapters import CertificateUnknown, EnrollmentRefused, RevocationReason, Subject, UnknownProvider, get_adapter
+from ca_adapters import CaError, CertificateUnknown, EnrollmentRefused, RevocationReason, Subject, UnknownProvider, get_adapter
 from ca_adapters.registry import provider_names
 
 ISSUERS = {
@@ -83,3 +83,17 @@ def test_enrollment_refusals(runtime: Runtime) -> None:
     with pytest.raises(UnknownProvider) as unknown:
         get_adapter("acme", runtime.settings.pki_dir)
     assert unknown.value.code == "unknown_provider"
+
+
+def test_settings_replace_a_providers_service_urls(runtime: Runtime) -> None:
+    """Production points kyso at the real provider's OCSP, TSA and signing API; the emulator's are defaults."""
+    real = {"tsa_url": "https://tsa.example.vn/tsa", "signing_api_url": "https://rmsp.example.vn"}
+    configured = Runtime(runtime.settings.model_copy(update={"provider_endpoints": {"vnpt": real}}), hsm=runtime.hsm)
+    endpoints = configured.ca("vnpt").endpoints()
+    assert (endpoints.tsa_url, endpoints.signing_api_url) == (real["tsa_url"], real["signing_api_url"])
+    assert endpoints.ocsp_url == runtime.ca("vnpt").endpoints().ocsp_url  # not overridden: the emulator's
+    assert str(configured.ca("vnpt").remote_signing().http.base_url).rstrip("/") == real["signing_api_url"]
+    assert configured.ca("misa").endpoints() == runtime.ca("misa").endpoints()
+    broken = Runtime(runtime.settings.model_copy(update={"provider_endpoints": {"vnpt": {"tsa": "x"}}}), hsm=runtime.hsm)
+    with pytest.raises(CaError, match="unknown endpoint settings"):
+        broken.ca("vnpt")
