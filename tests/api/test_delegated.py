@@ -209,3 +209,14 @@ def test_a_hosted_signing_path_refuses_a_delegated_credential(runtime: Runtime, 
     with transaction(runtime.sessions) as s:
         with pytest.raises(CredentialNotUsable):
             credentials.key_signer(runtime.hsm, s.get(Credential, linked["vnpt"]))  # type: ignore[arg-type]
+
+
+def test_a_delegated_certificate_revoked_at_the_provider_is_refused_first(api: httpx.Client, runtime: Runtime,
+                                                                          emulators: EmulatorSet) -> None:
+    credential_id = _link(runtime, emulators, "viettel", "079199000123")
+    with transaction(runtime.sessions) as s:
+        serial = int(s.get(Credential, credential_id).serial_hex, 16)  # type: ignore[union-attr]
+    runtime.ca("viettel").revoke(serial)  # at the provider, behind kyso's back
+    response = api.post("/v1/requests", json={"credential_id": credential_id, "hashes": [
+        {"hash": b64(hashlib.sha256(b"revoked").digest()), "title": "UNC-D5"}]})
+    assert (response.status_code, response.json()["code"]) == (403, "certificate_revoked"), response.text
