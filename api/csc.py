@@ -22,6 +22,7 @@ from broker.errors import InvalidInput, KysoError, NotFound, PolicyViolation
 from broker.runtime import Runtime
 from broker.services import clients, csc
 from broker.services import credentials as credential_service
+from broker.services.load_limits import RateLimited
 from ca_adapters import CaError
 from hsm import DeviceError, HsmError, TokenMissing
 from signer import SignerError
@@ -37,6 +38,10 @@ def csc_error(status: int, error: str, description: str) -> JSONResponse:
 def _translate(exc: Exception) -> JSONResponse:
     if isinstance(exc, clients.InvalidToken):
         return csc_error(401, "invalid_token", exc.message)
+    if isinstance(exc, RateLimited):
+        response = csc_error(429, "too_many_requests", exc.message)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     if isinstance(exc, csc.SadExpired):
         return csc_error(400, "expired_token", exc.message)
     if isinstance(exc, csc.AccessDenied | clients.InsufficientScope | PolicyViolation):

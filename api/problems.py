@@ -37,17 +37,19 @@ PROBLEM_RESPONSES = _described(Problem, {
     400: "invalid_request, invalid_input, invalid_hash, unsupported_algorithm, invalid_parameters",
     401: "invalid_token, not_signed_in",
     403: "insufficient_scope, confirmation_invalid, confirmation_replayed, credential_locked, device_not_active, "
-         "activation_refused, policy_violation, too_many_pending_requests",
+         "activation_refused, policy_violation, too_many_pending_requests, certificate_revoked, credential_not_usable",
     404: "not_found (also anything outside the caller's units)",
-    409: "conflict, request_not_pending, idempotency_key_reused, not_authorised",
+    409: "conflict, request_not_pending, idempotency_key_reused, not_authorised, confirmed_at_provider",
     410: "request_expired",
     413: "document_too_large",
     422: "invalid_document (not a PDF, encrypted, damaged)",
+    429: "rate_limited, too_many_pending (with Retry-After)",
+    502: "provider_unavailable, provider_api_error (a delegated credential's provider)",
     503: "hsm_token_missing, hsm_device_error",
 })
 CSC_RESPONSES = _described(CscError, {
     400: "invalid_request, expired_token", 401: "invalid_token", 403: "access_denied",
-    503: "temporarily_unavailable",
+    429: "too_many_requests (with Retry-After)", 503: "temporarily_unavailable",
 })
 
 
@@ -71,4 +73,7 @@ def install(app: FastAPI) -> None:
 
         @app.exception_handler(cls)
         async def _domain(_: Request, exc: Exception) -> JSONResponse:
-            return problem(status_for(exc), getattr(exc, "code", "error"), getattr(exc, "message", str(exc)))
+            response = problem(status_for(exc), getattr(exc, "code", "error"), getattr(exc, "message", str(exc)))
+            if hasattr(exc, "retry_after"):
+                response.headers["Retry-After"] = str(exc.retry_after)
+            return response

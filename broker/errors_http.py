@@ -33,6 +33,8 @@ def status_for(exc: Exception) -> int:
         return 403
     if isinstance(exc, KysoError) and exc.code == "request_expired":
         return 410
+    if isinstance(exc, KysoError) and hasattr(exc, "retry_after"):
+        return 429
     if isinstance(exc, KysoError | CaError) and exc.code in ("provider_unavailable", "provider_api_error"):
         return 502
     return 400 if isinstance(exc, HsmError | CaError | KysoError) else 500

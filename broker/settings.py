@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     """How often the worker asks a provider about a delegated request its signer has not answered yet."""
     max_batch: int = 50
     max_pending_per_user: int = 20
+    rate_limit_per_minute: int = 1200
+    """New signing requests a relying system may create per minute (all its clients, all workers)."""
+    max_pending_per_relying_system: int = 5000
+    pending_retry_seconds: int = 5
     confirm_max_failures: int = 5
     confirm_lock_seconds: int = 300
     activation_ttl_seconds: int = 86400

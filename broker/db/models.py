@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     Enum,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -205,6 +206,7 @@ class SigningRequest(Base):
     user: Mapped[User] = relationship()
 
     __table_args__ = (
+        Index("ix_signing_requests_rs_created", "relying_system", "created_at"),
         UniqueConstraint("client_id", "idempotency_key", name="uq_requests_idempotency"),
         UniqueConstraint("sad_hash", name="uq_signing_requests_sad_hash"),
     )

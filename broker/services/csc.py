@@ -23,7 +23,7 @@ from broker.db.models import Credential, RequestState, SigningRequest
 from broker.errors import InvalidInput, KysoError
 from broker.notify import Notifier
 from broker.services import signing_requests as requests
-from broker.services import credentials, delegated, sole_control
+from broker.services import credentials, delegated, load_limits, sole_control
 from broker.services.approvals import token_hash
 from broker.services.clients import ClientContext, visible_credential
 from broker.services.document_signing import wait_for_decision
@@ -106,6 +106,7 @@ def authorize(
     docs = [requests.DocumentToSign(d, f"{title} ({i + 1}/{len(digests)})" if len(digests) > 1 else title,
                                     f"{hash_algorithm} {d.hex()}") for i, d in enumerate(digests)]
     with transaction(factory) as session:
+        load_limits.admit(session, settings, ctx.relying_system)
         credential = visible_credential(session, ctx, credential_id)
         if credential.delegated and hash_algorithm != "sha256":
             raise InvalidInput("a delegated credential signs SHA-256 hashes only (the provider's API)")

@@ -30,7 +30,7 @@ from broker.db.models import Credential, Document, ItemState, RelyingSystem, Req
 from broker.errors import Conflict, InvalidInput, KysoError, NotFound
 from broker.services import credentials as credential_service
 from broker.services import signing_requests as requests
-from broker.services import delegated, sole_control, webhooks
+from broker.services import delegated, load_limits, sole_control, webhooks
 from broker.services.clients import ClientContext, visible_credential
 from broker.settings import Settings
 from ca_adapters import CaAdapter
@@ -135,6 +135,7 @@ def create(factory: sessionmaker[Session], settings: Settings, ctx: ClientContex
     hash_name = digest_name(new.hash_algorithm)
     level = _level(new)
     with transaction(factory) as session:
+        load_limits.admit(session, settings, ctx.relying_system)
         credential = visible_credential(session, ctx, new.credential_id)
         credential_service.check_usable(credential)
         credential_service.check_not_revoked(credential, ca_for(credential.provider))
