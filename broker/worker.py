@@ -8,7 +8,7 @@ import threading
 from broker.audit import Actor
 from broker.runtime import Runtime
 from broker.db.models import RequestState
-from broker.services import delegated, rest_requests, webhooks
+from broker.services import delegated, recovery, rest_requests, webhooks
 
 log = logging.getLogger("kyso.worker")
 ACTOR = Actor("worker", "signing-worker")
@@ -34,6 +34,8 @@ class SigningWorker:
             seen = rt.notifier.version()
             waiting_at_provider = False
             try:
+                if recovery.reclaim(rt.sessions, rt.settings, ACTOR):
+                    rt.notifier.notify()
                 waiting_at_provider = self._follow_providers()
                 for request_id in rest_requests.pending_work(rt.sessions):
                     try:

@@ -26,7 +26,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.db.engine import read_transaction, transaction
-from broker.db.models import Credential, Document, ItemState, RelyingSystem, RequestState, SigningRequest
+from broker.db.models import (
+    Credential,
+    Document,
+    ItemState,
+    RelyingSystem,
+    RequestItem,
+    RequestState,
+    SigningRequest,
+)
 from broker.errors import Conflict, InvalidInput, KysoError, NotFound
 from broker.services import credentials as credential_service
 from broker.services import signing_requests as requests
@@ -280,11 +288,17 @@ def _source(factory: sessionmaker[Session], ctx: ClientContext, doc: FileDocumen
 
 
 def pending_work(factory: sessionmaker[Session]) -> list[str]:
-    """Approved REST requests the worker still has to sign (CSC ones are signed by signHash)."""
+    """Approved REST requests the worker still has to sign (CSC ones are signed by signHash).
+
+    A request whose hashes another worker has reserved is that worker's, or, if it died, the
+    reclaimer's (:mod:`broker.services.recovery`).
+    """
+    reserved = select(RequestItem.request_id).where(RequestItem.state == ItemState.RESERVED)
     with read_transaction(factory) as session:
         return list(session.scalars(select(SigningRequest.id).where(
             SigningRequest.state == RequestState.APPROVED, SigningRequest.client_id.is_not(None),
-            SigningRequest.sad_hash.is_(None), SigningRequest.payload.is_not(None))))
+            SigningRequest.sad_hash.is_(None), SigningRequest.payload.is_not(None),
+            SigningRequest.id.not_in(reserved))))
 
 
 def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id: str,

@@ -1,0 +1,49 @@
+"""A reservation left by a dead worker ends the request failed (outcome unknown), never signed again."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from biometrics import Decision
+from broker.db.engine import transaction
+from broker.db.models import ItemState, RequestItem, RequestState
+from broker.runtime import Runtime
+from broker.services import approvals, credentials, recovery, sole_control
+from broker.services import signing_requests as requests
+from tests.conftest import ACTOR, Enrolled
+
+
+def _approved(runtime: Runtime, credential_id: str, text: bytes) -> str:
+    with transaction(runtime.sessions) as s:
+        request = requests.create(s, runtime.settings, ACTOR, credentials.get_credential(s, credential_id),
+                                  [requests.DocumentToSign(hashlib.sha256(text).digest(), "UNC")],
+                                  relying_system="test")
+        approvals.apply_decision(s, ACTOR, request, Decision.APPROVE, via="test", evidence={})
+        return request.id
+
+
+def _reserve(runtime: Runtime, request_id: str, age_seconds: int) -> None:
+    """What a worker does right before the HSM signs, then dies."""
+    with transaction(runtime.sessions) as s:
+        s.execute(update(RequestItem).where(RequestItem.request_id == request_id)
+                  .values(state=ItemState.RESERVED, reserved_at=requests.now() - timedelta(seconds=age_seconds)))
+
+
+def test_a_stale_reservation_fails_the_request_and_never_signs(runtime: Runtime, enrolled: Enrolled) -> None:
+    stale = _approved(runtime, enrolled.ec, b"stale")
+    fresh = _approved(runtime, enrolled.ec, b"fresh")
+    _reserve(runtime, stale, runtime.settings.reservation_timeout_seconds + 5)
+    _reserve(runtime, fresh, 1)  # a live worker is signing it right now: not touched
+    assert recovery.reclaim(runtime.sessions, runtime.settings, ACTOR) == 1
+    assert recovery.reclaim(runtime.sessions, runtime.settings, ACTOR) == 0  # once
+    with transaction(runtime.sessions) as s:
+        failed = requests.get(s, stale)
+        assert failed.state is RequestState.FAILED and failed.failure_reason.startswith("outcome_unknown")
+        assert {i.state for i in failed.items} == {ItemState.VOID}
+        assert requests.get(s, fresh).state is RequestState.APPROVED
+    with pytest.raises(sole_control.NotAuthorised):
+        sole_control.sign_approved(runtime.sessions, runtime.hsm, ACTOR, stale)
