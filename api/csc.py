@@ -28,7 +28,6 @@ from hsm import DeviceError, HsmError, TokenMissing
 from signer import SignerError
 
 V1, V2 = "1.0.4.0", "2.0.0.2"
-AUTHORIZE_WAIT_SECONDS = 120.0
 
 
 def csc_error(status: int, error: str, description: str) -> JSONResponse:
@@ -159,7 +158,7 @@ def build_router(version: str) -> APIRouter:
                 raise InvalidInput("numSignatures must be an integer")
             result = csc.authorize(rt.sessions, rt.settings, rt.notifier, ctx, origin, str(_text(body, "credentialID")),
                                    digests, hash_name, num, _text(body, "description", required=False),
-                                   AUTHORIZE_WAIT_SECONDS, rt.ca)
+                                   rt.settings.authorize_wait_seconds, rt.ca)
             return {"SAD": result.sad, "expiresIn": result.expires_in}
 
         return await guarded(request, rt, work)

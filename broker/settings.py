@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     """How often the worker asks a provider about a delegated request its signer has not answered yet."""
     max_batch: int = 50
     max_pending_per_user: int = 20
+    sad_seconds: int = 300
+    """How long a CSC Signature Activation Data stays usable."""
+    authorize_wait_seconds: float = 120.0
+    """How long CSC ``credentials/authorize`` waits for the signer before answering access_denied."""
     rate_limit_per_minute: int = 1200
     """New signing requests a relying system may create per minute (all its clients, all workers)."""
     max_pending_per_relying_system: int = 5000

@@ -34,7 +34,8 @@ class SigningWorker:
             seen = rt.notifier.version()
             waiting_at_provider = False
             try:
-                if recovery.reclaim(rt.sessions, rt.settings, ACTOR):
+                if recovery.reclaim(rt.sessions, rt.settings, ACTOR) + \
+                        recovery.expire_unused_authorisations(rt.sessions, rt.settings, ACTOR):
                     rt.notifier.notify()
                 waiting_at_provider = self._follow_providers()
                 for request_id in rest_requests.pending_work(rt.sessions):

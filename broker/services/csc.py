@@ -32,7 +32,6 @@ from ca_adapters import CaAdapter
 from hsm import Hsm
 from signer.algorithms import DIGEST_OIDS, DIGEST_SIZES, SIGNATURE_OIDS, PssParams, Scheme, digest_name
 
-SAD_SECONDS = 300
 _HASH_BY_SIZE = {size: name for name, size in DIGEST_SIZES.items()}
 
 
@@ -131,7 +130,7 @@ def authorize(
         raise AccessDenied(f"the signer did not approve (request {request_id} is {state.value})")
     sad = secrets.token_urlsafe(32)
     with transaction(factory) as session:
-        expires = requests.now() + timedelta(seconds=SAD_SECONDS)
+        expires = requests.now() + timedelta(seconds=settings.sad_seconds)
         issued = session.execute(update(SigningRequest)
                                  .where(SigningRequest.id == request_id, SigningRequest.state == RequestState.APPROVED,
                                         SigningRequest.sad_hash.is_(None))
@@ -139,8 +138,8 @@ def authorize(
         if issued.rowcount != 1:  # type: ignore[attr-defined]
             raise AccessDenied(f"request {request_id} can no longer be authorised")
         audit.record(session, actor, "request.sad_issued", target_type="request", target_id=request_id,
-                     details={"expires_in": SAD_SECONDS})
-    return Authorisation(sad, SAD_SECONDS, request_id)
+                     details={"expires_in": settings.sad_seconds})
+    return Authorisation(sad, settings.sad_seconds, request_id)
 
 
 def sign_hash(

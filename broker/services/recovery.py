@@ -1,4 +1,4 @@
-"""What a dead worker left behind: reservations whose outcome is unknown (DESIGN decision 21).
+"""What a dead worker or a vanished client left behind (DESIGN decision 21).
 
 A reserved hash may have been signed by the HSM just before its worker died, so it is never
 authorised again: after ``reservation_timeout_seconds`` the request ends ``failed`` with
@@ -15,9 +15,34 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broker.audit import Actor
 from broker.db.engine import read_transaction, transaction
-from broker.db.models import ItemState, RequestItem, RequestState
+from broker.db.models import ItemState, RequestItem, RequestState, SigningRequest
 from broker.services import signing_requests as requests
 from broker.settings import Settings
+
+
+def expire_unused_authorisations(factory: sessionmaker[Session], settings: Settings, actor: Actor) -> int:
+    """CSC approvals nobody will use: the SAD ran out, or was never fetched (the client went away)."""
+    moment = requests.now()
+    never_fetched = moment - timedelta(seconds=settings.authorize_wait_seconds + settings.sad_seconds)
+    with read_transaction(factory) as session:
+        unused = list(session.scalars(select(SigningRequest.id).where(
+            SigningRequest.state == RequestState.APPROVED, SigningRequest.payload.is_(None),
+            SigningRequest.id.not_in(select(RequestItem.request_id).where(RequestItem.state != ItemState.AUTHORISED)),
+            (SigningRequest.sad_expires_at < moment)
+            | (SigningRequest.sad_hash.is_(None) & (SigningRequest.decided_at < never_fetched)))))
+    ended = 0
+    for request_id in unused:
+        with transaction(factory) as session:
+            try:
+                requests.transition(session, actor, requests.get(session, request_id), RequestState.EXPIRED,
+                                    expected=(RequestState.APPROVED,), details={"reason": "authorisation_unused"})
+            except requests.RequestNotPending:
+                continue
+            session.execute(update(RequestItem).where(RequestItem.request_id == request_id,
+                                                      RequestItem.state == ItemState.AUTHORISED)
+                            .values(state=ItemState.VOID))
+            ended += 1
+    return ended
 
 
 def stale_reservations(factory: sessionmaker[Session], settings: Settings) -> list[str]:

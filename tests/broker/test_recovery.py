@@ -47,3 +47,20 @@ def test_a_stale_reservation_fails_the_request_and_never_signs(runtime: Runtime,
         assert requests.get(s, fresh).state is RequestState.APPROVED
     with pytest.raises(sole_control.NotAuthorised):
         sole_control.sign_approved(runtime.sessions, runtime.hsm, ACTOR, stale)
+
+
+def test_an_unused_csc_authorisation_expires(runtime: Runtime, enrolled: Enrolled) -> None:
+    from broker.db.models import SigningRequest
+
+    unused = _approved(runtime, enrolled.ec, b"sad never used")
+    in_time = _approved(runtime, enrolled.ec, b"sad still valid")
+    with transaction(runtime.sessions) as s:
+        s.execute(update(SigningRequest).where(SigningRequest.id == unused)
+                  .values(sad_hash="a" * 64, sad_expires_at=requests.now() - timedelta(seconds=1)))
+        s.execute(update(SigningRequest).where(SigningRequest.id == in_time)
+                  .values(sad_hash="b" * 64, sad_expires_at=requests.now() + timedelta(seconds=60)))
+    assert recovery.expire_unused_authorisations(runtime.sessions, runtime.settings, ACTOR) == 1
+    with transaction(runtime.sessions) as s:
+        assert requests.get(s, unused).state is RequestState.EXPIRED
+        assert {i.state for i in requests.get(s, unused).items} == {ItemState.VOID}
+        assert requests.get(s, in_time).state is RequestState.APPROVED
