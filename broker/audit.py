@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session
 from broker.db.models import AuditEvent
 
 GENESIS = bytes(32)
+RECORDED_FIRST = "kyso.audit.first_id"
+RECORDED_LAST = "kyso.audit.last_id"
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,7 @@ def record(
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append an event to the chain inside the caller's transaction."""
-    if session.get_bind().dialect.name == "postgresql":
-        # One chain across writers: serialise appends until this transaction ends.
-        session.execute(text("SELECT pg_advisory_xact_lock(7101)"))
+    lock_chain(session)
     last = session.execute(select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).first()
     prev_hash = last.hash if last else GENESIS
     event = AuditEvent(
@@ -91,7 +91,22 @@ def record(
     event.hash = event_digest(prev_hash, event)
     session.add(event)
     session.flush()
+    # Read after commit by the interval checkpoint (broker.audit_checkpoint).
+    session.info.setdefault(RECORDED_FIRST, event.id)
+    session.info[RECORDED_LAST] = event.id
     return event
+
+
+def lock_chain(session: Session) -> None:
+    """Hold the chain's append lock until the transaction ends (SQLite: BEGIN IMMEDIATE already does)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(7101)"))
+
+
+def head(session: Session) -> tuple[int, bytes] | None:
+    """The newest event's id and hash."""
+    last = session.execute(select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).first()
+    return (last.id, last.hash) if last else None
 
 
 def list_events(session: Session, limit: int = 50, action: str | None = None) -> list[AuditEvent]:

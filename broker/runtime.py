@@ -12,8 +12,9 @@ from asn1crypto import x509 as asn1_x509
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from broker.audit_checkpoint import install_interval_checkpoints
 from broker.db.engine import make_engine, session_factory
-from broker.notify import Notifier
+from broker.notify import make_notifier
 from broker.settings import Settings
 from ca_adapters import CaAdapter, get_adapter
 from hsm import Hsm
@@ -24,7 +25,7 @@ from signer.ltv import LongTermServices
 class Runtime:
     def __init__(self, settings: Settings, hsm: Hsm | None = None) -> None:
         self.settings = settings
-        self.notifier = Notifier()
+        self.notifier = make_notifier(settings.db_url)  # PostgreSQL: LISTEN/NOTIFY across workers
         self._hsm = hsm
         self._hsm_lock = threading.Lock()
 
@@ -34,7 +35,9 @@ class Runtime:
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
-        return session_factory(self.engine)
+        factory = session_factory(self.engine)
+        install_interval_checkpoints(factory, self)
+        return factory
 
     @property
     def hsm(self) -> Hsm:
@@ -61,6 +64,7 @@ class Runtime:
         return LongTermServices(adapter.endpoints().tsa_url, roots, timeout=self.settings.tsa_timeout_seconds)
 
     def close(self) -> None:
+        self.notifier.close()
         if self._hsm is not None:
             self._hsm.close()
             self._hsm = None

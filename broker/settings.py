@@ -64,6 +64,18 @@ class Settings(BaseSettings):
     max_document_bytes: int = 100 * 1024 * 1024
     webhook_allow_private: bool = False
     """Allow webhooks to private and loopback addresses (tests, sandboxes); off in production."""
+
+    # Operations
+    log_format: str | None = None
+    """``json`` or ``text``; None lets the command choose (json for servers)."""
+    readiness_probe_timeout_seconds: float = 2.0
+    """How long ``/readyz`` waits for a provider's TSA or OCSP before reporting it down."""
+    readiness_cache_seconds: float = 5.0
+
+    audit_checkpoint_every: int = 1000
+    """Sign a checkpoint of the audit chain every N events (0: only on demand, at backup and shutdown)."""
+    audit_anchors_file: Path | None = None
+    """Where signed checkpoints are appended (default DATA_DIR/audit-anchors.jsonl); ship it off the machine."""
     provider_endpoints: dict[str, dict[str, str]] = {}
     """Per provider, URLs that replace the emulator's: ``ocsp_url``, ``crl_url``, ``tsa_url``,
     ``signing_api_url`` (``[provider_endpoints.vnpt]`` in kyso.toml, or KYSO_PROVIDER_ENDPOINTS as JSON)."""
@@ -87,6 +99,10 @@ class Settings(BaseSettings):
     @property
     def config_path(self) -> Path:
         return self.data_dir / "kyso.toml"
+
+    @property
+    def anchors_path(self) -> Path:
+        return self.audit_anchors_file or self.data_dir / "audit-anchors.jsonl"
 
     def user_pin(self) -> str:
         if self.hsm_user_pin is None:

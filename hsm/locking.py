@@ -9,6 +9,7 @@ before any session exists. Never call python-pkcs11's ``reinitialize()`` afterwa
 from __future__ import annotations
 
 import ctypes
+import functools
 
 CKF_OS_LOCKING_OK = 0x2
 CKR_OK = 0
@@ -26,6 +27,7 @@ class _InitializeArgs(ctypes.Structure):
     ]
 
 
+@functools.cache
 def load_module(module_path: str) -> ctypes.CDLL:
     """The already loaded module (dlopen returns the same instance) as a ctypes handle."""
     return ctypes.CDLL(module_path)
@@ -59,3 +61,30 @@ def init_token(module: ctypes.CDLL, slot_id: int, so_pin: str, label: str) -> No
     rv = fn(slot_id, pin, len(pin), padded_label)
     if rv != CKR_OK:
         raise OSError(f"C_InitToken failed: CKR 0x{rv:x}")
+
+
+CKS_RO_USER_FUNCTIONS = 1
+CKS_RW_USER_FUNCTIONS = 3
+
+
+class _SessionInfo(ctypes.Structure):
+    _fields_ = [
+        ("slotID", ctypes.c_ulong),
+        ("state", ctypes.c_ulong),
+        ("flags", ctypes.c_ulong),
+        ("ulDeviceError", ctypes.c_ulong),
+    ]
+
+
+def session_state(module: ctypes.CDLL, handle: int) -> int | None:
+    """``C_GetSessionInfo``'s state (CKS_*), or None when the call fails.
+
+    python-pkcs11 0.9 does not expose it; it tells whether the process is still logged in.
+    """
+    fn = module.C_GetSessionInfo
+    fn.argtypes = [ctypes.c_ulong, ctypes.POINTER(_SessionInfo)]
+    fn.restype = ctypes.c_ulong
+    info = _SessionInfo()
+    if fn(handle, ctypes.byref(info)) != CKR_OK:
+        return None
+    return int(info.state)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
+import logging
 import os
-import queue
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +20,9 @@ from pkcs11.util.rsa import encode_rsa_public_key
 
 from hsm import locking
 from hsm.errors import DeviceError, HsmError, KeyNotFound, MechanismUnsupported, TokenMissing, WrongPin
+from hsm.gate import ModuleGate
 from hsm.keys import KeyAlgorithm, KeyInfo
+from hsm.pool import SessionPool
 
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
@@ -67,6 +70,18 @@ _LOST_SESSION_ERRORS = (
 _loaded_lock = threading.Lock()
 _loaded_conf: str | None = None
 
+# Every call into the module holds this gate shared; a re-initialisation holds it alone.
+_GATE = ModuleGate()
+# Bumped at each re-initialisation: sessions opened before it are gone (and their handles reused).
+_module_epoch = 0
+
+# Retry a lost token after this long at first, doubling up to the maximum.
+_RETRY_FIRST = 0.5
+_RETRY_MAX = 5.0
+_USER_STATES = (locking.CKS_RO_USER_FUNCTIONS, locking.CKS_RW_USER_FUNCTIONS)
+
+log = logging.getLogger(__name__)
+
 
 def _load_library(module_path: str) -> Any:
     global _loaded_conf
@@ -84,43 +99,74 @@ def _load_library(module_path: str) -> Any:
         return lib
 
 
+def _reinitialize_module(module_path: str) -> None:
+    """C_Finalize and C_Initialize (OS locking kept); the caller holds ``_GATE`` exclusively.
+
+    SoftHSM scans its token directory only at C_Initialize: a token that went away and came
+    back stays invalid until then. Never python-pkcs11's ``reinitialize()`` (trap 1).
+    """
+    global _module_epoch
+    try:
+        locking.reinitialize_with_os_locking(locking.load_module(module_path))
+    finally:
+        _module_epoch += 1
+
+
 def initialize_token(module_path: str, label: str, so_pin: str, user_pin: str) -> None:
     """Initialise a free slot as token ``label`` and set its user PIN."""
     lib = _load_library(module_path)
-    if any(t.label == label for t in lib.get_tokens()):
-        raise HsmError(f"token {label!r} already exists")
-    free = [s for s in lib.get_slots() if not (s.get_token().flags & pkcs11.TokenFlag.TOKEN_INITIALIZED)]
-    if not free:
-        raise TokenMissing("no free slot to initialise a token in")
+    with _GATE.shared():
+        if any(t.label == label for t in lib.get_tokens()):
+            raise HsmError(f"token {label!r} already exists")
+        free = [s for s in lib.get_slots() if not (s.get_token().flags & pkcs11.TokenFlag.TOKEN_INITIALIZED)]
+        if not free:
+            raise TokenMissing("no free slot to initialise a token in")
+        try:
+            locking.init_token(locking.load_module(module_path), free[0].slot_id, so_pin, label)
+            token = lib.get_token(token_label=label)
+            with token.open(rw=True, so_pin=so_pin) as session:
+                session.init_pin(user_pin)
+        except (p11.PKCS11Error, OSError) as exc:
+            raise DeviceError(f"token initialisation failed: {type(exc).__name__}") from None
+
+
+def _close_quietly(session: Any) -> None:
     try:
-        locking.init_token(locking.load_module(module_path), free[0].slot_id, so_pin, label)
-        token = lib.get_token(token_label=label)
-        with token.open(rw=True, so_pin=so_pin) as session:
-            session.init_pin(user_pin)
-    except (p11.PKCS11Error, OSError) as exc:
-        raise DeviceError(f"token initialisation failed: {type(exc).__name__}") from None
+        session.close()
+    except p11.PKCS11Error:
+        pass
 
 
 class Hsm:
-    """A logged-in token. Thread-safe; open one per process and share it."""
+    """A logged-in token. Thread-safe; open one per process and share it.
+
+    When the token goes away (removed, device error, login lost), calls fail with
+    :class:`TokenMissing` and the next call after a short back-off re-initialises the module
+    behind the drained pool and logs in again, so that the process recovers without a restart.
+    """
 
     def __init__(self, module_path: str, token_label: str, user_pin: str, max_sessions: int = 8) -> None:
         self._module_path = module_path
         self._token_label = token_label
         self._user_pin = user_pin
-        self._max_sessions = max_sessions
-        self._lock = threading.Lock()
-        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
-        self._open_count = 0
-        self._generation = 0
+        self._pool = SessionPool(max_sessions)
         self._login_session: Any = None
         self._token: Any = None
-        self._connect()
+        self._epoch = _module_epoch
+        self._fault: HsmError | None = None
+        """Why the token is unusable, until a recovery succeeds."""
+        self._fault_lock = threading.Lock()
+        self._retry_at = 0.0
+        self._retry_delay = _RETRY_FIRST
+        lib = _load_library(module_path)
+        with _GATE.shared():
+            self._connect(lib)
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def _connect(self) -> None:
-        lib = _load_library(self._module_path)
+    def _connect(self, lib: Any) -> None:
+        """Find the token and log in; the caller holds ``_GATE``."""
+        self._epoch = _module_epoch
         try:
             self._token = lib.get_token(token_label=self._token_label)
         except (p11.NoSuchToken, p11.MultipleTokensReturned):
@@ -140,87 +186,132 @@ class Hsm:
             raise TokenMissing(f"cannot log in to token {self._token_label!r}: {type(exc).__name__}") from None
 
     def close(self) -> None:
-        with self._lock:
-            self._drain()
-            if self._login_session is not None:
-                try:
-                    self._login_session.close()
-                except p11.PKCS11Error:
-                    pass
-                self._login_session = None
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                session = self._idle.get_nowait()
-            except queue.Empty:
-                break
-            try:
-                session.close()
-            except p11.PKCS11Error:
-                pass
-        self._open_count = 0
-        self._generation += 1
+        with _GATE.exclusive():
+            sessions = self._pool.take_all()
+            if self._epoch == _module_epoch:  # else the handles are gone and may name others' sessions
+                for session in sessions:
+                    _close_quietly(session)
+                if self._login_session is not None:
+                    _close_quietly(self._login_session)
+            self._login_session = None
+            self._fault = TokenMissing("the HSM connection is closed")
+            self._retry_at = float("inf")
 
     def reconnect(self) -> None:
-        """Drop every session and log in again (after the token went away and came back)."""
-        with self._lock:
-            self._drain()
-            try:
-                if self._login_session is not None:
-                    self._login_session.close()
-            except p11.PKCS11Error:
-                pass
-            self._login_session = None
-            self._connect()
+        """Re-initialise the module and log in again now (after the token went away and came back)."""
+        with _GATE.exclusive():
+            self._recover()
+        if self._fault is not None:
+            raise type(self._fault)(self._fault.message)
 
     def ping(self) -> None:
-        """Raise unless the token answers and this process is logged in."""
-        with self._session() as session:
-            try:
-                session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=b"\x00kyso-ping")
-            except p11.NoSuchKey:
-                return
+        """Raise unless the token is present and this process is logged in."""
+        self._recover_if_due()
+        with _GATE.shared():
+            self._raise_if_faulted()
+            reason = self._health()
+            if reason is not None:
+                raise self._set_fault(TokenMissing(reason))
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    def _health(self) -> str | None:
+        """None when the token answers and this process is logged in, else why not (holds ``_GATE``)."""
+        try:
+            info = self._token.slot.get_token()  # C_GetTokenInfo fails once SoftHSM lost the token
+        except p11.PKCS11Error as exc:
+            return f"token {self._token_label!r} unavailable: {type(exc).__name__}"
+        if info.label != self._token_label:
+            return f"token {self._token_label!r} was replaced"
+        state = locking.session_state(locking.load_module(self._module_path), self._login_session.handle)
+        if state not in _USER_STATES:
+            return f"not logged in to token {self._token_label!r}"
+        return None
+
+    def _set_fault(self, fault: HsmError) -> HsmError:
+        with self._fault_lock:
+            if self._fault is None:
+                log.error("HSM token lost: %s", fault.message, extra={"hsm_code": fault.code})
+                self._retry_at = time.monotonic()
+                self._retry_delay = _RETRY_FIRST
+                self._fault = fault
+        return type(fault)(fault.message)
+
+    def _raise_if_faulted(self) -> None:
+        if self._fault is not None:
+            raise type(self._fault)(self._fault.message)
+        if self._epoch != _module_epoch:
+            raise DeviceError("the HSM module was re-initialised; retry")
+
+    def _recover_if_due(self) -> None:
+        if self._fault is None and self._epoch == _module_epoch:
+            return
+        if time.monotonic() < self._retry_at:
+            return
+        with _GATE.exclusive():
+            if self._fault is not None or self._epoch != _module_epoch:
+                self._recover()
+
+    def _recover(self) -> None:
+        """Drop every session, re-initialise the module, log in again (holds ``_GATE`` alone)."""
+        # Forget, never close: after C_Finalize the old handles may name new sessions.
+        self._pool.take_all()
+        self._login_session = None
+        lib = _load_library(self._module_path)
+        try:
+            if self._epoch == _module_epoch:  # nobody re-initialised the module since we connected
+                _reinitialize_module(self._module_path)
+            self._connect(lib)
+        except (HsmError, OSError) as exc:
+            fault = exc if isinstance(exc, HsmError) else DeviceError(f"re-initialisation failed: {exc}")
+            self._fault = fault
+            # A refused PIN is not retried: each try could count towards locking it.
+            delay = float("inf") if isinstance(fault, WrongPin) else self._retry_delay
+            self._retry_at = time.monotonic() + delay
+            self._retry_delay = min(self._retry_delay * 2, _RETRY_MAX)
+            log.warning("HSM recovery failed: %s", fault.message, extra={"hsm_code": fault.code})
+            return
+        self._fault = None
+        self._retry_delay = _RETRY_FIRST
+        log.warning("HSM token recovered: module re-initialised, logged in again")
 
     # -- sessions ----------------------------------------------------------------------------
 
     @contextmanager
     def _session(self) -> Iterator[Any]:
-        generation = self._generation
-        try:
-            session = self._idle.get_nowait()
-        except queue.Empty:
+        self._recover_if_due()
+        with _GATE.shared():
+            self._raise_if_faulted()
             session = None
-            with self._lock:
-                if self._open_count < self._max_sessions:
-                    self._open_count += 1
-                    try:
-                        session = self._token.open(rw=True)
-                    except _DEVICE_ERRORS as exc:
-                        self._open_count -= 1
-                        raise DeviceError(f"cannot open an HSM session: {type(exc).__name__}") from None
-            if session is None:
-                session = self._idle.get()
-        ok = False
-        try:
-            yield session
-            ok = True
-        except _LOST_SESSION_ERRORS as exc:
-            raise DeviceError(f"HSM session lost: {type(exc).__name__}") from None
-        finally:
-            if ok and generation == self._generation:
-                self._idle.put(session)
+            try:
+                session = self._pool.checkout(self._open_session)
+                yield session
+            except Exception as exc:
+                if session is not None:
+                    self._pool.discard(session, _close_quietly)
+                mapped = self._diagnose(exc)
+                if mapped is exc:
+                    raise
+                raise mapped from None
             else:
-                self._discard(session, generation)
+                self._pool.checkin(session)
 
-    def _discard(self, session: Any, generation: int) -> None:
+    def _open_session(self) -> Any:
         try:
-            session.close()
-        except p11.PKCS11Error:
-            pass
-        with self._lock:
-            if generation == self._generation:
-                self._open_count -= 1
+            return self._token.open(rw=True)
+        except _DEVICE_ERRORS as exc:
+            raise DeviceError(f"cannot open an HSM session: {type(exc).__name__}") from None
+
+    def _diagnose(self, exc: Exception) -> Exception:
+        """A failure that may mean the token went away: check, and if so fail as TokenMissing."""
+        if isinstance(exc, (DeviceError, KeyNotFound, TokenMissing, p11.PKCS11Error)):
+            reason = self._health()
+            if reason is not None:
+                return self._set_fault(TokenMissing(reason))
+        if isinstance(exc, p11.PKCS11Error):
+            lost = isinstance(exc, _LOST_SESSION_ERRORS)
+            return DeviceError(f"HSM {'session lost' if lost else 'call failed'}: {type(exc).__name__}")
+        return exc
 
     # -- keys ---------------------------------------------------------------------------------
 

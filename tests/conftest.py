@@ -129,7 +129,8 @@ def db_runtime(request: pytest.FixtureRequest, tmp_path: Path, settings: Setting
             conn.execute(text("CREATE SCHEMA public"))
         engine.dispose()
     upgrade(url)
-    rt = Runtime(settings.model_copy(update={"database_url": url}), hsm=hsm)
+    anchors = tmp_path / "audit-anchors.jsonl"  # this database's checkpoints stay out of the session data dir's
+    rt = Runtime(settings.model_copy(update={"database_url": url, "audit_anchors_file": anchors}), hsm=hsm)
     yield rt
     rt.engine.dispose()
 

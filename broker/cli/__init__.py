@@ -10,7 +10,17 @@ from typing import Optional
 
 import typer
 
-from broker.cli import audit_cmds, ca_cmds, cert_cmds, client_cmds, device_cmds, serve_cmds, setup_cmds, sign_cmds
+from broker.cli import (
+    audit_cmds,
+    backup_cmds,
+    ca_cmds,
+    cert_cmds,
+    client_cmds,
+    device_cmds,
+    serve_cmds,
+    setup_cmds,
+    sign_cmds,
+)
 from broker.cli.context import CliState
 from broker.cli.output import fail
 from broker.errors import KysoError
@@ -44,6 +54,7 @@ cert_cmds.register(app)
 ca_cmds.register(app)
 sign_cmds.register(app)
 audit_cmds.register(app)
+backup_cmds.register(app)
 device_cmds.register(app)
 serve_cmds.register(app)
 client_cmds.register(app)

@@ -36,6 +36,7 @@ from broker.db.models import (
     User,
 )
 from broker.errors import Conflict, InvalidInput, KysoError, NotFound
+from broker.observability import metrics
 from broker.services import signing_requests as requests
 from broker.services.directory import get_user
 from broker.settings import Settings
@@ -179,6 +180,7 @@ def apply_decision(
     """Approve (hashes become authorised) or refuse (final), and clear the lockout on success."""
     if request.credential.delegated:
         raise ConfirmedAtProvider(f"request {request.id} is confirmed in the {request.credential.provider} app")
+    metrics.observe_confirmation((requests.now() - requests.aware(request.created_at)).total_seconds())
     if decision is Decision.APPROVE:
         requests.transition(session, actor, request, RequestState.APPROVED, decided_at=requests.now(),
                             decided_via=via, evidence=evidence, details={"via": via})

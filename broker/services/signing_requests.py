@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from biometrics import BindingInput, BoundDocument, compute_binding, verification_code
 from broker import audit
 from broker.audit import Actor
+from broker.observability import metrics
 from broker.db.models import FINAL_STATES, Credential, CredentialMode, ItemState, RequestItem, RequestState, SigningRequest
 from broker.errors import Conflict, InvalidInput, NotFound, PolicyViolation
 from broker.services.credentials import check_usable
@@ -182,6 +183,25 @@ def transition(
         from broker.services import webhooks  # imports this module
 
         webhooks.enqueue(session, request)
+        payload = request.payload or {}
+        signed_document = to is RequestState.SIGNED and request.format != "raw"
+        level = (payload.get("achieved_level") or payload.get("level")) if signed_document else None
+        session.info.setdefault(_ENDED, []).append((request.format, level, to.value))
+
+
+_ENDED = "kyso.requests_ended"
+
+
+@event.listens_for(Session, "after_commit")
+def _count_ended(session: Session) -> None:
+    """Count requests that ended only once their transaction committed, so metrics agree with the database."""
+    for format_, level, outcome in session.info.pop(_ENDED, []):
+        metrics.record_signature(format_, level, outcome)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_ended(session: Session) -> None:
+    session.info.pop(_ENDED, None)
 
 
 def expire_if_due(session: Session, actor: Actor, request: SigningRequest) -> bool:

@@ -9,6 +9,8 @@ behind :func:`sign_approved` so that it can move there.
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,10 +18,11 @@ from broker.audit import Actor
 from broker.db.engine import transaction
 from broker.db.models import Credential, ItemState, RequestItem, RequestState
 from broker.errors import Conflict
+from broker.observability import metrics
 from broker.services import credentials
 from broker.services import signing_requests as requests
 from hsm import Hsm, HsmError
-from signer import PssParams, Scheme, SignerError
+from signer import KeySigner, PssParams, Scheme, SignerError
 
 
 class NotAuthorised(Conflict):
@@ -62,8 +65,10 @@ def sign_approved(
         hash_name = request.hash_algorithm
 
     try:
-        signatures = [key.sign(digest, hash_name, scheme=scheme, pss=pss) for _, digest in items]
+        signatures = [_timed_sign(key, digest, hash_name, scheme, pss) for _, digest in items]
     except (HsmError, SignerError) as exc:
+        if isinstance(exc, HsmError):
+            metrics.record_hsm_error(exc.code)
         # A definite failure: nothing was signed for the rest; the request ends failed.
         with transaction(factory) as session:
             request = requests.get(session, request_id)
@@ -84,3 +89,9 @@ def sign_approved(
                                 details={"signatures": len(signatures)})
     return signatures
 
+
+def _timed_sign(key: KeySigner, digest: bytes, hash_name: str, scheme: Scheme | None, pss: PssParams | None) -> bytes:
+    started = time.perf_counter()
+    signature = key.sign(digest, hash_name, scheme=scheme, pss=pss)
+    metrics.observe_hsm_sign(time.perf_counter() - started)
+    return signature

@@ -1,10 +1,11 @@
 """Webhooks: an event row written with the state change that causes it, delivered by any worker.
 
-Each delivery is claimed by a conditional update (a lease), sent with ``Kyso-Event-Id`` and
-``Kyso-Signature: t=TIME,v1=HEX`` (HMAC-SHA256 over ``TIME.BODY`` with the relying system's
-webhook secret), and retried with exponential backoff; the rows are the delivery log. URLs must
-match the relying system's allowlist, and private or loopback addresses are refused unless
-``KYSO_WEBHOOK_ALLOW_PRIVATE`` is set (no SSRF).
+Each delivery is claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` and leased, so that one worker
+sends it when several run; it carries ``Kyso-Event-Id`` and ``Kyso-Signature: t=TIME,v1=HEX``
+(HMAC-SHA256 over ``TIME.BODY`` with the relying system's webhook secret) and is retried with
+exponential backoff; the rows are the delivery log. URLs must match the relying system's
+allowlist, and private or loopback addresses are refused unless ``KYSO_WEBHOOK_ALLOW_PRIVATE`` is
+set (no SSRF).
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ import logging
 import socket
 import time
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.db.engine import read_transaction, transaction
 from broker.db.models import DeliveryState, RelyingSystem, SigningRequest, WebhookDelivery
 from broker.errors import InvalidInput
+from broker.observability import metrics
 from broker.services.signing_requests import aware, now
 
 log = logging.getLogger("kyso.webhooks")
@@ -44,7 +47,7 @@ def check_url(url: str, allowlist: list[str], *, allow_private: bool) -> None:
     if allow_private:
         return
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
     except OSError:
         raise InvalidInput("the webhook host does not resolve") from None
     for address in addresses:
@@ -86,47 +89,76 @@ def enqueue(session: Session, request: SigningRequest) -> None:
                                 state=DeliveryState.PENDING, attempts=0, next_attempt_at=now()))
 
 
+@dataclass(frozen=True)
+class _Claim:
+    id: str
+    url: str
+    body: str
+    secret: str
+    attempts: int
+    lease_until: datetime
+
+
 def deliver_due(factory: sessionmaker[Session], *, allow_private: bool, limit: int = 20) -> int:
-    """Claim and send the deliveries that are due; return how many were attempted."""
-    with read_transaction(factory) as session:
-        due = list(session.scalars(select(WebhookDelivery.id).where(
-            WebhookDelivery.state == DeliveryState.PENDING, WebhookDelivery.next_attempt_at <= now()).limit(limit)))
+    """Claim and send the deliveries that are due, one at a time; return how many were attempted."""
+    with read_transaction(factory) as session:  # the common case, nothing due, takes no write lock
+        if session.scalar(select(WebhookDelivery.id).where(_due()).limit(1)) is None:
+            return 0
     attempted = 0
-    for delivery_id in due:
-        claimed = _claim(factory, delivery_id)
-        if claimed is None:
-            continue
+    while attempted < limit:
+        claim = _claim_next(factory)
+        if claim is None:
+            break
         attempted += 1
-        url, body, secret, attempts = claimed
-        status, error = _send(url, body, delivery_id, secret, allow_private)
-        with transaction(factory) as session:
-            delivery = session.get(WebhookDelivery, delivery_id)
-            assert delivery is not None
-            delivery.attempts = attempts + 1
-            delivery.last_status, delivery.last_error = status, error
-            if status is not None and 200 <= status < 300:
-                delivery.state, delivery.delivered_at = DeliveryState.DELIVERED, now()
-            elif delivery.attempts >= MAX_ATTEMPTS:
-                delivery.state = DeliveryState.FAILED
-            else:
-                delivery.next_attempt_at = now() + timedelta(seconds=min(3600, 2 ** delivery.attempts))
+        status, error = _send(claim.url, claim.body, claim.id, claim.secret, allow_private)
+        _record(factory, claim, status, error)
     return attempted
 
 
-def _claim(factory: sessionmaker[Session], delivery_id: str) -> tuple[str, str, str, int] | None:
-    """Take a lease on a due delivery; exactly one worker gets it."""
+def _due() -> ColumnElement[bool]:
+    return and_(WebhookDelivery.state == DeliveryState.PENDING, WebhookDelivery.next_attempt_at <= now())
+
+
+def _claim_next(factory: sessionmaker[Session]) -> _Claim | None:
+    """Lease the oldest due delivery. ``FOR UPDATE SKIP LOCKED`` lets concurrent workers take
+    different rows without waiting (on SQLite, ``BEGIN IMMEDIATE`` serialises the claim); the
+    lease, a ``next_attempt_at`` in the future, keeps the row from the others once committed. A
+    worker that dies mid-send leaves the lease to run out and the delivery is retried (receivers
+    deduplicate on ``Kyso-Event-Id``)."""
     with transaction(factory) as session:
-        delivery = session.get(WebhookDelivery, delivery_id)
-        if delivery is None or delivery.state is not DeliveryState.PENDING or aware(delivery.next_attempt_at) > now():
+        delivery = session.scalars(
+            select(WebhookDelivery)
+            .where(_due())
+            .order_by(WebhookDelivery.next_attempt_at).limit(1)
+            .with_for_update(skip_locked=True)).first()
+        if delivery is None:
             return None
-        leased = session.execute(update(WebhookDelivery).where(
-            WebhookDelivery.id == delivery_id, WebhookDelivery.next_attempt_at == delivery.next_attempt_at,
-            WebhookDelivery.state == DeliveryState.PENDING).values(
-            next_attempt_at=now() + timedelta(seconds=LEASE_SECONDS)))
-        if leased.rowcount != 1:  # type: ignore[attr-defined]
-            return None
+        lease_until = now() + timedelta(seconds=LEASE_SECONDS)
+        delivery.next_attempt_at = lease_until
         rs = session.get(RelyingSystem, delivery.relying_system_id)
-        return delivery.url, delivery.body, (rs.webhook_secret if rs else None) or "", delivery.attempts
+        return _Claim(delivery.id, delivery.url, delivery.body, (rs.webhook_secret if rs else None) or "",
+                      delivery.attempts, lease_until)
+
+
+def _record(factory: sessionmaker[Session], claim: _Claim, status: int | None, error: str | None) -> None:
+    """Write the attempt's outcome, unless the lease ran out and another worker took the row."""
+    with transaction(factory) as session:
+        delivery = session.get(WebhookDelivery, claim.id, with_for_update=True)
+        if (delivery is None or delivery.state is not DeliveryState.PENDING
+                or aware(delivery.next_attempt_at) != claim.lease_until):
+            return
+        delivery.attempts = claim.attempts + 1
+        delivery.last_status, delivery.last_error = status, error
+        if status is not None and 200 <= status < 300:
+            delivery.state, delivery.delivered_at = DeliveryState.DELIVERED, now()
+            outcome = "delivered"
+        elif delivery.attempts >= MAX_ATTEMPTS:
+            delivery.state = DeliveryState.FAILED
+            outcome = "failed"
+        else:
+            delivery.next_attempt_at = now() + timedelta(seconds=min(3600, 2 ** delivery.attempts))
+            outcome = "refused" if error == InvalidInput.__name__ else "retry"
+    metrics.record_webhook(outcome)
 
 
 def _send(url: str, body: str, event_id: str, secret: str, allow_private: bool) -> tuple[int | None, str | None]:

@@ -15,6 +15,7 @@ ALLOWED = {
     "broker/services/sole_control.py",
     "broker/services/local_signing.py",
     "broker/services/credentials.py",  # defines key_signer; enroll signs the CSR (proof of possession)
+    "broker/audit_key.py",  # signs with the HSM's audit key ("kyso-audit") only, never a signer's key
 }
 
 

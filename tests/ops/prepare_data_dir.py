@@ -1,0 +1,49 @@
+"""Make a data dir for the multi-worker tests, in its own process (one token store per process).
+
+``python -m tests.ops.prepare_data_dir DATA_DIR`` with ``KYSO_DATABASE_URL`` set; prints JSON:
+client id and secret, the signer's EC credential and an activation code for a phone.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from broker.audit import Actor
+from broker.db.engine import transaction
+from broker.db.models import Role, SigningMode
+from broker.runtime import Runtime
+from broker.services import approvals, clients, credentials, directory, setup
+from broker.settings import load_settings
+from hsm import KeyAlgorithm
+
+ACTOR = Actor("test", "prepare-data-dir")
+RELYING_SYSTEM = "dvc-ops"
+SIGNER = "ops.ketoan"
+
+
+def prepare(data_dir: Path) -> dict[str, str]:
+    setup.init_data_dir(load_settings(data_dir), ACTOR, sandbox=True)
+    runtime = Runtime(load_settings(data_dir))
+    try:
+        with transaction(runtime.sessions) as s:
+            directory.add_unit(s, ACTOR, "OPS-001", "Trường Tiểu học Vận Hành", SigningMode.REMOTE)
+            directory.add_user(s, ACTOR, username=SIGNER, unit_code="OPS-001", full_name="Lê Thị Vận Hành",
+                               national_id="001185000777", role=Role.CHIEF_ACCOUNTANT)
+            clients.add_relying_system(s, ACTOR, RELYING_SYSTEM, ["OPS-001"], webhook_allowlist=["http://127.0.0.1:"])
+            client, secret = clients.add_client(s, ACTOR, RELYING_SYSTEM)
+            client_id = client.client_id
+        with transaction(runtime.sessions) as s:
+            credential = credentials.enroll(s, ACTOR, runtime.hsm, runtime.ca("viettel"), username=SIGNER,
+                                            key_algorithm=KeyAlgorithm.EC_P256)
+            credential_id = credential.id
+        with transaction(runtime.sessions) as s:
+            code, _ = approvals.issue_activation_code(s, runtime.settings, ACTOR, SIGNER)
+    finally:
+        runtime.close()
+    return {"client_id": client_id, "client_secret": secret, "credential_id": credential_id, "activation_code": code}
+
+
+if __name__ == "__main__":
+    print(json.dumps(prepare(Path(sys.argv[1]))))
