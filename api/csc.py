@@ -20,7 +20,7 @@ from broker.db.engine import read_transaction, transaction
 from broker.db.models import CredentialStatus
 from broker.errors import InvalidInput, KysoError, NotFound, PolicyViolation
 from broker.runtime import Runtime
-from broker.services import clients, csc
+from broker.services import clients, csc, timestamping
 from broker.services import credentials as credential_service
 from broker.services.load_limits import RateLimited
 from ca_adapters import CaError
@@ -45,6 +45,8 @@ def _translate(exc: Exception) -> JSONResponse:
         return csc_error(400, "expired_token", exc.message)
     if isinstance(exc, csc.AccessDenied | clients.InsufficientScope | PolicyViolation):
         return csc_error(403, "access_denied", exc.message)  # type: ignore[union-attr]
+    if isinstance(exc, timestamping.TsaUnavailable):
+        return csc_error(503, "temporarily_unavailable", exc.message)
     if isinstance(exc, TokenMissing | DeviceError):
         return csc_error(503, "temporarily_unavailable", "the signing device is unavailable")
     if isinstance(exc, NotFound | InvalidInput | SignerError | ConfirmationError | KysoError | HsmError | CaError):
@@ -113,7 +115,8 @@ def build_router(version: str) -> APIRouter:
                 "specs": version, "name": "kyso", "logo": f"{rt.settings.public_base_url}/static/logo.png",
                 "region": "VN", "lang": "vi-VN", "description": "kyso remote signing broker (SCAL2)",
                 "authType": ["oauth2client"], "oauth2": rt.settings.public_base_url,
-                "methods": ["credentials/list", "credentials/info", "credentials/authorize", "signatures/signHash"],
+                "methods": ["credentials/list", "credentials/info", "credentials/authorize", "signatures/signHash",
+                            *(["signatures/timestamp"] if rt.settings.timestamp_provider else [])],
             }
             if v2:
                 data["asynchronousOperationMode"] = False
@@ -182,6 +185,20 @@ def build_router(version: str) -> APIRouter:
             signatures = csc.sign_hash(rt.sessions, rt.hsm, ctx, origin, str(_text(body, "credentialID")),
                                        str(_text(body, "SAD")), digests, hash_name, sign_algo, params)
             return {"signatures": [base64.b64encode(s).decode() for s in signatures]}
+
+        return await guarded(request, rt, work)
+
+    @router.post("/signatures/timestamp")
+    async def timestamp(request: Request, rt: Runtime = Depends(runtime)) -> JSONResponse:
+        def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
+            ctx.require("sign")
+            digest = _b64_list({"hash": [_text(body, "hash")]})[0]
+            hash_oid = str(_text(body, "hashAlgorithmOID", "hashAlgo"))
+            nonce = timestamping.parse_nonce(_text(body, "nonce", required=False))
+            provider = rt.settings.timestamp_provider
+            tsa_url = rt.ca(provider).endpoints().tsa_url if provider else None
+            token = timestamping.timestamp(tsa_url, digest, hash_oid, nonce, rt.settings.tsa_timeout_seconds)
+            return {"timestamp": base64.b64encode(token).decode()}
 
         return await guarded(request, rt, work)
 

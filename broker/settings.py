@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     """How often the worker asks a provider about a delegated request its signer has not answered yet."""
     max_batch: int = 50
     max_pending_per_user: int = 20
+    timestamp_provider: str | None = "vnpt"
+    """Whose TSA answers CSC ``signatures/timestamp`` (none: the method is not offered)."""
     sad_seconds: int = 300
     """How long a CSC Signature Activation Data stays usable."""
     authorize_wait_seconds: float = 120.0

@@ -216,3 +216,33 @@ def test_another_relying_systems_client_sees_nothing(runtime: Runtime, live_serv
     with pytest.raises(KysoError) as bad_secret:
         KysoClient(live_server, client_id=client.client_id, client_secret="wrong")
     assert bad_secret.value.status == 401 and bad_secret.value.error == "invalid_client"
+
+
+def test_signatures_timestamp_from_the_providers_tsa(kyso: KysoClient, live_server: str,
+                                                     client_credentials: tuple[str, str], emulator_reset: object) -> None:
+    from asn1crypto import cms, tsp
+
+    token = kyso.access_token
+    digest = hashlib.sha256(b"payment-order.xml signature value").digest()
+    for version in ("v1", "v2"):
+        info = httpx.post(f"{live_server}/csc/{version}/info", json={}).json()
+        assert "signatures/timestamp" in info["methods"]
+        answer = httpx.post(f"{live_server}/csc/{version}/signatures/timestamp", headers={
+            "Authorization": f"Bearer {token}"}, json={"hash": base64.b64encode(digest).decode(),
+                                                       "hashAlgo": "2.16.840.1.101.3.4.2.1", "nonce": "1f2e3d4c5b6a7980"})
+        assert answer.status_code == 200, answer.text
+        token_info = cms.ContentInfo.load(base64.b64decode(answer.json()["timestamp"]))
+        tst = token_info["content"]["encap_content_info"]["content"].parsed
+        assert isinstance(tst, tsp.TSTInfo) and tst["message_imprint"]["hashed_message"].native == digest
+        assert tst["nonce"].native == 0x1f2e3d4c5b6a7980
+    bad = [({"hash": base64.b64encode(digest[:20]).decode(), "hashAlgo": "2.16.840.1.101.3.4.2.1"}, 400),
+           ({"hash": base64.b64encode(digest).decode(), "hashAlgo": "1.2.3"}, 400),
+           ({"hash": base64.b64encode(digest).decode(), "hashAlgo": "2.16.840.1.101.3.4.2.1", "nonce": "xyz"}, 400)]
+    for body, status in bad:
+        answer = _post(live_server, token, "signatures/timestamp", body)
+        assert (answer.status_code, answer.json()["error"]) == (status, "invalid_request"), answer.text
+    emulator_reset.state("vnpt").outages = {"tsa"}  # type: ignore[attr-defined]
+    down = _post(live_server, token, "signatures/timestamp",
+                 {"hash": base64.b64encode(digest).decode(), "hashAlgo": "2.16.840.1.101.3.4.2.1"})
+    assert (down.status_code, down.json()["error"]) == (503, "temporarily_unavailable"), down.text
+    assert _post(live_server, None, "signatures/timestamp", {"hash": "", "hashAlgo": ""}).status_code == 401
