@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api.deps import client_origin, runtime
+from api import csc_schemas
 from api.problems import CSC_RESPONSES
 from biometrics import ConfirmationError
 from broker.db.engine import read_transaction, transaction
@@ -108,7 +109,8 @@ def build_router(version: str) -> APIRouter:
         except Exception as exc:  # noqa: BLE001 - every error becomes a CSC error body
             return _translate(exc)
 
-    @router.post("/info")
+    @router.post("/info",
+                 **csc_schemas.documented(csc_schemas.InfoIn, csc_schemas.InfoOut))
     async def info(request: Request, rt: Runtime = Depends(runtime)) -> JSONResponse:
         def work(_: Any, __: dict[str, Any]) -> dict[str, Any]:
             data: dict[str, Any] = {
@@ -126,7 +128,8 @@ def build_router(version: str) -> APIRouter:
 
         return await guarded(request, rt, work, authenticated=False)
 
-    @router.post("/credentials/list")
+    @router.post("/credentials/list",
+                 **csc_schemas.documented(csc_schemas.CredentialsListIn, csc_schemas.CredentialsListOut))
     async def credentials_list(request: Request, rt: Runtime = Depends(runtime)) -> JSONResponse:
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             user = _text(body, "userID", required=False)
@@ -136,7 +139,8 @@ def build_router(version: str) -> APIRouter:
 
         return await guarded(request, rt, work)
 
-    @router.post("/credentials/info")
+    @router.post("/credentials/info",
+                 **csc_schemas.documented(csc_schemas.CredentialsInfoIn, dict))
     async def credentials_info(request: Request, rt: Runtime = Depends(runtime)) -> JSONResponse:
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             credential_id = _text(body, "credentialID")
@@ -149,7 +153,8 @@ def build_router(version: str) -> APIRouter:
 
         return await guarded(request, rt, work)
 
-    @router.post("/credentials/authorize")
+    @router.post("/credentials/authorize",
+                 **csc_schemas.documented(csc_schemas.AuthorizeIn, csc_schemas.AuthorizeOut))
     async def authorize(request: Request, rt: Runtime = Depends(runtime),
                         origin: str | None = Depends(client_origin)) -> JSONResponse:
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +171,8 @@ def build_router(version: str) -> APIRouter:
 
         return await guarded(request, rt, work)
 
-    @router.post("/signatures/signHash")
+    @router.post("/signatures/signHash",
+                 **csc_schemas.documented(csc_schemas.SignHashIn, csc_schemas.SignHashOut))
     async def sign_hash(request: Request, rt: Runtime = Depends(runtime),
                         origin: str | None = Depends(client_origin)) -> JSONResponse:
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
@@ -188,7 +194,8 @@ def build_router(version: str) -> APIRouter:
 
         return await guarded(request, rt, work)
 
-    @router.post("/signatures/timestamp")
+    @router.post("/signatures/timestamp",
+                 **csc_schemas.documented(csc_schemas.TimestampIn, csc_schemas.TimestampOut))
     async def timestamp(request: Request, rt: Runtime = Depends(runtime)) -> JSONResponse:
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             ctx.require("sign")
