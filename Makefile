@@ -16,6 +16,7 @@ test: system-packages-test $(VENV)/.installed
 
 bench: system-packages-demo $(VENV)/.installed
 	$(BIN)/python -m bench.signing
+	$(BIN)/python -m bench.workers
 
 system-packages-demo:
 	@scripts/install-system-packages $(DEMO_PACKAGES)

@@ -1,13 +1,15 @@
 """Make a data dir for the multi-worker tests, in its own process (one token store per process).
 
-``python -m tests.ops.prepare_data_dir DATA_DIR`` with ``KYSO_DATABASE_URL`` set; prints JSON:
-client id and secret, the signer's EC credential and an activation code for a phone.
+``python -m tests.ops.prepare_data_dir DATA_DIR [--key rsa-2048] [--phones N]`` with
+``KYSO_DATABASE_URL`` set; prints JSON: client id and secret, the signer's credential (P-256
+unless ``--key``) and an activation code for a phone (``activation_codes``: one per phone).
+``bench/workers.py`` uses it too, with an RSA-2048 key.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 from broker.audit import Actor
@@ -23,7 +25,7 @@ RELYING_SYSTEM = "dvc-ops"
 SIGNER = "ops.ketoan"
 
 
-def prepare(data_dir: Path) -> dict[str, str]:
+def prepare(data_dir: Path, key: KeyAlgorithm = KeyAlgorithm.EC_P256, phones: int = 1) -> dict[str, object]:
     setup.init_data_dir(load_settings(data_dir), ACTOR, sandbox=True)
     runtime = Runtime(load_settings(data_dir))
     try:
@@ -36,14 +38,20 @@ def prepare(data_dir: Path) -> dict[str, str]:
             client_id = client.client_id
         with transaction(runtime.sessions) as s:
             credential = credentials.enroll(s, ACTOR, runtime.hsm, runtime.ca("viettel"), username=SIGNER,
-                                            key_algorithm=KeyAlgorithm.EC_P256)
+                                            key_algorithm=key)
             credential_id = credential.id
         with transaction(runtime.sessions) as s:
-            code, _ = approvals.issue_activation_code(s, runtime.settings, ACTOR, SIGNER)
+            codes = [approvals.issue_activation_code(s, runtime.settings, ACTOR, SIGNER)[0] for _ in range(phones)]
     finally:
         runtime.close()
-    return {"client_id": client_id, "client_secret": secret, "credential_id": credential_id, "activation_code": code}
+    return {"client_id": client_id, "client_secret": secret, "credential_id": credential_id,
+            "activation_code": codes[0], "activation_codes": codes}
 
 
 if __name__ == "__main__":
-    print(json.dumps(prepare(Path(sys.argv[1]))))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--key", type=KeyAlgorithm, default=KeyAlgorithm.EC_P256)
+    parser.add_argument("--phones", type=int, default=1)
+    args = parser.parse_args()
+    print(json.dumps(prepare(args.data_dir, args.key, args.phones)))

@@ -1,0 +1,258 @@
+"""Signatures/s through ``kyso serve`` with 1 and 2 workers on PostgreSQL, as ratios to the raw HSM
+rate measured in the same run (RSA-2048 CKM_RSA_PKCS, 1 and 2 threads, in this process).
+
+CSC: batches of 50 hashes, each ``credentials/authorize`` (the simulated phone's approval inside the
+timed window) then ``signatures/signHash``. CAdES: REST requests of 10 documents (B-B, detached),
+created then long-polled until signed; a signature is a signed document. Both from the same number
+of client threads, each operation on a new connection so that the kernel spreads them over the
+workers.
+
+Database: ``KYSO_BENCH_DATABASE_URL``, default ``postgresql+psycopg://postgres@127.0.0.1:5432/kyso_bench``,
+created if missing and emptied at every run. Usage: ``python -m bench.workers [--seconds N] [--clients N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from bench.signing import ACTOR, rate
+from biometrics import Decision
+from broker.db.engine import transaction
+from broker.db.models import Role, SigningMode
+from broker.runtime import Runtime
+from broker.services import credentials, directory, setup
+from broker.settings import load_settings
+from hsm import KeyAlgorithm, SignScheme
+from kyso_device.client import DeviceClient, DeviceState, enroll
+
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/kyso_bench"
+REPO = Path(__file__).resolve().parent.parent
+SHA256, RSA_SHA256 = "2.16.840.1.101.3.4.2.1", "1.2.840.113549.1.1.11"
+BATCH, DOCUMENTS = 50, 10
+CONTENT = base64.b64encode(b"<PaymentOrder>" + b"x" * 2000 + b"</PaymentOrder>").decode()
+
+
+def raw_rates(tmp: Path, seconds: float) -> tuple[float, float]:
+    """SoftHSM alone, 1 and 2 threads (this process's one token store: DESIGN decision 9)."""
+    data_dir = tmp / "raw"
+    setup.init_data_dir(load_settings(data_dir), ACTOR, sandbox=True)
+    runtime = Runtime(load_settings(data_dir))
+    try:
+        with transaction(runtime.sessions) as s:
+            directory.add_unit(s, ACTOR, "B1", "Bench", SigningMode.REMOTE)
+            directory.add_user(s, ACTOR, username="b", unit_code="B1", full_name="B", national_id="001000000001",
+                               role=Role.OTHER)
+            credential = credentials.enroll(s, ACTOR, runtime.hsm, runtime.ca("vnpt"), username="b",
+                                            key_algorithm=KeyAlgorithm.RSA_2048)
+        digest = hashlib.sha256(b"raw").digest()
+
+        def sign(_: int) -> None:
+            runtime.hsm.sign_digest(credential.id, digest, "sha256", SignScheme.RSA_PKCS1_V15)
+
+        return rate(sign, seconds), rate(sign, seconds, threads=2)
+    finally:
+        runtime.close()
+
+
+def fresh_database(url: str) -> None:
+    """Create the bench database if missing, and empty it."""
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}) is None:
+            conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+    admin.dispose()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(data_dir: Path, env: dict[str, str], workers: int, log: Path) -> Iterator[str]:
+    """``kyso serve --workers N`` until the block ends; yields its URL once every worker answers."""
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "broker.cli", "--data-dir", str(data_dir), "serve",
+                                    "--workers", str(workers), "--port", str(port)],
+                                   cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        pids: set[str] = set()
+        deadline = time.monotonic() + 90
+        while len(pids) < workers:  # each /readyz on a new connection: whichever worker accepts answers
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"kyso serve --workers {workers} did not start:\n{log.read_text()[-3000:]}")
+            try:
+                response = httpx.get(f"{url}/readyz", timeout=5)
+                if response.status_code == 200:
+                    pids.add(response.headers["x-kyso-worker"])
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+class Phone(threading.Thread):
+    """The signer's simulated phone: approves every pending request, one after another."""
+
+    def __init__(self, state: DeviceState, base_url: str) -> None:
+        super().__init__(daemon=True)
+        self.device = DeviceClient(state, httpx.Client(base_url=base_url, timeout=60))
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                for request in self.device.pending(wait=1):
+                    self.device.decide(request, Decision.APPROVE)
+            except Exception as exc:  # noqa: BLE001 - a client then fails on its own, loudly
+                print(f"phone: {exc!r}", file=sys.stderr)
+                time.sleep(0.2)
+
+
+def csc_batch(url: str, headers: dict[str, str], credential_id: str, label: str) -> int:
+    hashes = [base64.b64encode(hashlib.sha256(f"{label}/{k}".encode()).digest()).decode() for k in range(BATCH)]
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+        auth = http.post("/csc/v2/credentials/authorize", json={
+            "credentialID": credential_id, "numSignatures": BATCH, "hashes": hashes, "hashAlgorithmOID": SHA256})
+        auth.raise_for_status()
+        signed = http.post("/csc/v2/signatures/signHash", json={
+            "credentialID": credential_id, "SAD": auth.json()["SAD"], "hashes": hashes, "hashAlgorithmOID": SHA256,
+            "signAlgo": RSA_SHA256})
+        signed.raise_for_status()
+        return len(signed.json()["signatures"])
+
+
+def cades_request(url: str, headers: dict[str, str], credential_id: str, label: str) -> int:
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+        created = http.post("/v1/requests", json={
+            "credential_id": credential_id, "format": "cades",
+            "documents": [{"content": CONTENT, "title": f"UNC {label}/{k}"} for k in range(DOCUMENTS)]})
+        created.raise_for_status()
+        request_id = created.json()["request_id"]
+        while True:
+            polled = http.get(f"/v1/requests/{request_id}", params={"wait": 25})
+            polled.raise_for_status()
+            state = polled.json()["state"]
+            if state == "signed":
+                return DOCUMENTS
+            if state not in ("pending", "approved"):
+                raise RuntimeError(f"request {request_id} ended {state}")
+
+
+Operation = Callable[[str, dict[str, str], str, str], int]
+
+
+def throughput(operation: Operation, url: str, headers: dict[str, str], credential_id: str, clients: int,
+               seconds: float, label: str) -> float:
+    """Signatures/s of ``clients`` threads running ``operation`` in a loop for about ``seconds``."""
+    operation(url, headers, credential_id, f"{label}-warm-up")  # first-use costs stay out of the window
+    counts = [0] * clients
+    errors: list[BaseException] = []
+    stop = time.perf_counter() + seconds
+
+    def client(n: int) -> None:
+        i = 0
+        try:
+            while time.perf_counter() < stop:
+                counts[n] += operation(url, headers, credential_id, f"{label}-{n}-{i}")
+                i += 1
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0, help="time per measurement")
+    parser.add_argument("--clients", type=int, default=8, help="client threads against the server")
+    args = parser.parse_args()
+    url = os.environ.get("KYSO_BENCH_DATABASE_URL", DEFAULT_URL)
+    fresh_database(url)
+    with tempfile.TemporaryDirectory(prefix="kyso-bench-") as name:
+        tmp = Path(name)
+        raw1, raw2 = raw_rates(tmp, args.seconds)
+        env = {**os.environ, "KYSO_DATABASE_URL": url, "KYSO_LOG_FORMAT": "text",
+               # many requests of one relying system for one signer: measure the workers, not the caps
+               "KYSO_RATE_LIMIT_PER_MINUTE": "1000000", "KYSO_MAX_PENDING_PER_USER": "1000"}
+        for variable in ("KYSO_DATA_DIR", "PROMETHEUS_MULTIPROC_DIR"):
+            env.pop(variable, None)
+        data_dir = tmp / "data"
+        prepared = subprocess.run([sys.executable, "-m", "tests.ops.prepare_data_dir", str(data_dir), "--key",
+                                   "rsa-2048"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        if prepared.returncode != 0:
+            raise SystemExit(prepared.stderr)
+        info = json.loads(prepared.stdout.strip().splitlines()[-1])
+        credential_id = info["credential_id"]
+        phone_state: DeviceState | None = None
+        results: list[tuple[str, float]] = [("raw HSM RSA-2048 PKCS#1 v1.5, 1 thread", raw1),
+                                            ("raw HSM RSA-2048 PKCS#1 v1.5, 2 threads", raw2)]
+        by_workers: dict[tuple[str, int], float] = {}
+        for workers in (1, 2):
+            with serving(data_dir, env, workers, tmp / f"serve-{workers}.log") as base_url:
+                if phone_state is None:  # enrolled once, in the database both servers share
+                    phone_state = enroll(base_url, info["activation_code"], "bench-phone")
+                phone = Phone(phone_state, base_url)
+                phone.start()
+                token = httpx.post(f"{base_url}/oauth2/token", data={"grant_type": "client_credentials"},
+                                   auth=(info["client_id"], info["client_secret"])).json()["access_token"]
+                headers = {"Authorization": f"Bearer {token}"}
+                plural = "s" if workers > 1 else ""
+                for kind, operation, title in (("csc", csc_batch, f"CSC authorize+signHash ({BATCH} hashes)"),
+                                               ("cades", cades_request, f"CAdES B-B REST ({DOCUMENTS} docs)")):
+                    value = throughput(operation, base_url, headers, credential_id, args.clients, args.seconds,
+                                       f"{kind}-{workers}")
+                    by_workers[(kind, workers)] = value
+                    results.append((f"{title}, {workers} worker{plural}, {args.clients} clients", value))
+                phone.stopping.set()
+                phone.join(timeout=10)
+    width = max(len(name) for name, _ in results)
+    print(f"{'measurement':<{width}}  {'sig/s':>9}  {'÷ raw 1 thread':>14}  {'÷ raw 2 threads':>15}")
+    for name, value in results:
+        print(f"{name:<{width}}  {value:9.1f}  {value / raw1:14.3f}  {value / raw2:15.3f}")
+    print(f"2 workers ÷ 1 worker: CSC {by_workers[('csc', 2)] / by_workers[('csc', 1)]:.2f}, "
+          f"CAdES {by_workers[('cades', 2)] / by_workers[('cades', 1)]:.2f}; cores: {os.cpu_count()}")
+
+
+if __name__ == "__main__":
+    main()
