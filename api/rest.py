@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from api.client_auth import client_context
 from api.deps import client_origin, runtime
 from api.problems import PROBLEM_RESPONSES
-from broker.db.engine import transaction
+from broker.db.engine import read_transaction, transaction
 from broker.db.models import RequestState, SigningRequest
 from broker.errors import InvalidInput
 from broker.runtime import Runtime
@@ -180,6 +180,10 @@ def get_request(request_id: str, wait: float = 0, ctx: ClientContext = Depends(c
     """Status; with ``wait`` (seconds, ≤ 25) long-polls until the request leaves pending/approved."""
 
     def check() -> RequestOut:
+        with read_transaction(rt.sessions) as session:  # the write lock only for an overdue request
+            request = clients.visible_request(session, ctx, request_id)
+            if not requests.overdue(request):
+                return _view(request, rt.settings.public_base_url)
         with transaction(rt.sessions) as session:
             request = clients.visible_request(session, ctx, request_id)
             requests.expire_if_due(session, ctx.actor(None), request)

@@ -95,19 +95,24 @@ def client_and_token(runtime: Runtime) -> tuple[str, str, str]:
 
 
 class SimulatedPhones:
-    """One auto-approving approval device per demo user (sandbox only)."""
+    """One auto-approving approval device per demo user (sandbox only).
+
+    Woken by the notifier when a request is created (re-checking every second anyway), it
+    approves what is pending through the same protocol as a real phone.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.devices: list[tuple[str, ec.EllipticCurvePrivateKey, list[int]]] = []
+        self.devices: list[tuple[str, int, ec.EllipticCurvePrivateKey, list[int]]] = []
         for username, *_ in USERS:
             key = ec.generate_private_key(ec.SECP256R1())
             public = key.public_key().public_bytes(serialization.Encoding.DER,
                                                    serialization.PublicFormat.SubjectPublicKeyInfo)
             with transaction(runtime.sessions) as s:
                 code, _ = approvals.issue_activation_code(s, runtime.settings, ACTOR, username)
-                _, token = approvals.enroll_device(s, ACTOR, code, public, f"simulated phone of {username}")
-            self.devices.append((token, key, [0]))
+                device, token = approvals.enroll_device(s, ACTOR, code, public, f"simulated phone of {username}")
+                user_id = device.user_id
+            self.devices.append((token, user_id, key, [0]))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="simulated-phones", daemon=True)
 
@@ -121,20 +126,18 @@ class SimulatedPhones:
         rt = self.runtime
         while not self._stop.is_set():
             seen = rt.notifier.version()
-            for token, key, counter in self.devices:
-                with read_transaction(rt.sessions) as s:
-                    device = approvals.device_for_token(s, token)
-                    pending = [(r.id, r.binding) for r in requests.pending_for_user(s, device.user_id)]
-                for request_id, binding in pending:
-                    counter[0] += 1
-                    signature = sign_decision(key, binding, Decision.APPROVE, counter[0])
-                    try:
-                        approvals.decide_with_device(rt.sessions, rt.settings, "simulated-phone", token, request_id,
-                                                     Decision.APPROVE, counter[0],
-                                                     base64.b64encode(signature).decode())
-                        rt.notifier.notify()
-                    except Exception:  # noqa: BLE001 - a request may have been decided or expired meanwhile
-                        pass
+            with read_transaction(rt.sessions) as s:
+                pending = [(token, key, counter, r.id, r.binding) for token, user_id, key, counter in self.devices
+                           for r in requests.pending_for_user(s, user_id)]
+            for token, key, counter, request_id, binding in pending:
+                counter[0] += 1
+                signature = sign_decision(key, binding, Decision.APPROVE, counter[0])
+                try:
+                    approvals.decide_with_device(rt.sessions, rt.settings, "simulated-phone", token, request_id,
+                                                 Decision.APPROVE, counter[0], base64.b64encode(signature).decode())
+                    rt.notifier.notify()
+                except Exception:  # noqa: BLE001 - a request may have been decided or expired meanwhile
+                    pass
             rt.notifier.wait(seen, 1.0)
 
 
@@ -175,6 +178,8 @@ def run(data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
 
     from api.app import create_app
 
+    import sys as _s  # EXPERIMENT
+    if os.environ.get("XSWITCH"): _s.setswitchinterval(float(os.environ["XSWITCH"]))
     settings = load_settings(data_dir)
     if not setup.is_initialised(settings):
         setup.init_data_dir(settings, ACTOR, sandbox=True)

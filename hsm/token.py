@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -412,23 +412,35 @@ class Hsm:
         pss_salt_length: int | None = None,
     ) -> bytes:
         """Sign a digest computed by the caller; ECDSA comes back as DER ``ECDSA-Sig-Value``."""
+        return self.sign_digests(key_id, [digest], hash_name, scheme, pss_salt_length=pss_salt_length)[0]
+
+    def sign_digests(
+        self,
+        key_id: str,
+        digests: Sequence[bytes],
+        hash_name: str,
+        scheme: SignScheme,
+        *,
+        pss_salt_length: int | None = None,
+    ) -> list[bytes]:
+        """Sign several digests with one key, in order, in one session and with one key look-up."""
         if hash_name not in _DIGEST_SIZE:
             raise MechanismUnsupported(f"unsupported hash {hash_name!r}")
-        if len(digest) != _DIGEST_SIZE[hash_name]:
-            raise HsmError(f"a {hash_name} digest has {_DIGEST_SIZE[hash_name]} bytes, got {len(digest)}")
+        for digest in digests:
+            if len(digest) != _DIGEST_SIZE[hash_name]:
+                raise HsmError(f"a {hash_name} digest has {_DIGEST_SIZE[hash_name]} bytes, got {len(digest)}")
         with self._session() as session:
             key = self._find(session, ObjectClass.PRIVATE_KEY, key_id.encode())
             try:
                 if scheme is SignScheme.RSA_PKCS1_V15:
-                    return bytes(key.sign(_DIGEST_INFO_PREFIX[hash_name] + digest, mechanism=Mechanism.RSA_PKCS))
+                    prefix = _DIGEST_INFO_PREFIX[hash_name]
+                    return [bytes(key.sign(prefix + d, mechanism=Mechanism.RSA_PKCS)) for d in digests]
                 if scheme is SignScheme.RSA_PSS:
                     hash_mech, mgf = _PSS_HASH[hash_name]
                     salt = _DIGEST_SIZE[hash_name] if pss_salt_length is None else pss_salt_length
-                    return bytes(
-                        key.sign(digest, mechanism=Mechanism.RSA_PKCS_PSS, mechanism_param=(hash_mech, mgf, salt))
-                    )
-                raw = bytes(key.sign(digest, mechanism=Mechanism.ECDSA))
-                return bytes(encode_ecdsa_signature(raw))
+                    return [bytes(key.sign(d, mechanism=Mechanism.RSA_PKCS_PSS, mechanism_param=(hash_mech, mgf, salt)))
+                            for d in digests]
+                return [bytes(encode_ecdsa_signature(bytes(key.sign(d, mechanism=Mechanism.ECDSA)))) for d in digests]
             except (p11.MechanismInvalid, p11.KeyTypeInconsistent, p11.FunctionNotSupported):
                 raise MechanismUnsupported(f"{scheme.value} is not usable with key {key_id!r}") from None
             except (p11.MechanismParamInvalid, p11.DataLenRange, p11.DataInvalid):

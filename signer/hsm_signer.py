@@ -31,10 +31,10 @@ class HsmKeySigner(KeySigner):
         self.key_id = key_id
 
     def _sign_digest(self, digest: bytes, hash_name: str, scheme: Scheme, pss: PssParams | None) -> bytes:
-        return self._hsm.sign_digest(
-            self.key_id,
-            digest,
-            hash_name,
-            _HSM_SCHEME[scheme],
-            pss_salt_length=pss.salt_length if pss else None,
-        )
+        return self._sign_digests([digest], hash_name, scheme, pss)[0]
+
+    def _sign_digests(self, digests: Sequence[bytes], hash_name: str, scheme: Scheme,
+                      pss: PssParams | None) -> list[bytes]:
+        # One HSM session and one key look-up for the whole batch.
+        return self._hsm.sign_digests(self.key_id, digests, hash_name, _HSM_SCHEME[scheme],
+                                      pss_salt_length=pss.salt_length if pss else None)

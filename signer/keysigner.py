@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from asn1crypto import x509
 
-from signer.algorithms import PssParams, Scheme, check_digest
+from signer.algorithms import DIGEST_SIZES, PssParams, Scheme, check_digest
 from signer.errors import InvalidParameters, UnsupportedAlgorithm
 
 
@@ -49,18 +49,31 @@ class KeySigner(ABC):
 
     def sign(self, digest: bytes, hash_name: str, *, scheme: Scheme | None = None, pss: PssParams | None = None) -> bytes:
         """Check the request, then sign. ECDSA signatures come back as DER."""
-        check_digest(digest, hash_name)
+        return self.sign_many([digest], hash_name, scheme=scheme, pss=pss)[0]
+
+    def sign_many(self, digests: Sequence[bytes], hash_name: str, *, scheme: Scheme | None = None,
+                  pss: PssParams | None = None) -> list[bytes]:
+        """:meth:`sign` for several digests of one hash algorithm, in order."""
+        if hash_name not in DIGEST_SIZES:
+            raise UnsupportedAlgorithm(f"unsupported digest algorithm {hash_name!r}")
+        for digest in digests:
+            check_digest(digest, hash_name)
         use = scheme or self.scheme
         if use is not self.scheme and {use, self.scheme} != {Scheme.RSA_PKCS1_V15, Scheme.RSA_PSS}:
             raise UnsupportedAlgorithm(f"{use.value} does not fit this {self.scheme.value} key")
         if use is Scheme.RSA_PSS:
-            pss = pss or PssParams(hash_name, len(digest))
+            pss = pss or PssParams(hash_name, DIGEST_SIZES[hash_name])
             if pss.hash_name != hash_name:
                 raise InvalidParameters("the PSS parameters name another digest than the hash")
             pss.check_for_key(self.key_bits)
         elif pss is not None:
             raise InvalidParameters(f"PSS parameters given for {use.value}")
-        return self._sign_digest(digest, hash_name, use, pss)
+        return self._sign_digests(digests, hash_name, use, pss)
+
+    def _sign_digests(self, digests: Sequence[bytes], hash_name: str, scheme: Scheme,
+                      pss: PssParams | None) -> list[bytes]:
+        """Sign checked digests; a key that can sign a batch faster overrides this."""
+        return [self._sign_digest(digest, hash_name, scheme, pss) for digest in digests]
 
     @abstractmethod
     def _sign_digest(self, digest: bytes, hash_name: str, scheme: Scheme, pss: PssParams | None) -> bytes:

@@ -2,12 +2,15 @@
 
 SQLite runs in WAL mode and every transaction starts with ``BEGIN IMMEDIATE``, so a
 transaction that reads then writes holds the write lock from its start; a transaction opened with
-:func:`read_transaction` starts deferred instead and never blocks or waits for writers.
+:func:`read_transaction` starts deferred instead and never blocks or waits for writers. Writers of
+one process queue on a lock before ``BEGIN IMMEDIATE``: SQLite's own busy handler sleeps between
+retries (up to 100 ms a round), which made the slowest requests wait for nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -16,6 +19,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 _READ_ONLY: ContextVar[bool] = ContextVar("kyso_read_only_transaction", default=False)
+_WRITER = "kyso_writer_lock"
+_WRITER_WAIT_SECONDS = 30
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -31,9 +36,44 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
+        writer = threading.Lock()  # owned by a connection, not a thread
+
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN" if _READ_ONLY.get() else "BEGIN IMMEDIATE")
+            if _READ_ONLY.get():
+                conn.exec_driver_sql("BEGIN")
+                return
+            # Held until this transaction's COMMIT or ROLLBACK is done. If the wait runs out,
+            # SQLite's busy timeout decides as it would without the lock.
+            if not conn.info.get(_WRITER) and writer.acquire(timeout=_WRITER_WAIT_SECONDS):
+                conn.info[_WRITER] = True
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        def _release(conn_info: dict[str, Any]) -> None:
+            if conn_info.pop(_WRITER, False):
+                writer.release()
+
+        def _then_release(end: Callable[[Any], None]) -> Callable[[Any], None]:
+            def ended(pooled_conn: Any) -> None:  # the pool's proxy: its ``info`` is the connection's
+                try:
+                    end(pooled_conn)
+                finally:
+                    try:
+                        info = pooled_conn.info
+                    except NotImplementedError:  # the dialect's own first connection, never ours
+                        return
+                    _release(info)
+
+            return ended
+
+        # After the statement itself, so that the next writer's BEGIN IMMEDIATE never meets a
+        # lock still held (an after-commit hook may already write again).
+        engine.dialect.do_commit = _then_release(engine.dialect.do_commit)  # type: ignore[method-assign]
+        engine.dialect.do_rollback = _then_release(engine.dialect.do_rollback)  # type: ignore[method-assign]
+
+        @event.listens_for(engine, "checkin")
+        def _on_checkin(_dbapi_conn: Any, record: Any) -> None:  # a connection invalidated mid-transaction
+            _release(record.info)
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)

@@ -229,7 +229,10 @@ class RequestItem(Base):
 
     request: Mapped[SigningRequest] = relationship(back_populates="items")
 
-    __table_args__ = (UniqueConstraint("request_id", "position", name="uq_request_items_position"),)
+    __table_args__ = (
+        UniqueConstraint("request_id", "position", name="uq_request_items_position"),
+        Index("ix_request_items_state", "state"),  # the reclaimer looks for reserved hashes
+    )
 
 
 class DeviceStatus(str, enum.Enum):

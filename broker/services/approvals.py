@@ -23,7 +23,7 @@ from biometrics import ConfirmationError, Decision, verify_decision
 from biometrics.device import load_device_key
 from broker import audit
 from broker.audit import Actor
-from broker.db.engine import transaction
+from broker.db.engine import read_transaction, transaction
 from broker.db.models import (
     ActivationCode,
     ApprovalDevice,
@@ -160,12 +160,18 @@ def _request_for_user(session: Session, actor: Actor, request_id: str, user_id: 
     return request
 
 
-def expire_due(factory: sessionmaker[Session], actor: Actor, request_id: str) -> None:
-    """Expire the request first, in its own transaction, if its time ran out."""
+def expire_due(factory: sessionmaker[Session], actor: Actor, request_id: str) -> RequestState | None:
+    """Expire the request first, in its own transaction, if its time ran out; its state then
+    (None for an unknown request). Only an overdue request takes the write lock."""
+    with read_transaction(factory) as session:
+        request = session.get(SigningRequest, request_id)
+        if request is None or not requests.overdue(request):
+            return None if request is None else request.state
     with transaction(factory) as session:
         request = session.get(SigningRequest, request_id)
-        if request is not None:
-            requests.expire_if_due(session, actor, request)
+        assert request is not None
+        requests.expire_if_due(session, actor, request)
+        return request.state
 
 
 def apply_decision(
@@ -243,14 +249,15 @@ def decide_with_device(
     signature_b64: str,
 ) -> SigningRequest:
     """The phone's approval or refusal: signature over the binding, device active, counter forward."""
-    with transaction(factory) as session:
-        device = session.scalar(select(ApprovalDevice).where(ApprovalDevice.token_hash == token_hash(device_token)))
-        if device is None:
+    with read_transaction(factory) as session:
+        found = session.execute(select(ApprovalDevice.id, ApprovalDevice.user_id)
+                                .where(ApprovalDevice.token_hash == token_hash(device_token))).first()
+    if found is None:
+        with transaction(factory) as session:
             audit.record(session, Actor("device", "unknown", origin), f"request.{decision.value}", outcome="refused",
                          target_type="request", target_id=request_id, details={"reason": DeviceNotActive.code})
-    if device is None:
         raise DeviceNotActive("unknown device token")
-    device_id, user_id = device.id, device.user_id
+    device_id, user_id = found
     actor = Actor("device", device_id, origin)
     try:
         signature = base64.b64decode(signature_b64, validate=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 
 from asn1crypto import x509 as asn1_x509
@@ -236,8 +237,15 @@ class SigningMaterial:
 
 
 def signing_material(credential: Credential) -> SigningMaterial:
-    cert, chain = certificate_chain(credential)
-    return SigningMaterial(cert, [c for c in chain if c.self_signed == "no"], Scheme(credential.signature_scheme))
+    return _signing_material(credential.certificate, tuple(credential.chain), credential.signature_scheme)
+
+
+@lru_cache(maxsize=256)
+def _signing_material(certificate_der: bytes, chain_b64: tuple[str, ...], scheme: str) -> SigningMaterial:
+    """Parsed once per certificate: parsing (and the self-signed test) cost milliseconds per signature."""
+    cert = asn1_x509.Certificate.load(certificate_der)
+    chain = [asn1_x509.Certificate.load(base64.b64decode(c)) for c in chain_b64]
+    return SigningMaterial(cert, [c for c in chain if c.self_signed == "no"], Scheme(scheme))
 
 
 def key_signer(hsm: Hsm, credential: Credential) -> HsmKeySigner:

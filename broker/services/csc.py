@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker import audit
-from broker.db.engine import transaction
+from broker.db.engine import read_transaction, transaction
 from broker.db.models import Credential, RequestState, SigningRequest
 from broker.errors import InvalidInput, KysoError
 from broker.notify import Notifier
@@ -156,7 +156,8 @@ def sign_hash(
 ) -> list[bytes]:
     ctx.require("sign")
     actor = ctx.actor(origin)
-    with transaction(factory) as session:
+    # Only reads: sole control re-checks the request and reserves its hashes in its own transaction.
+    with read_transaction(factory) as session:
         credential = visible_credential(session, ctx, credential_id)
         request = session.scalar(select(SigningRequest).where(SigningRequest.sad_hash == token_hash(sad)))
         if (request is None or request.credential_id != credential.id or request.client_id != ctx.client_id

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from broker.audit import Actor
 from broker.db.engine import transaction
 from broker.db.models import Credential, RequestState
-from broker.errors import InvalidInput, KysoError
+from broker.errors import InvalidInput, KysoError, NotFound
 from broker.notify import Notifier
-from broker.services import credentials, sole_control
+from broker.services import approvals, credentials, sole_control
 from broker.services import signing_requests as requests
 from broker.settings import Settings
 from hsm import Hsm
@@ -85,10 +85,10 @@ def wait_for_decision(factory: sessionmaker[Session], notifier: Notifier, reques
     """Block until the request is decided, expires, or ``timeout`` passes (then still pending)."""
 
     def check() -> RequestState:
-        with transaction(factory) as session:
-            request = requests.get(session, request_id)
-            requests.expire_if_due(session, actor, request)
-            return request.state
+        state = approvals.expire_due(factory, actor, request_id)
+        if state is None:
+            raise NotFound(f"no signing request {request_id!r}")
+        return state
 
     limit = timeout if timeout is not None else float("inf")
     return notifier.wait_for(check, lambda state: state is not RequestState.PENDING, limit, recheck=0.5)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.audit import Actor
@@ -27,7 +27,7 @@ def expire_unused_authorisations(factory: sessionmaker[Session], settings: Setti
     with read_transaction(factory) as session:
         unused = list(session.scalars(select(SigningRequest.id).where(
             SigningRequest.state == RequestState.APPROVED, SigningRequest.payload.is_(None),
-            SigningRequest.id.not_in(select(RequestItem.request_id).where(RequestItem.state != ItemState.AUTHORISED)),
+            ~exists().where(RequestItem.request_id == SigningRequest.id, RequestItem.state != ItemState.AUTHORISED),
             (SigningRequest.sad_expires_at < moment)
             | (SigningRequest.sad_hash.is_(None) & (SigningRequest.decided_at < never_fetched)))))
     ended = 0

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -293,12 +293,11 @@ def pending_work(factory: sessionmaker[Session]) -> list[str]:
     A request whose hashes another worker has reserved is that worker's, or, if it died, the
     reclaimer's (:mod:`broker.services.recovery`).
     """
-    reserved = select(RequestItem.request_id).where(RequestItem.state == ItemState.RESERVED)
+    reserved = exists().where(RequestItem.request_id == SigningRequest.id, RequestItem.state == ItemState.RESERVED)
     with read_transaction(factory) as session:
         return list(session.scalars(select(SigningRequest.id).where(
             SigningRequest.state == RequestState.APPROVED, SigningRequest.client_id.is_not(None),
-            SigningRequest.sad_hash.is_(None), SigningRequest.payload.is_not(None),
-            SigningRequest.id.not_in(reserved))))
+            SigningRequest.sad_hash.is_(None), SigningRequest.payload.is_not(None), ~reserved)))
 
 
 def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id: str,

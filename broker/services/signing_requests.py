@@ -204,9 +204,14 @@ def _forget_ended(session: Session) -> None:
     session.info.pop(_ENDED, None)
 
 
+def overdue(request: SigningRequest) -> bool:
+    """Still pending although its time ran out: :func:`expire_if_due` would expire it."""
+    return request.state is RequestState.PENDING and aware(request.expires_at) <= now()
+
+
 def expire_if_due(session: Session, actor: Actor, request: SigningRequest) -> bool:
     """Mark a pending request whose time ran out as expired (audited). True if it expired."""
-    if request.state is RequestState.PENDING and aware(request.expires_at) <= now():
+    if overdue(request):
         try:
             transition(session, actor, request, RequestState.EXPIRED)
         except RequestNotPending:

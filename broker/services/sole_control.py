@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.audit import Actor
@@ -22,7 +22,7 @@ from broker.observability import metrics
 from broker.services import credentials
 from broker.services import signing_requests as requests
 from hsm import Hsm, HsmError
-from signer import KeySigner, PssParams, Scheme, SignerError
+from signer import PssParams, Scheme, SignerError
 
 
 class NotAuthorised(Conflict):
@@ -55,17 +55,21 @@ def sign_approved(
             update(RequestItem)
             .where(RequestItem.request_id == request_id, RequestItem.state == ItemState.AUTHORISED)
             .values(state=ItemState.RESERVED, reserved_at=moment)
+            .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]
-        if reserved != len(request.items):
+        items = session.execute(select(RequestItem.id, RequestItem.digest).where(RequestItem.request_id == request_id)
+                                .order_by(RequestItem.position)).all()
+        if reserved != len(items):
             raise NotAuthorised(f"the authorisation of request {request_id} was already used")
         credential = session.get(Credential, request.credential_id)
         assert credential is not None
         key = credentials.key_signer(hsm, credential)
-        items = [(item.id, item.digest) for item in request.items]
         hash_name = request.hash_algorithm
 
+    started = time.perf_counter()
     try:
-        signatures = [_timed_sign(key, digest, hash_name, scheme, pss) for _, digest in items]
+        # One HSM session and one key look-up for the whole batch.
+        signatures = key.sign_many([item.digest for item in items], hash_name, scheme=scheme, pss=pss)
     except (HsmError, SignerError) as exc:
         if isinstance(exc, HsmError):
             metrics.record_hsm_error(exc.code)
@@ -78,20 +82,19 @@ def sign_approved(
             requests.transition(session, actor, request, RequestState.FAILED, expected=(RequestState.APPROVED,),
                                 failure_reason=f"{exc.code}: {exc.message}"[:255], details={"reason": exc.code})
         raise
+    per_signature = (time.perf_counter() - started) / max(len(signatures), 1)
+    for _ in signatures:
+        metrics.observe_hsm_sign(per_signature)
 
     with transaction(factory) as session:
-        for (item_id, _), signature in zip(items, signatures):
-            session.execute(update(RequestItem).where(RequestItem.id == item_id, RequestItem.state == ItemState.RESERVED)
-                            .values(state=ItemState.CONSUMED, signature=signature))
+        items_table = RequestItem.__table__
+        session.connection().execute(
+            update(items_table)
+            .where(items_table.c.id == bindparam("item_id"), items_table.c.state == ItemState.RESERVED)
+            .values(state=ItemState.CONSUMED, signature=bindparam("b_signature")),
+            [{"item_id": item.id, "b_signature": signature} for item, signature in zip(items, signatures)])
         if mark_signed:
             request = requests.get(session, request_id)
             requests.transition(session, actor, request, RequestState.SIGNED, expected=(RequestState.APPROVED,),
                                 details={"signatures": len(signatures)})
     return signatures
-
-
-def _timed_sign(key: KeySigner, digest: bytes, hash_name: str, scheme: Scheme | None, pss: PssParams | None) -> bytes:
-    started = time.perf_counter()
-    signature = key.sign(digest, hash_name, scheme=scheme, pss=pss)
-    metrics.observe_hsm_sign(time.perf_counter() - started)
-    return signature

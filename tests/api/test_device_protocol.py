@@ -194,9 +194,9 @@ def test_replayed_approval_and_backward_counter(runtime: Runtime, enrolled: Enro
 
 
 def test_an_expired_request_cannot_be_approved(runtime: Runtime, enrolled: Enrolled, lan_device: DeviceClient) -> None:
-    request_id = new_request(runtime, enrolled.rsa, ttl=1)
+    request_id = new_request(runtime, enrolled.rsa, ttl=2)  # expires_at is rounded down: 1-2 s from now
     shown = pending_one(lan_device, request_id)
-    time.sleep(1.2)
+    time.sleep(2.2)
     with pytest.raises(DeviceApiError) as refused:
         lan_device.decide(shown, Decision.APPROVE)
     assert refused.value.status == 410 and refused.value.code == "request_expired"
