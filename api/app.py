@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import approval_page, csc, devices, oauth, operations, problems, rest
+from api.admin import AdminSocketRouting, create_admin_app
 from api.middleware import RequestContextMiddleware
 from broker.audit_checkpoint import checkpoint_on_shutdown
 from broker.runtime import Runtime
@@ -41,4 +42,5 @@ def create_app(runtime: Runtime, *, close_runtime: bool = False) -> FastAPI:
     app.include_router(rest.router)
     app.include_router(csc.v1_router)
     app.include_router(csc.v2_router)
+    app.add_middleware(AdminSocketRouting, admin=create_admin_app(runtime))  # outermost: before any API middleware
     return app

@@ -17,7 +17,7 @@ from api.deps import client_origin, runtime
 from api import csc_schemas
 from api.problems import CSC_RESPONSES
 from biometrics import ConfirmationError
-from broker.db.engine import read_transaction, transaction
+from broker.db.engine import read_transaction
 from broker.db.models import CredentialStatus
 from broker.errors import InvalidInput, KysoError, NotFound, PolicyViolation
 from broker.runtime import Runtime
@@ -133,7 +133,7 @@ def build_router(version: str) -> APIRouter:
     async def credentials_list(request: Request, rt: Runtime = Depends(runtime)) -> JSONResponse:
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             user = _text(body, "userID", required=False)
-            with transaction(rt.sessions) as session:
+            with read_transaction(rt.sessions) as session:
                 found = clients.visible_credentials(session, ctx, user)
                 return {"credentialIDs": [c.id for c in found if c.status is CredentialStatus.ACTIVE]}
 
@@ -147,7 +147,7 @@ def build_router(version: str) -> APIRouter:
             which = _text(body, "certificates", required=False) or "single"
             if which not in ("none", "single", "chain"):
                 raise InvalidInput("certificates must be none, single or chain")
-            with transaction(rt.sessions) as session:
+            with read_transaction(rt.sessions) as session:
                 credential = clients.visible_credential(session, ctx, str(credential_id))
                 return _credential_info(credential, which, v2, rt.settings.max_batch)
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from api.client_auth import client_context
 from api.deps import client_origin, runtime
@@ -112,7 +113,7 @@ def _view(request: SigningRequest, base: str) -> RequestOut:
 def list_credentials(user: str | None = None, ctx: ClientContext = Depends(client_context),
                      rt: Runtime = Depends(runtime)) -> list[CredentialOut]:
     """Credentials of the signers this relying system serves."""
-    with transaction(rt.sessions) as session:
+    with read_transaction(rt.sessions) as session:
         out = []
         for c in clients.visible_credentials(session, ctx, user):
             chain = [c.certificate, *(base64.b64decode(x) for x in c.chain)]
@@ -170,7 +171,7 @@ def create_request(body: RequestIn, response: Response, ctx: ClientContext = Dep
     rt.notifier.notify()
     if not created:
         response.status_code = 200
-    with transaction(rt.sessions) as session:
+    with read_transaction(rt.sessions) as session:
         return _view(requests.get(session, request.id), rt.settings.public_base_url)
 
 
@@ -179,7 +180,7 @@ def get_request(request_id: str, wait: float = 0, ctx: ClientContext = Depends(c
                 rt: Runtime = Depends(runtime)) -> RequestOut:
     """Status; with ``wait`` (seconds, ≤ 25) long-polls until the request leaves pending/approved."""
 
-    def check() -> RequestOut:
+    def view() -> RequestOut:
         with read_transaction(rt.sessions) as session:  # the write lock only for an overdue request
             request = clients.visible_request(session, ctx, request_id)
             if not requests.overdue(request):
@@ -189,15 +190,31 @@ def get_request(request_id: str, wait: float = 0, ctx: ClientContext = Depends(c
             requests.expire_if_due(session, ctx.actor(None), request)
             return _view(request, rt.settings.public_base_url)
 
-    return rt.notifier.wait_for(check, lambda v: v.state not in ("pending", "approved"),
-                                min(max(wait, 0), rt.settings.long_poll_seconds))
+    def still_open() -> bool:
+        """One small query per wake-up (every notification wakes every long poll)."""
+        with read_transaction(rt.sessions) as session:
+            state, expires_at = session.execute(select(SigningRequest.state, SigningRequest.expires_at)
+                                                .where(SigningRequest.id == request_id)).one()
+        overdue = state is RequestState.PENDING and requests.aware(expires_at) <= requests.now()
+        return state in _OPEN and not overdue
+
+    current = view()
+    timeout = min(max(wait, 0), rt.settings.long_poll_seconds)
+    if current.state not in _OPEN_NAMES or timeout <= 0:
+        return current
+    rt.notifier.wait_for(still_open, lambda open_: not open_, timeout)
+    return view()
+
+
+_OPEN = (RequestState.PENDING, RequestState.APPROVED)
+_OPEN_NAMES = frozenset(s.value for s in _OPEN)
 
 
 @router.get("/requests/{request_id}/documents/{position}", response_class=FileResponse)
 def signed_document(request_id: str, position: int, ctx: ClientContext = Depends(client_context),
                     rt: Runtime = Depends(runtime)) -> FileResponse:
     """A signed document, streamed from disk."""
-    with transaction(rt.sessions) as session:
+    with read_transaction(rt.sessions) as session:
         path, media = rest_requests.result_file(session, ctx, request_id, position)
     return FileResponse(path, media_type=media, filename=f"{request_id}-{position}{path.suffix}")
 
@@ -216,7 +233,7 @@ class DeliveryOut(BaseModel):
 def webhook_log(request_id: str, ctx: ClientContext = Depends(client_context),
                 rt: Runtime = Depends(runtime)) -> list[DeliveryOut]:
     """The delivery log of a request's webhooks."""
-    with transaction(rt.sessions) as session:
+    with read_transaction(rt.sessions) as session:
         clients.visible_request(session, ctx, request_id)
         return [DeliveryOut(event_id=d.id, url=d.url, state=d.state.value, attempts=d.attempts,
                             last_status=d.last_status, last_error=d.last_error,
@@ -231,5 +248,5 @@ def cancel(request_id: str, ctx: ClientContext = Depends(client_context), rt: Ru
         request = clients.visible_request(session, ctx, request_id)
         requests.cancel(session, ctx.actor(origin), request)
     rt.notifier.notify()
-    with transaction(rt.sessions) as session:
+    with read_transaction(rt.sessions) as session:
         return _view(requests.get(session, request_id), rt.settings.public_base_url)

@@ -177,9 +177,9 @@ def run(data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
     import uvicorn
 
     from api.app import create_app
+    from broker import admin_socket
+    from broker.server import remove_server_json, write_server_json
 
-    import sys as _s  # EXPERIMENT
-    if os.environ.get("XSWITCH"): _s.setswitchinterval(float(os.environ["XSWITCH"]))
     settings = load_settings(data_dir)
     if not setup.is_initialised(settings):
         setup.init_data_dir(settings, ACTOR, sandbox=True)
@@ -190,6 +190,7 @@ def run(data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
     base_url = f"http://localhost:{port}"
     settings.public_base_url = base_url
     settings.webauthn_origins = [base_url]
+    admin = admin_socket.bind(data_dir)  # the CLI's way to the token while the sandbox runs
     runtime = Runtime(settings)
     sandbox_json = data_dir / "sandbox.json"
     sandbox_json.unlink(missing_ok=True)
@@ -198,7 +199,9 @@ def run(data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
     client_id, secret, token = client_and_token(runtime)
     phones = SimulatedPhones(runtime)
     phones.start()
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime), host=host, port=port, log_level="warning"))
+    config = uvicorn.Config(create_app(runtime), host=host, port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    sockets = [config.bind_socket(), *([admin] if admin else [])]
 
     def announce() -> None:
         while not server.started and not server.should_exit:
@@ -211,6 +214,7 @@ def run(data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
                 pass
             time.sleep(0.1)
         write_atomically(sandbox_json, describe(runtime, base_url, client_id, secret, token))
+        write_server_json(data_dir, base_url, 1, admin_socket.socket_path(data_dir))
         print(f"kyso sandbox ready at {base_url}; details in {sandbox_json}", flush=True)
         print("simulated phones approve every request of the demo users: sandbox only", flush=True)
 
@@ -220,8 +224,10 @@ def run(data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: None)
     try:
-        server.run()
+        server.run(sockets=sockets)
     finally:
+        remove_server_json(data_dir)
+        admin_socket.unbind(admin, data_dir)
         phones.stop()
         emulators.stop()
         sandbox_json.unlink(missing_ok=True)

@@ -27,6 +27,7 @@ from fastapi import FastAPI
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from broker import admin_socket
 from broker.observability.logs import configure_logging
 from broker.observability.multiprocess import mark_process_dead, multiprocess_dir, prepare_multiprocess_dir
 from broker.runtime import Runtime
@@ -111,12 +112,12 @@ def server_json_path(data_dir: Path) -> Path:
     return data_dir / "server.json"
 
 
-def write_server_json(data_dir: Path, url: str, workers: int) -> None:
+def write_server_json(data_dir: Path, url: str, workers: int, admin_socket: Path) -> None:
     path = server_json_path(data_dir)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump({"url": url, "pid": os.getpid(), "workers": workers}, fh, indent=1)
+        json.dump({"url": url, "pid": os.getpid(), "workers": workers, "admin_socket": str(admin_socket)}, fh, indent=1)
     tmp.replace(path)
 
 
@@ -142,9 +143,9 @@ def local_url(host: str, port: int) -> str:
 class _Announcer(threading.Thread):
     """Writes ``server.json`` once ``/readyz`` answers; never after :meth:`withdraw`."""
 
-    def __init__(self, data_dir: Path, url: str, workers: int) -> None:
+    def __init__(self, data_dir: Path, url: str, workers: int, admin_socket: Path) -> None:
         super().__init__(name="kyso-announce", daemon=True)
-        self.data_dir, self.url, self.workers = data_dir, url, workers
+        self.data_dir, self.url, self.workers, self.admin_socket = data_dir, url, workers, admin_socket
         self._withdrawn = threading.Event()
         self._write_lock = threading.Lock()
 
@@ -157,7 +158,7 @@ class _Announcer(threading.Thread):
             if ready:
                 with self._write_lock:
                     if not self._withdrawn.is_set():
-                        write_server_json(self.data_dir, self.url, self.workers)
+                        write_server_json(self.data_dir, self.url, self.workers, self.admin_socket)
                 return
             self._withdrawn.wait(0.2)
 
@@ -197,6 +198,7 @@ def run(settings: Settings, host: str, port: int, workers: int) -> bool:
     logs: dict[str, Any] = {"log_config": None, "access_log": False, "log_level": "info"}  # kyso logs each request
     runtime: Runtime | None = None
     announcer: _Announcer | None = None
+    admin = admin_socket.bind(data_dir)  # CLI commands that need the HSM come through it
     try:
         if workers == 1:
             runtime = build_runtime(settings)  # a wrong PIN or a missing token fails here, as one line
@@ -206,17 +208,18 @@ def run(settings: Settings, host: str, port: int, workers: int) -> bool:
                                     **logs)
         sock = config.bind_socket()
         url = local_url(host, int(sock.getsockname()[1]))
-        announcer = _Announcer(data_dir, url, workers)
+        announcer = _Announcer(data_dir, url, workers, admin_socket.socket_path(data_dir))
         announcer.start()
         if workers == 1:
             server = uvicorn.Server(config)
-            server.run(sockets=[sock])
+            server.run(sockets=[sock, *([admin] if admin else [])])
             return server.started
-        supervisor = _Supervisor(config, sockets=[sock])
+        supervisor = _Supervisor(config, sockets=[sock, *([admin] if admin else [])])
         supervisor.run()
         return supervisor.all_started()
     finally:
         if announcer is not None:
             announcer.withdraw()
+        admin_socket.unbind(admin, data_dir)
         if runtime is not None:
             runtime.close()

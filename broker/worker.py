@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import time
 
 from broker.audit import Actor
 from broker.runtime import Runtime
@@ -12,12 +15,14 @@ from broker.services import delegated, recovery, rest_requests, webhooks
 
 log = logging.getLogger("kyso.worker")
 ACTOR = Actor("worker", "signing-worker")
+HOUSEKEEPING_SECONDS = 1.0
 
 
 class SigningWorker:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._stop = threading.Event()
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"[:64]
         self._thread = threading.Thread(target=self._run, name="signing-worker", daemon=True)
 
     def start(self) -> None:
@@ -30,24 +35,34 @@ class SigningWorker:
 
     def _run(self) -> None:
         rt = self.runtime
+        housekeeping_at = 0.0
         while not self._stop.is_set():
             seen = rt.notifier.version()
-            waiting_at_provider = False
             try:
-                if recovery.reclaim(rt.sessions, rt.settings, ACTOR) + \
-                        recovery.expire_unused_authorisations(rt.sessions, rt.settings, ACTOR):
-                    rt.notifier.notify()
-                waiting_at_provider = self._follow_providers()
+                # Every notification wakes this loop: only approved work and webhooks are looked at
+                # each time; crash recovery, unused authorisations and the providers' answers wait
+                # for their interval, so that a busy server does not repeat them per request.
+                if time.monotonic() >= housekeeping_at:
+                    housekeeping_at = time.monotonic() + HOUSEKEEPING_SECONDS
+                    if recovery.reclaim(rt.sessions, rt.settings, ACTOR) + \
+                            recovery.expire_unused_authorisations(rt.sessions, rt.settings, ACTOR):
+                        rt.notifier.notify()
+                    if self._follow_providers():  # some still wait for a signer at the provider
+                        housekeeping_at = time.monotonic() + rt.settings.provider_poll_seconds
                 for request_id in rest_requests.pending_work(rt.sessions):
+                    if not rest_requests.claim(rt.sessions, request_id, self.name,
+                                               rt.settings.reservation_timeout_seconds):
+                        continue  # another worker is finishing it
                     try:
                         rest_requests.finish(rt.sessions, rt.hsm, ACTOR, request_id, rt.long_term_services)
                     except Exception as exc:  # noqa: BLE001 - one request's failure must not stop the others
                         log.warning("request %s could not be finished: %s", request_id, getattr(exc, "code", type(exc).__name__))
+                        rest_requests.release(rt.sessions, request_id, self.name)
                     rt.notifier.notify()
                 webhooks.deliver_due(rt.sessions, allow_private=rt.settings.webhook_allow_private)
             except Exception as exc:  # noqa: BLE001 - e.g. the database is briefly away: try again
                 log.warning("signing worker: %s", type(exc).__name__)
-            rt.notifier.wait(seen, rt.settings.provider_poll_seconds if waiting_at_provider else 1.0)
+            rt.notifier.wait(seen, max(0.0, housekeeping_at - time.monotonic()))
 
     def _follow_providers(self) -> bool:
         """Poll the providers for delegated requests; True while some still wait for a signer there."""

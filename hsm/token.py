@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent import futures
 from contextlib import contextmanager
 from typing import Any
 
@@ -74,6 +75,9 @@ _loaded_conf: str | None = None
 _GATE = ModuleGate()
 # Bumped at each re-initialisation: sessions opened before it are gone (and their handles reused).
 _module_epoch = 0
+
+# Batches from this many digests on are signed over parallel sessions.
+_PARALLEL_FROM = 8
 
 # Retry a lost token after this long at first, doubling up to the maximum.
 _RETRY_FIRST = 0.5
@@ -147,6 +151,10 @@ class Hsm:
 
     def __init__(self, module_path: str, token_label: str, user_pin: str, max_sessions: int = 8) -> None:
         self._module_path = module_path
+        self._sign_parallel = max(1, min(os.cpu_count() or 1, max_sessions // 2))
+        """Sessions one long batch is split over."""
+        self._helpers: futures.ThreadPoolExecutor | None = None
+        self._helpers_lock = threading.Lock()
         self._token_label = token_label
         self._user_pin = user_pin
         self._pool = SessionPool(max_sessions)
@@ -196,6 +204,8 @@ class Hsm:
             self._login_session = None
             self._fault = TokenMissing("the HSM connection is closed")
             self._retry_at = float("inf")
+        if self._helpers is not None:
+            self._helpers.shutdown(wait=False)
 
     def reconnect(self) -> None:
         """Re-initialise the module and log in again now (after the token went away and came back)."""
@@ -423,12 +433,31 @@ class Hsm:
         *,
         pss_salt_length: int | None = None,
     ) -> list[bytes]:
-        """Sign several digests with one key, in order, in one session and with one key look-up."""
+        """Sign several digests with one key, in order. A long batch is split over parallel
+        sessions (the module releases the GIL while it signs), each with one key look-up."""
         if hash_name not in _DIGEST_SIZE:
             raise MechanismUnsupported(f"unsupported hash {hash_name!r}")
         for digest in digests:
             if len(digest) != _DIGEST_SIZE[hash_name]:
                 raise HsmError(f"a {hash_name} digest has {_DIGEST_SIZE[hash_name]} bytes, got {len(digest)}")
+        if not digests:
+            return []
+        parts = self._sign_parallel if len(digests) >= _PARALLEL_FROM else 1
+        size = -(-len(digests) // parts)
+        chunks = [digests[i:i + size] for i in range(0, len(digests), size)]
+        helpers = [self._signing_pool().submit(self._sign_in_session, key_id, chunk, hash_name, scheme, pss_salt_length)
+                   for chunk in chunks[1:]]
+        try:
+            # Never wait for the helpers while holding a session: they may need one from the pool.
+            signatures = self._sign_in_session(key_id, chunks[0], hash_name, scheme, pss_salt_length)
+        finally:
+            futures.wait(helpers)
+        for helper in helpers:
+            signatures += helper.result()
+        return signatures
+
+    def _sign_in_session(self, key_id: str, digests: Sequence[bytes], hash_name: str, scheme: SignScheme,
+                         pss_salt_length: int | None) -> list[bytes]:
         with self._session() as session:
             key = self._find(session, ObjectClass.PRIVATE_KEY, key_id.encode())
             try:
@@ -447,6 +476,12 @@ class Hsm:
                 raise HsmError(f"the HSM rejected the {scheme.value} parameters") from None
             except _DEVICE_ERRORS as exc:
                 raise DeviceError(f"signing failed: {type(exc).__name__}") from None
+
+    def _signing_pool(self) -> futures.ThreadPoolExecutor:
+        with self._helpers_lock:
+            if self._helpers is None:
+                self._helpers = futures.ThreadPoolExecutor(max(1, self._sign_parallel - 1), thread_name_prefix="hsm-sign")
+            return self._helpers
 
     @staticmethod
     def _find(session: Any, cls: ObjectClass, ident: bytes, missing_ok: bool = False) -> Any:

@@ -35,6 +35,6 @@ class HsmKeySigner(KeySigner):
 
     def _sign_digests(self, digests: Sequence[bytes], hash_name: str, scheme: Scheme,
                       pss: PssParams | None) -> list[bytes]:
-        # One HSM session and one key look-up for the whole batch.
+        # The whole batch in one call: a key look-up per HSM session, not per signature.
         return self._hsm.sign_digests(self.key_id, digests, hash_name, _HSM_SCHEME[scheme],
                                       pss_salt_length=pss.salt_length if pss else None)

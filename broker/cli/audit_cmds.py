@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -11,6 +13,7 @@ from typing import Optional
 import typer
 
 from broker import audit, audit_checkpoint, audit_export, audit_key, audit_verify
+from broker.admin_socket import AdminClient
 from broker.audit import cli_actor
 from broker.cli.context import state
 from broker.cli.output import console, table
@@ -64,7 +67,7 @@ def verify(
         subject = f"export {file.name}"
     else:
         runtime = state(ctx).runtime()
-        public = pinned or audit_key.audit_public_key(runtime.hsm)
+        public = pinned or _audit_public_key(ctx)
         with read_transaction(runtime.sessions) as session:
             report = audit_verify.verify_database(session, runtime.settings.anchors_path, public)
         subject = "audit chain"
@@ -76,6 +79,15 @@ def verify(
 @audit_app.command("checkpoint")
 def checkpoint(ctx: typer.Context) -> None:
     """Sign the chain head now with the HSM's audit key; append it to the anchors file."""
+    server = state(ctx).server()
+    if server is not None:  # the running server holds the token
+        done = server.call("POST", "/audit/checkpoints")
+        if done["event_id"] is None:
+            console.print("the audit log is empty: nothing to sign")
+            return
+        console.print(f"checkpoint {done['event_id']}: head event {done['head_id']} ({done['head_hash'][:16]}…) signed, "
+                      f"anchor appended to {done['anchors_path']} (through the running server)", markup=False)
+        return
     runtime = state(ctx).runtime()
     made = audit_checkpoint.write_checkpoint(runtime, cli_actor(), "manual")
     if made is None:
@@ -96,18 +108,46 @@ def export(
         None, "--out", "-o", help="Write here instead of standard output."),
 ) -> None:
     """Events of a time range as JSON lines, with the anchors and a signed trailer, for an offline audit."""
-    runtime = state(ctx).runtime()
     start, end = _parse_time(since, "--since"), _parse_time(until, "--until")
-    if out is None:
-        audit_export.export(runtime.sessions, runtime.hsm, runtime.settings.anchors_path, sys.stdout, start, end)
-        return
-    tmp = out.with_name(out.name + ".part")
-    with tmp.open("w", encoding="utf-8") as fh:
-        summary = audit_export.export(runtime.sessions, runtime.hsm, runtime.settings.anchors_path, fh, start, end)
-    tmp.replace(out)
+    server = state(ctx).server()
+    if server is not None:  # the running server signs the trailer with the token it holds
+        summary = _export_through(server, out, start, end)
+        if summary is None:
+            return
+    else:
+        runtime = state(ctx).runtime()
+        if out is None:
+            audit_export.export(runtime.sessions, runtime.hsm, runtime.settings.anchors_path, sys.stdout, start, end)
+            return
+        tmp = out.with_name(out.name + ".part")
+        with tmp.open("w", encoding="utf-8") as fh:
+            summary = audit_export.export(runtime.sessions, runtime.hsm, runtime.settings.anchors_path, fh, start, end)
+        tmp.replace(out)
     span = f"events {summary.first_id}–{summary.last_id}" if summary.count else "no events"
     console.print(f"exported {span} ({summary.count}), {summary.anchors} anchors → {out}; "
                   f"audit key {summary.key_fingerprint}", markup=False)
+
+
+def _audit_public_key(ctx: typer.Context) -> audit_key.AuditPublicKey | None:
+    server = state(ctx).server()
+    if server is None:
+        return audit_key.audit_public_key(state(ctx).runtime().hsm)
+    pem_text = server.call("GET", "/audit/public-key")["pem"]
+    return audit_key.AuditPublicKey.from_pem(pem_text) if pem_text else None
+
+
+def _export_through(server: AdminClient, out: Path | None, start: datetime | None,
+                    end: datetime | None) -> audit_export.ExportSummary | None:
+    """The server writes the export to a file of the CLI's (a private temporary one for stdout)."""
+    times = {"since": start.isoformat() if start else None, "until": end.isoformat() if end else None}
+    if out is not None:
+        return audit_export.ExportSummary(**server.call("POST", "/audit/exports", {"output_path": str(out.resolve()), **times}))
+    with tempfile.TemporaryDirectory(prefix="kyso-export-") as tmp:
+        path = Path(tmp) / "export.jsonl"
+        server.call("POST", "/audit/exports", {"output_path": str(path), **times})
+        with path.open(encoding="utf-8") as fh:
+            shutil.copyfileobj(fh, sys.stdout)
+    return None
 
 
 def _print_report(subject: str, report: audit_verify.Report) -> None:

@@ -6,6 +6,7 @@ import base64
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Optional
+from urllib.parse import quote
 
 import typer
 from asn1crypto import pem
@@ -34,9 +35,16 @@ def enroll(
     scheme: Optional[str] = typer.Option(None, "--scheme", help="rsa-pkcs1v15 (default for RSA), rsa-pss or ecdsa."),  # noqa: UP007
 ) -> None:
     """Make a key in the HSM, have the provider certify it, store the chain."""
-    runtime = state(ctx).runtime()
     algorithm = credentials.parse_key_algorithm(key)
     chosen = credentials.parse_scheme(scheme, algorithm) if scheme else None
+    server = state(ctx).server()
+    if server is not None:  # the running server holds the token
+        made = server.call("POST", "/credentials", {"user": user, "ca": ca, "key": key, "scheme": scheme})
+        console.print(f"credential {made['id']} enrolled for {user}: {made['subject']}", markup=False)
+        console.print(f"  {made['provider_name']}, {made['key_algorithm']}, serial {made['serial_hex']} "
+                      "(through the running server)", markup=False)
+        return
+    runtime = state(ctx).runtime()
     adapter = runtime.ca(ca)
     with transaction(runtime.sessions) as session:
         credential = credentials.enroll(
@@ -131,6 +139,12 @@ def revoke(
 @cert_app.command("renew")
 def renew(ctx: typer.Context, credential_id: str = typer.Argument(...)) -> None:
     """A new HSM key and certificate from the same provider; the old certificate revoked as superseded."""
+    server = state(ctx).server()
+    if server is not None:  # the running server holds the token
+        made = server.call("POST", f"/credentials/{quote(credential_id, safe='')}/renew")
+        console.print(f"credential {made['id']} replaces {credential_id} (revoked: superseded)", markup=False)
+        console.print(f"  serial {made['serial_hex']}, valid until {made['not_after'][:10]}", markup=False)
+        return
     runtime = state(ctx).runtime()
     with transaction(runtime.sessions) as session:
         old = credentials.get_credential(session, credential_id)

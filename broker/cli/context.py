@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from broker import admin_socket
 from broker.errors import NotInitialised
 from broker.runtime import Runtime
 from broker.settings import Settings, load_settings
@@ -16,6 +17,8 @@ from broker.settings import Settings, load_settings
 class CliState:
     data_dir: Path
     _runtime: Runtime | None = field(default=None, repr=False)
+    _server: admin_socket.AdminClient | None = field(default=None, repr=False)
+    _looked_for_server: bool = field(default=False, repr=False)
 
     def settings(self) -> Settings:
         return load_settings(self.data_dir)
@@ -28,7 +31,20 @@ class CliState:
             self._runtime = Runtime(settings)
         return self._runtime
 
+    def server(self) -> admin_socket.AdminClient | None:
+        """The running server's admin socket, if one serves this data dir: HSM work goes there.
+
+        Only one process at a time should be logged in to a SoftHSM token (STACK_NOTES trap 3);
+        when no server runs, the CLI opens the token itself.
+        """
+        if not self._looked_for_server:
+            self._looked_for_server = True
+            self._server = admin_socket.connect(self.data_dir)
+        return self._server
+
     def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
         if self._runtime is not None:
             self._runtime.close()
 

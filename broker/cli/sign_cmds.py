@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import enum
 from pathlib import Path
 from typing import Optional
+from urllib.parse import quote
 
 import typer
 from asn1crypto import pem, x509
@@ -15,7 +18,7 @@ from broker.cli.output import console, table
 from broker.db.engine import transaction
 from broker.db.models import RequestState
 from broker.errors import InvalidInput, PolicyViolation
-from broker.services import credentials, directory, document_signing, local_signing
+from broker.services import credentials, directory, document_signing, local_signing, sole_control
 from ca_adapters import provider_names
 from signer import pades, validate
 
@@ -56,6 +59,7 @@ def sign(
     if unconfirmed and not runtime.settings.sandbox:
         raise PolicyViolation("unconfirmed signing is refused outside a sandbox data dir (kyso init --sandbox)")
     actor = cli_actor()
+    server = state(ctx).server()  # a running server holds the token: the HSM work goes through it
     options = None
     with transaction(runtime.sessions) as session:
         if credential_id is not None:
@@ -72,16 +76,25 @@ def sign(
                 signer_name=credential.user.full_name,
                 stamp_text=stamp,
             )
-        if unconfirmed:
+        if unconfirmed and server is not None:
+            chosen = credential.id  # the server signs in its own transaction, after this one ends
+        elif unconfirmed:
             if options is not None:
                 local_signing.sign_pdf(session, actor, runtime.hsm, credential, local_signing.PdfRequest(file, out, options))
             else:
                 local_signing.sign_cades(session, actor, runtime.hsm, credential, file, out, detached=not enveloping)
             console.print(f"signed {file} → {out} (unconfirmed, sandbox)")
             return
-        pending = document_signing.start(session, runtime.settings, actor, credential, file, out,
-                                         pdf_options=options, detached=not enveloping)
-        signer_name = credential.user.username
+        else:
+            pending = document_signing.start(session, runtime.settings, actor, credential, file, out,
+                                             pdf_options=options, detached=not enveloping)
+            signer_name = credential.user.username
+    if unconfirmed and server is not None:
+        server.call("POST", "/unconfirmed-signatures", {
+            "credential_id": chosen, "input_path": str(file.resolve()), "output_path": str(out.resolve()),
+            "pdf_options": dataclasses.asdict(options) if options is not None else None, "detached": not enveloping})
+        console.print(f"signed {file} → {out} (unconfirmed, sandbox, through the running server)")
+        return
     console.print(f"request {pending.request_id}: verification code {pending.verification_code}", markup=False)
     console.print(f"waiting for {signer_name} to approve on their phone or browser (until {pending.expires_at})",
                   markup=False)
@@ -89,7 +102,14 @@ def sign(
     if outcome is not RequestState.APPROVED:
         document_signing.abandon(pending)
         document_signing.raise_for_state(outcome, pending.request_id)
-    document_signing.complete(runtime.sessions, runtime.hsm, actor, pending)
+    if server is not None:
+        def sign_approved(request_id: str) -> list[bytes]:
+            answer = server.call("POST", f"/requests/{quote(request_id, safe='')}/sign")
+            return [base64.b64decode(s) for s in answer["signatures"]]
+    else:
+        def sign_approved(request_id: str) -> list[bytes]:
+            return sole_control.sign_approved(runtime.sessions, runtime.hsm, actor, request_id)
+    document_signing.complete(runtime.sessions, sign_approved, pending)
     console.print(f"signed {file} → {out}")
 
 

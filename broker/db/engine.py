@@ -85,11 +85,15 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def read_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A transaction that only reads: on SQLite it takes no write lock (WAL readers never wait)."""
+    """A transaction that only reads: on SQLite it takes no write lock (WAL readers never wait).
+
+    It ends in a rollback; the objects read stay loaded afterwards, as after :func:`transaction`.
+    """
     token = _READ_ONLY.set(True)
     try:
         with transaction(factory) as session:
             yield session
+            session.expunge_all()  # detached as they are, not expired by the rollback
             session.rollback()
     finally:
         _READ_ONLY.reset(token)

@@ -200,6 +200,9 @@ class SigningRequest(Base):
     """Per document: how to finish it (prepared PAdES state, CAdES signed attributes, paths)."""
     provider_transaction: Mapped[str | None] = mapped_column(String(128), nullable=True)
     """Delegated credentials: the provider's transaction the signer confirms in its app."""
+    finisher: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    finishing_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """The worker building this request's documents, and until when its lease holds (coordination, not state)."""
 
     items: Mapped[list[RequestItem]] = relationship(back_populates="request", order_by="RequestItem.position")
     credential: Mapped[Credential] = relationship()

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broker import audit
 from broker.db.engine import read_transaction, transaction
-from broker.db.models import Credential, RequestState, SigningRequest
+from broker.db.models import Credential, RequestItem, RequestState, SigningRequest
 from broker.errors import InvalidInput, KysoError
 from broker.notify import Notifier
 from broker.services import signing_requests as requests
@@ -169,7 +169,9 @@ def sign_hash(
             raise SadExpired("the SAD expired")
         if request.hash_algorithm != hash_algorithm:
             raise InvalidInput(f"the SAD covers {request.hash_algorithm} hashes, not {hash_algorithm}")
-        if [i.digest for i in request.items] != digests:
+        covered = session.scalars(select(RequestItem.digest).where(RequestItem.request_id == request.id)
+                                  .order_by(RequestItem.position)).all()
+        if list(covered) != digests:
             raise SadInvalid("the SAD does not cover exactly these hashes, in this order")
         scheme, pss = _signature_parameters(credential, sign_algo, sign_algo_params, hash_algorithm)
         request_id = request.id

@@ -6,6 +6,7 @@ binds and the signer approves; :mod:`broker.services.sole_control` signs it once
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +17,9 @@ from broker.db.engine import transaction
 from broker.db.models import Credential, RequestState
 from broker.errors import InvalidInput, KysoError, NotFound
 from broker.notify import Notifier
-from broker.services import approvals, credentials, sole_control
+from broker.services import approvals, credentials
 from broker.services import signing_requests as requests
 from broker.settings import Settings
-from hsm import Hsm
 from signer import cades, pades
 from signer.algorithms import file_digest
 
@@ -94,10 +94,14 @@ def wait_for_decision(factory: sessionmaker[Session], notifier: Notifier, reques
     return notifier.wait_for(check, lambda state: state is not RequestState.PENDING, limit, recheck=0.5)
 
 
-def complete(factory: sessionmaker[Session], hsm: Hsm, actor: Actor, pending: PendingDocument) -> None:
-    """Sign the approved data-to-be-signed and write the signed document."""
+def complete(factory: sessionmaker[Session], sign_approved: Callable[[str], list[bytes]], pending: PendingDocument) -> None:
+    """Sign the approved data-to-be-signed and write the signed document.
+
+    ``sign_approved`` is :func:`broker.services.sole_control.sign_approved` on this process's
+    token, or the running server's (its admin socket) when one holds the token.
+    """
     try:
-        [signature] = sole_control.sign_approved(factory, hsm, actor, pending.request_id)
+        [signature] = sign_approved(pending.request_id)
     except BaseException:
         abandon(pending)
         raise

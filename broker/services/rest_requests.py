@@ -14,14 +14,16 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -142,7 +144,7 @@ def create(factory: sessionmaker[Session], settings: Settings, ctx: ClientContex
             return existing, False
     hash_name = digest_name(new.hash_algorithm)
     level = _level(new)
-    with transaction(factory) as session:
+    with read_transaction(factory) as session:
         load_limits.admit(session, settings, ctx.relying_system)
         credential = visible_credential(session, ctx, new.credential_id)
         credential_service.check_usable(credential)
@@ -168,7 +170,7 @@ def create(factory: sessionmaker[Session], settings: Settings, ctx: ClientContex
             delegated_request = request.credential.delegated
         if delegated_request:
             delegated.forward(factory, ca_for, ctx.actor(origin), request.id)
-            with transaction(factory) as session:
+            with read_transaction(factory) as session:
                 request = requests.get(session, request.id)
         return request, True
     except IntegrityError:
@@ -192,7 +194,7 @@ def _level(new: NewRequest) -> ltv.Level:
 
 
 def _by_key(factory: sessionmaker[Session], ctx: ClientContext, key: str, body_fingerprint: str) -> SigningRequest | None:
-    with transaction(factory) as session:
+    with read_transaction(factory) as session:
         existing = session.scalar(select(SigningRequest).where(SigningRequest.client_id == ctx.client_id,
                                                                SigningRequest.idempotency_key == key))
         if existing is not None and existing.request_fingerprint != body_fingerprint:
@@ -231,6 +233,7 @@ def _prepare(factory: sessionmaker[Session], settings: Settings, ctx: ClientCont
                             "document_digest": prepared.prepared_digest.document_digest.hex(),
                             "region": [prepared.prepared_digest.reserved_region_start,
                                        prepared.prepared_digest.reserved_region_end],
+                            "work_size": prepared.work_path.stat().st_size,
                             "signed_attrs": base64.b64encode(prepared.signed_attrs_der).decode()})
             summary_kind = "PAdES"
         else:
@@ -256,7 +259,7 @@ def _head(path: Path) -> bytes:
 def _previous_results(factory: sessionmaker[Session], ctx: ClientContext, request_id: str) -> list[Path]:
     from broker.services.clients import visible_request
 
-    with transaction(factory) as session:
+    with read_transaction(factory) as session:
         previous = visible_request(session, ctx, request_id)
         if previous.state is not RequestState.SIGNED or previous.format == "raw":
             raise InvalidInput(f"request {request_id} has no signed documents to sign after")
@@ -274,7 +277,7 @@ def _source(factory: sessionmaker[Session], ctx: ClientContext, doc: FileDocumen
     if previous is not None:
         stored = previous
     else:
-        with transaction(factory) as session:
+        with read_transaction(factory) as session:
             stored = Path(_document(session, ctx, str(doc.document_id)).path)
     try:
         os.link(stored, target)
@@ -297,7 +300,32 @@ def pending_work(factory: sessionmaker[Session]) -> list[str]:
     with read_transaction(factory) as session:
         return list(session.scalars(select(SigningRequest.id).where(
             SigningRequest.state == RequestState.APPROVED, SigningRequest.client_id.is_not(None),
-            SigningRequest.sad_hash.is_(None), SigningRequest.payload.is_not(None), ~reserved)))
+            SigningRequest.sad_hash.is_(None), SigningRequest.payload.is_not(None), ~reserved,
+            SigningRequest.finishing_until.is_(None) | (SigningRequest.finishing_until < requests.now()))))
+
+
+def claim(factory: sessionmaker[Session], request_id: str, finisher: str, seconds: float) -> bool:
+    """Take the lease to finish an approved request; False if another worker holds it.
+
+    Only the holder signs and writes the request's documents, so two workers never build the
+    same file. A worker that dies keeps the lease until it runs out; then another one resumes
+    from the stored signatures.
+    """
+    moment = requests.now()
+    with transaction(factory) as session:
+        taken = session.execute(update(SigningRequest).where(
+            SigningRequest.id == request_id, SigningRequest.state == RequestState.APPROVED,
+            SigningRequest.finishing_until.is_(None) | (SigningRequest.finishing_until < moment))
+            .values(finisher=finisher, finishing_until=moment + timedelta(seconds=seconds)))
+        return taken.rowcount == 1  # type: ignore[attr-defined]
+
+
+def release(factory: sessionmaker[Session], request_id: str, finisher: str) -> None:
+    """Give the lease back (after an error), so that the next round tries again at once."""
+    with transaction(factory) as session:
+        session.execute(update(SigningRequest).where(SigningRequest.id == request_id,
+                                                     SigningRequest.finisher == finisher)
+                        .values(finisher=None, finishing_until=None))
 
 
 def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id: str,
@@ -308,19 +336,17 @@ def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id:
     leaves an approved request whose signatures exist, and the next run builds its documents
     from them without signing again. A document that cannot be built at the asked level (the TSA
     is down, revocation data is missing, the certificate is revoked) fails the request, unless
-    the relying system accepted a lower level.
+    the relying system accepted a lower level. The caller holds the request's lease (:func:`claim`).
     """
-    with transaction(factory) as session:
+    with read_transaction(factory) as session:
         request = requests.get(session, request_id)
         already = [i.signature for i in request.items if i.state is ItemState.CONSUMED and i.signature]
         complete = len(already) == len(request.items)
-    signatures = already if complete else sole_control.sign_approved(factory, hsm, ctx_actor, request_id,
-                                                                      mark_signed=False)
-    with transaction(factory) as session:
-        request = requests.get(session, request_id)
         payload = dict(request.payload or {})
         m = credential_service.signing_material(request.credential)
         provider = request.credential.provider
+    signatures = already if complete else sole_control.sign_approved(factory, hsm, ctx_actor, request_id,
+                                                                      mark_signed=False)
     level = ltv.Level(payload.get("level", "B-B"))
     accept_lower = bool(payload.get("accept_lower_level"))
     services = services_for(provider) if level.timestamped else None
@@ -333,9 +359,11 @@ def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id:
             request = requests.get(session, request_id)
             requests.transition(session, ctx_actor, request, RequestState.FAILED, expected=(RequestState.APPROVED,),
                                 failure_reason=f"{exc.code}: {exc.message}"[:255], details={"reason": exc.code})
+            request.finisher = request.finishing_until = None
         return
     with transaction(factory) as session:
         request = requests.get(session, request_id)
+        request.finisher = request.finishing_until = None
         reached = min(achieved, key=list(ltv.Level).index) if achieved else ltv.Level.B_B
         request.payload = {**payload, "achieved_level": reached.value}
         requests.transition(session, ctx_actor, request, RequestState.SIGNED, expected=(RequestState.APPROVED,),
@@ -352,6 +380,8 @@ def _build(doc: dict[str, Any], signature: bytes, m: credential_service.SigningM
             None, base64.b64decode(doc["signed_attrs"]), b"", "sha256")
         if Path(doc["output"]).exists() and not prepared.work_path.exists():
             return level  # built by a run that died before marking the request signed
+        if "work_size" in doc:  # drop what a run that died while finishing may have appended
+            os.truncate(prepared.work_path, int(doc["work_size"]))
         return pades.finish(prepared, signature, m.certificate, m.intermediates, m.scheme, level, services,
                             accept_lower=accept_lower)
     if doc.get("kind") == "cades":
@@ -365,9 +395,17 @@ def _build(doc: dict[str, Any], signature: bytes, m: credential_service.SigningM
 
 
 def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    """Whole or not at all: a reader never sees a half-written result."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
 
 
 def result_file(session: Session, ctx: ClientContext, request_id: str, position: int) -> tuple[Path, str]:

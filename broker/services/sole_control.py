@@ -68,7 +68,7 @@ def sign_approved(
 
     started = time.perf_counter()
     try:
-        # One HSM session and one key look-up for the whole batch.
+        # The batch in one call: the HSM signs it over as few sessions as it can, one key look-up each.
         signatures = key.sign_many([item.digest for item in items], hash_name, scheme=scheme, pss=pss)
     except (HsmError, SignerError) as exc:
         if isinstance(exc, HsmError):

@@ -78,8 +78,10 @@ def test_sandbox_start_sign_and_stop(tmp_path: Path) -> None:
         stop.set()
         signer.join(timeout=60)
         assert enrolled.returncode == 0, enrolled.stderr
+        assert "through the running server" in enrolled.stdout  # decision 16: the server's token session
         assert not errors and signed[0] > 0
         assert len(client.credentials("sbx.chutk")) == 3
+        _admin_socket_checks(data_dir, info["base_url"], tmp_path)
         _, _, der = pem.unarmor(Path(info["trust_anchors"][0]).read_bytes())
         assert x509.load_der_x509_certificate(der).subject == x509.load_der_x509_certificate(der).issuer
     finally:
@@ -87,3 +89,41 @@ def test_sandbox_start_sign_and_stop(tmp_path: Path) -> None:
         process.wait(timeout=60)
     assert process.returncode == 0
     assert not (data_dir / "sandbox.json").exists()
+    assert not (data_dir / "server.json").exists() and not (data_dir / "admin.sock").exists()
+    # No server now: the CLI opens the token itself, and the chain holds what went through the socket.
+    verified = _kyso(data_dir, "audit", "verify")
+    assert verified.returncode == 0 and "through the running server" not in verified.stdout, verified.stdout
+    events = _kyso(data_dir, "audit", "list", "--action", "credential.enroll", "--limit", "1").stdout
+    assert "cli:" in events
+
+
+def _kyso(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "broker.cli", "--data-dir", str(data_dir), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=240)
+
+
+def _admin_socket_checks(data_dir: Path, base_url: str, tmp_path: Path) -> None:
+    """The admin socket: named in server.json, 0600, never reachable over TCP; the CLI's HSM work goes through it."""
+    import httpx
+
+    from tests.support import openssl_cms_verify
+
+    server = json.loads((data_dir / "server.json").read_text())
+    sock = Path(server["admin_socket"])
+    assert server["url"] == base_url and oct(sock.stat().st_mode & 0o777) == "0o600"
+    assert httpx.get(f"{base_url}/admin/v1/ping").status_code == 404
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock))) as local:
+        assert local.get("http://kyso/admin/v1/ping").json()["data_dir"] == str(data_dir.resolve())
+        assert local.get("http://kyso/v1/credentials").status_code == 404  # the socket serves only the admin routes
+
+    content = tmp_path / "order.xml"
+    content.write_text("<order>1</order>")
+    signed = _kyso(data_dir, "sign", str(content), "-o", str(tmp_path / "order.p7s"), "--user", "sbx.ketoan",
+                   "--format", "cades")  # confirmed by the simulated phone, signed by the server
+    assert signed.returncode == 0, signed.stdout + signed.stderr
+    root = Path(json.loads((data_dir / "sandbox.json").read_text())["trust_anchors"][0])
+    assert openssl_cms_verify(tmp_path / "order.p7s", root, content).returncode == 0
+    checkpoint = _kyso(data_dir, "audit", "checkpoint")
+    assert checkpoint.returncode == 0 and "through the running server" in checkpoint.stdout, checkpoint.stdout
+    refused = _kyso(data_dir, "cert", "renew", "no-such-credential")
+    assert refused.returncode == 2 and "[not_found]" in refused.stdout + refused.stderr

@@ -64,3 +64,36 @@ def test_an_unused_csc_authorisation_expires(runtime: Runtime, enrolled: Enrolle
         assert requests.get(s, unused).state is RequestState.EXPIRED
         assert {i.state for i in requests.get(s, unused).items} == {ItemState.VOID}
         assert requests.get(s, in_time).state is RequestState.APPROVED
+
+
+def test_one_worker_at_a_time_finishes_a_request(runtime: Runtime, enrolled: Enrolled) -> None:
+    """The finishing lease: two workers never build the same request's documents at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from broker.db.models import SigningRequest
+    from broker.services import rest_requests
+
+    rid = _approved(runtime, enrolled.ec, b"leased")
+    with transaction(runtime.sessions) as s:  # what a REST request carries
+        s.execute(update(SigningRequest).where(SigningRequest.id == rid).values(client_id="c", payload={"documents": []}))
+    assert rid in rest_requests.pending_work(runtime.sessions)
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(lambda n: rest_requests.claim(runtime.sessions, rid, f"w{n}", 60), range(8)))
+    assert won.count(True) == 1
+    holder = f"w{won.index(True)}"
+    other = "w-other"
+    assert rid not in rest_requests.pending_work(runtime.sessions)
+    rest_requests.release(runtime.sessions, rid, other)  # not the holder: nothing changes
+    assert not rest_requests.claim(runtime.sessions, rid, other, 60)
+    rest_requests.release(runtime.sessions, rid, holder)  # after an error: free at once
+    assert rest_requests.claim(runtime.sessions, rid, other, 60)
+    with transaction(runtime.sessions) as s:  # the holder died: its lease runs out
+        s.execute(update(SigningRequest).where(SigningRequest.id == rid)
+                  .values(finishing_until=requests.now() - timedelta(seconds=1)))
+    assert rid in rest_requests.pending_work(runtime.sessions)
+    assert rest_requests.claim(runtime.sessions, rid, holder, 60)
+    rest_requests.finish(runtime.sessions, runtime.hsm, ACTOR, rid, runtime.long_term_services)
+    with transaction(runtime.sessions) as s:
+        done = requests.get(s, rid)
+        assert done.state is RequestState.SIGNED and done.finisher is None and done.finishing_until is None
+    assert not rest_requests.claim(runtime.sessions, rid, other, 60)  # only approved requests are finished

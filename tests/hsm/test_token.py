@@ -82,6 +82,18 @@ def test_four_threads_sign_at_once_repeatedly(hsm: Hsm, keys: dict[str, bytes]) 
             ec_pub.verify(sig, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))  # type: ignore[union-attr,call-arg]
 
 
+def test_a_batch_comes_back_in_order_whether_or_not_it_is_split(hsm: Hsm, keys: dict[str, bytes]) -> None:
+    rsa_pub = serialization.load_der_public_key(keys["t-rsa"])
+    for count in (0, 1, 7, 8, 50):  # from 8 on, the batch is spread over parallel sessions
+        digests = [hashlib.sha256(f"batch {count} {i}".encode()).digest() for i in range(count)]
+        signatures = hsm.sign_digests("t-rsa", digests, "sha256", SignScheme.RSA_PKCS1_V15)
+        assert len(signatures) == count
+        for digest, sig in zip(digests, signatures):
+            rsa_pub.verify(sig, digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))  # type: ignore[union-attr]
+    with pytest.raises(HsmError, match="32 bytes"):  # one bad digest: nothing is signed
+        hsm.sign_digests("t-rsa", [hashlib.sha256(b"ok").digest()] * 9 + [b"short"], "sha256", SignScheme.RSA_PKCS1_V15)
+
+
 def test_errors_are_mapped_to_the_hsm_hierarchy(hsm: Hsm, keys: dict[str, bytes]) -> None:
     digest = hashlib.sha256(b"x").digest()
     with pytest.raises(KeyNotFound) as missing:

@@ -1,0 +1,122 @@
+"""The local admin socket, both ends (DESIGN decision 16).
+
+The server binds ``DATA_DIR/admin.sock`` (mode 0600) next to its TCP socket and names it in
+``server.json``; the CLI, when it finds a live one, sends its HSM work there instead of logging in
+to the token itself (STACK_NOTES trap 3). The routes are in :mod:`api.admin`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from broker.errors import KysoError
+
+SOCKET_NAME = "admin.sock"
+# A Unix socket path is at most 107 bytes on Linux: a deep data dir falls back to a short name.
+_MAX_PATH = 100
+
+
+def socket_path(data_dir: Path) -> Path:
+    path = data_dir.resolve() / SOCKET_NAME
+    if len(str(path)) <= _MAX_PATH:
+        return path
+    import hashlib
+
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+    return Path(f"/tmp/kyso-admin-{os.getuid()}-{digest}.sock")
+
+
+def bind(data_dir: Path) -> socket.socket | None:
+    """A listening Unix socket only this OS user can connect to; a stale file is replaced.
+
+    None when another server on this data dir already serves one: the CLI goes to that one.
+    """
+    path = socket_path(data_dir)
+    if path.exists() or path.is_symlink():
+        if _answers(path):
+            return None
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # created 0600: no window in which others could connect
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(64)
+    sock.set_inheritable(True)
+    return sock
+
+
+def unbind(sock: socket.socket | None, data_dir: Path) -> None:
+    """Close the socket (uvicorn may have closed it already) and remove its file, if it was ours."""
+    if sock is not None:
+        sock.close()
+        socket_path(data_dir).unlink(missing_ok=True)
+
+
+def _answers(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+class ServerError(KysoError):
+    """An error the server reported, with its stable code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class AdminClient:
+    """The CLI's side: JSON calls over the Unix socket, errors re-raised with the server's code."""
+
+    def __init__(self, path: Path, timeout: float = 600.0) -> None:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = "unknown"
+        self._http = httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), base_url="http://kyso-admin/admin/v1",
+                                  timeout=timeout, headers={"X-Kyso-OS-User": user, "X-Kyso-Host": socket.gethostname()})
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            response = self._http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise ServerError("server_unreachable", f"the running server did not answer: {type(exc).__name__}") from None
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+                raise ServerError(str(problem.get("code", "server_error")), str(problem.get("detail", "")))
+            except ValueError:
+                raise ServerError("server_error", f"HTTP {response.status_code}") from None
+        return response.json() if response.content else None
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def connect(data_dir: Path) -> AdminClient | None:
+    """A client for the server running on ``data_dir``, or None when none runs (the CLI opens the token)."""
+    try:
+        described = json.loads((data_dir / "server.json").read_text())
+    except (OSError, ValueError):
+        return None
+    path = described.get("admin_socket")
+    if not path or not _answers(Path(path)):
+        return None
+    return AdminClient(Path(path))
