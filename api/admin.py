@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header
 from pydantic import BaseModel
@@ -121,21 +121,28 @@ def sign_unconfirmed(body: UnconfirmedIn, actor: Actor = Depends(cli_actor), rt:
             local_signing.sign_cades(session, actor, rt.hsm, credential, source, target, detached=body.detached)
 
 
+class CheckpointIn(BaseModel):
+    reason: Literal["manual", "backup"] = "manual"
+
+
 class CheckpointOut(BaseModel):
     event_id: int | None
     head_id: int | None = None
     head_hash: str | None = None
+    anchor: dict[str, Any] | None = None
     anchors_path: str
 
 
 @router.post("/audit/checkpoints")
-def checkpoint(actor: Actor = Depends(cli_actor), rt: Runtime = Depends(runtime)) -> CheckpointOut:
-    """``kyso audit checkpoint``: sign the chain head with the HSM's audit key."""
-    made = audit_checkpoint.write_checkpoint(rt, actor, "manual")
+def checkpoint(body: CheckpointIn | None = None, actor: Actor = Depends(cli_actor),
+               rt: Runtime = Depends(runtime)) -> CheckpointOut:
+    """``kyso audit checkpoint`` (and the one a backup starts with): sign the chain head with the HSM's audit key."""
+    made = audit_checkpoint.write_checkpoint(rt, actor, body.reason if body else "manual")
     anchors = str(rt.settings.anchors_path)
     if made is None:
         return CheckpointOut(event_id=None, anchors_path=anchors)
-    return CheckpointOut(event_id=made.event_id, head_id=made.head_id, head_hash=made.head_hash.hex(), anchors_path=anchors)
+    return CheckpointOut(event_id=made.event_id, head_id=made.head_id, head_hash=made.head_hash.hex(),
+                         anchor=made.anchor, anchors_path=anchors)
 
 
 class PublicKeyOut(BaseModel):

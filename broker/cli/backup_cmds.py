@@ -8,8 +8,10 @@ from pathlib import Path
 import typer
 
 from broker.audit import cli_actor
+from broker.audit_checkpoint import Checkpoint
 from broker.cli.context import state
 from broker.cli.output import console
+from broker.errors import PolicyViolation
 from broker.services import backup as backup_service
 
 
@@ -25,7 +27,16 @@ def backup(
 ) -> None:
     """Back up the database, kyso.toml and the audit anchors (never secrets.json), after a signed checkpoint."""
     runtime = state(ctx).runtime()
-    result = backup_service.backup(runtime, dest, cli_actor(), include_token=include_token)
+    server = state(ctx).server()
+    sign_checkpoint = None
+    if server is not None:  # the running server holds the token: it signs the checkpoint
+        def sign_checkpoint() -> Checkpoint | None:
+            made = server.call("POST", "/audit/checkpoints", {"reason": "backup"})
+            if made["event_id"] is None:
+                return None
+            return Checkpoint(made["event_id"], made["head_id"], bytes.fromhex(made["head_hash"]), made["anchor"])
+    result = backup_service.backup(runtime, dest, cli_actor(), include_token=include_token,
+                                   sign_checkpoint=sign_checkpoint)
     manifest = result.manifest
     top = sorted({name.split("/")[0] + ("/" if "/" in name else "") for name in manifest["files"]})
     console.print(f"backup written to {dest}: {', '.join(top)}, manifest.json (SHA-256 of each file)", markup=False)
@@ -46,6 +57,8 @@ def restore(
     """Restore a backup into the data dir (stop the server first); the HSM user PIN comes from
     KYSO_HSM_USER_PIN or a prompt. Records, signed, the audit checkpoint the chain returns to."""
     data_dir = state(ctx).data_dir
+    if state(ctx).server() is not None:
+        raise PolicyViolation(f"a kyso server is running on {data_dir}: stop it before a restore")
     user_pin = os.environ.get("KYSO_HSM_USER_PIN") or typer.prompt("HSM user PIN", hide_input=True)
     so_pin = os.environ.get("KYSO_HSM_SO_PIN")
     result = backup_service.restore(src, data_dir, cli_actor(), user_pin=user_pin, so_pin=so_pin,

@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -25,7 +26,7 @@ from sqlalchemy import select, text
 from broker import audit
 from broker.audit import Actor
 from broker.audit_anchors import CHECKPOINT, append_anchor, read_anchors
-from broker.audit_checkpoint import CHECKPOINT_FIELDS, CHECKPOINT_KIND, write_checkpoint, write_restored
+from broker.audit_checkpoint import CHECKPOINT_FIELDS, CHECKPOINT_KIND, Checkpoint, write_checkpoint, write_restored
 from broker.audit_key import audit_public_key
 from broker.audit_verify import signature_problem
 from broker.db.engine import read_transaction, transaction
@@ -86,8 +87,13 @@ class RestoreResult:
 # -- backup ---------------------------------------------------------------------------------------
 
 
-def backup(runtime: Runtime, dest: Path, actor: Actor, *, include_token: bool) -> BackupResult:
-    """Write a backup directory ``dest`` (new or empty)."""
+def backup(runtime: Runtime, dest: Path, actor: Actor, *, include_token: bool,
+           sign_checkpoint: Callable[[], Checkpoint | None] | None = None) -> BackupResult:
+    """Write a backup directory ``dest`` (new or empty).
+
+    ``sign_checkpoint`` signs the checkpoint the backup starts with: by default with this process's
+    token, or through a running server that holds it (the CLI passes its admin socket).
+    """
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise BackupTargetNotEmpty(f"{dest} exists and is not an empty directory")
     settings = runtime.settings
@@ -98,7 +104,7 @@ def backup(runtime: Runtime, dest: Path, actor: Actor, *, include_token: bool) -
     dest.mkdir(parents=True, exist_ok=True)
     os.chmod(dest, 0o700)
     try:
-        checkpoint = write_checkpoint(runtime, actor, "backup")
+        checkpoint = sign_checkpoint() if sign_checkpoint else write_checkpoint(runtime, actor, "backup")
         if checkpoint is None:
             raise InvalidInput("the audit log is empty: is this data dir initialised?")
         # Anchors before the database: every anchor copied names events the dump will hold.

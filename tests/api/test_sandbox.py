@@ -127,3 +127,8 @@ def _admin_socket_checks(data_dir: Path, base_url: str, tmp_path: Path) -> None:
     assert checkpoint.returncode == 0 and "through the running server" in checkpoint.stdout, checkpoint.stdout
     refused = _kyso(data_dir, "cert", "renew", "no-such-credential")
     assert refused.returncode == 2 and "[not_found]" in refused.stdout + refused.stderr
+    backed_up = _kyso(data_dir, "backup", str(tmp_path / "backup"))  # its checkpoint signed by the server
+    assert backed_up.returncode == 0, backed_up.stdout + backed_up.stderr
+    assert json.loads((tmp_path / "backup" / "manifest.json").read_text())["anchor"]["head_id"] > 0
+    no_restore = _kyso(data_dir, "restore", str(tmp_path / "backup"), "--force")
+    assert no_restore.returncode == 2 and "[policy_violation]" in no_restore.stdout + no_restore.stderr
