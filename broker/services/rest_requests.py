@@ -47,7 +47,7 @@ from ca_adapters import CaAdapter
 from hsm import Hsm
 from signer import cades, ltv, pades
 from signer.algorithms import digest_name, file_digest
-from signer.errors import SignerError
+from signer.errors import InvalidDocument, SignerError
 
 
 class DocumentTooLarge(KysoError):
@@ -380,6 +380,8 @@ def _build(doc: dict[str, Any], signature: bytes, m: credential_service.SigningM
             None, base64.b64decode(doc["signed_attrs"]), b"", "sha256")
         if Path(doc["output"]).exists() and not prepared.work_path.exists():
             return level  # built by a run that died before marking the request signed
+        if not prepared.work_path.exists():  # ends the request failed instead of retrying forever
+            raise InvalidDocument("the prepared document is gone (its work file was removed); not finished")
         if "work_size" in doc:  # drop what a run that died while finishing may have appended
             os.truncate(prepared.work_path, int(doc["work_size"]))
         return pades.finish(prepared, signature, m.certificate, m.intermediates, m.scheme, level, services,

@@ -97,3 +97,14 @@ def test_one_worker_at_a_time_finishes_a_request(runtime: Runtime, enrolled: Enr
         done = requests.get(s, rid)
         assert done.state is RequestState.SIGNED and done.finisher is None and done.finishing_until is None
     assert not rest_requests.claim(runtime.sessions, rid, other, 60)  # only approved requests are finished
+
+
+def test_a_lost_work_file_fails_the_document_instead_of_retrying(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from broker.services import rest_requests
+    from signer.errors import InvalidDocument
+
+    doc = {"kind": "pades", "work_path": str(tmp_path / "gone.pdf"), "output": str(tmp_path / "out.pdf"),
+           "document_digest": "00" * 32, "region": [0, 1], "signed_attrs": "", "work_size": 10}
+    with pytest.raises(InvalidDocument):
+        rest_requests._build(doc, b"", None, rest_requests.ltv.Level.B_B, None, False)  # type: ignore[arg-type]
+    assert not (tmp_path / "out.pdf").exists()
