@@ -16,6 +16,8 @@ test: system-packages-test $(VENV)/.installed
 
 bench: system-packages-demo $(VENV)/.installed
 	$(BIN)/python -m bench.signing
+	$(BIN)/python -m bench.csc
+	$(BIN)/python -m bench.pades
 	$(BIN)/python -m bench.workers
 
 system-packages-demo:
