@@ -10,18 +10,21 @@ The CLI names its OS user and host, which go into the audit events.
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header
 from pydantic import BaseModel
+from sqlalchemy import select
 
 from api import problems
 from api.deps import runtime
 from broker import audit_checkpoint, audit_export, audit_key
 from broker.audit import Actor
-from broker.db.engine import transaction
+from broker.db.engine import read_transaction, transaction
+from broker.db.models import SigningRequest
 from broker.errors import InvalidInput, PolicyViolation
 from broker.runtime import Runtime
 from broker.services import credentials, local_signing, sole_control
@@ -92,7 +95,13 @@ class SignaturesOut(BaseModel):
 @router.post("/requests/{request_id}/sign")
 def sign_approved(request_id: str, actor: Actor = Depends(cli_actor),
                   rt: Runtime = Depends(runtime)) -> SignaturesOut:
-    """A confirmed ``kyso sign``: the approved request's hashes, through sole control (single use)."""
+    """A confirmed ``kyso sign``: the approved request's hashes, through sole control (single use).
+
+    Only the CLI's own requests: a relying system's are finished by the worker or by ``signHash``.
+    """
+    with read_transaction(rt.sessions) as session:
+        if session.scalar(select(SigningRequest.client_id).where(SigningRequest.id == request_id)) is not None:
+            raise PolicyViolation(f"request {request_id} belongs to a relying system; the CLI does not sign it")
     signatures = sole_control.sign_approved(rt.sessions, rt.hsm, actor, request_id)
     return SignaturesOut(signatures=[base64.b64encode(s).decode() for s in signatures])
 
@@ -173,17 +182,20 @@ class ExportOut(BaseModel):
 @router.post("/audit/exports")
 def export(body: ExportIn, rt: Runtime = Depends(runtime)) -> ExportOut:
     """``kyso audit export``: written by the server (it signs the trailer) to the CLI's file."""
-    from datetime import datetime
-
     target = Path(body.output_path)
     if not target.is_absolute():
         raise InvalidInput("output_path must be absolute")
     since = datetime.fromisoformat(body.since) if body.since else None
     until = datetime.fromisoformat(body.until) if body.until else None
     tmp = target.with_name(target.name + ".part")
-    with tmp.open("w", encoding="utf-8") as fh:
-        summary = audit_export.export(rt.sessions, rt.hsm, rt.settings.anchors_path, fh, since, until)
-    tmp.replace(target)
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            summary = audit_export.export(rt.sessions, rt.hsm, rt.settings.anchors_path, fh, since, until)
+        tmp.replace(target)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {target}: {exc.strerror}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return ExportOut(count=summary.count, first_id=summary.first_id, last_id=summary.last_id,
                      anchors=summary.anchors, key_fingerprint=summary.key_fingerprint)
 
@@ -205,14 +217,18 @@ class AdminSocketRouting:
     """Sends connections that came in on the Unix admin socket to the admin app, all others to the API.
 
     uvicorn gives a Unix socket's connections ``scope["server"] == (path, None)``, TCP ones a port.
+    Only the data dir's own admin socket counts: the API served on another Unix socket (behind a
+    reverse proxy, say) never reaches the admin routes.
     """
 
-    def __init__(self, app: ASGIApp, admin: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, admin: ASGIApp, socket_path: Path | None) -> None:
         self.app, self.admin = app, admin
+        self.socket_path = str(socket_path) if socket_path else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         server = scope.get("server")
-        if scope["type"] in ("http", "websocket") and server is not None and server[1] is None:
+        if (self.socket_path is not None and scope["type"] in ("http", "websocket") and server is not None
+                and server[1] is None and server[0] == self.socket_path):
             await self.admin(scope, receive, send)
             return
         await self.app(scope, receive, send)

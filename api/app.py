@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api import approval_page, csc, devices, oauth, operations, problems, rest
 from api.admin import AdminSocketRouting, create_admin_app
+from broker import admin_socket
 from api.middleware import RequestContextMiddleware
 from broker.audit_checkpoint import checkpoint_on_shutdown
 from broker.runtime import Runtime
@@ -42,5 +43,6 @@ def create_app(runtime: Runtime, *, close_runtime: bool = False) -> FastAPI:
     app.include_router(rest.router)
     app.include_router(csc.v1_router)
     app.include_router(csc.v2_router)
-    app.add_middleware(AdminSocketRouting, admin=create_admin_app(runtime))  # outermost: before any API middleware
+    app.add_middleware(AdminSocketRouting, admin=create_admin_app(runtime),  # before any API middleware
+                       socket_path=admin_socket.socket_path(runtime.settings.data_dir))
     return app

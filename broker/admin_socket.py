@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 import socket
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +20,25 @@ import httpx
 
 from broker.errors import KysoError
 
+log = logging.getLogger("kyso.server")
 SOCKET_NAME = "admin.sock"
 # A Unix socket path is at most 107 bytes on Linux: a deep data dir falls back to a short name.
 _MAX_PATH = 100
 
 
-def socket_path(data_dir: Path) -> Path:
+def socket_path(data_dir: Path) -> Path | None:
+    """``DATA_DIR/admin.sock``; None when the path is too long for a Unix socket (no admin socket then)."""
     path = data_dir.resolve() / SOCKET_NAME
-    if len(str(path)) <= _MAX_PATH:
-        return path
-    import hashlib
+    return path if len(str(path)) <= _MAX_PATH else None
 
-    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
-    return Path(f"/tmp/kyso-admin-{os.getuid()}-{digest}.sock")
+
+def _ours(path: Path) -> bool:
+    """A socket owned by this OS user, not a file or a socket someone else planted."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISSOCK(st.st_mode) and st.st_uid == os.geteuid()
 
 
 def bind(data_dir: Path) -> socket.socket | None:
@@ -39,8 +47,11 @@ def bind(data_dir: Path) -> socket.socket | None:
     None when another server on this data dir already serves one: the CLI goes to that one.
     """
     path = socket_path(data_dir)
+    if path is None:
+        log.warning("no admin socket: %s is too deep for a Unix socket path", data_dir)
+        return None
     if path.exists() or path.is_symlink():
-        if _answers(path):
+        if _ours(path) and _answers(path):
             return None
         path.unlink()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -59,7 +70,9 @@ def unbind(sock: socket.socket | None, data_dir: Path) -> None:
     """Close the socket (uvicorn may have closed it already) and remove its file, if it was ours."""
     if sock is not None:
         sock.close()
-        socket_path(data_dir).unlink(missing_ok=True)
+        path = socket_path(data_dir)
+        if path is not None:
+            path.unlink(missing_ok=True)
 
 
 def _answers(path: Path) -> bool:
@@ -116,7 +129,7 @@ def connect(data_dir: Path) -> AdminClient | None:
         described = json.loads((data_dir / "server.json").read_text())
     except (OSError, ValueError):
         return None
-    path = described.get("admin_socket")
-    if not path or not _answers(Path(path)):
+    path = socket_path(data_dir)  # never a path taken from the file: only the data dir's own socket
+    if path is None or described.get("admin_socket") != str(path) or not _ours(path) or not _answers(path):
         return None
-    return AdminClient(Path(path))
+    return AdminClient(path)

@@ -23,8 +23,10 @@ from signer.ltv import LongTermServices
 
 
 class Runtime:
-    def __init__(self, settings: Settings, hsm: Hsm | None = None) -> None:
+    def __init__(self, settings: Settings, hsm: Hsm | None = None, *, interval_checkpoints: bool = True) -> None:
+        """``interval_checkpoints`` False: a CLI beside a running server, which signs them (decision 16)."""
         self.settings = settings
+        self._interval_checkpoints = interval_checkpoints
         self.notifier = make_notifier(settings.db_url)  # PostgreSQL: LISTEN/NOTIFY across workers
         self._hsm = hsm
         self._hsm_lock = threading.Lock()
@@ -36,7 +38,8 @@ class Runtime:
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
         factory = session_factory(self.engine)
-        install_interval_checkpoints(factory, self)
+        if self._interval_checkpoints:
+            install_interval_checkpoints(factory, self)
         return factory
 
     @property

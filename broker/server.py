@@ -112,12 +112,12 @@ def server_json_path(data_dir: Path) -> Path:
     return data_dir / "server.json"
 
 
-def write_server_json(data_dir: Path, url: str, workers: int, admin_socket: Path) -> None:
+def write_server_json(data_dir: Path, url: str, workers: int, admin_socket: Path | None) -> None:
     path = server_json_path(data_dir)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump({"url": url, "pid": os.getpid(), "workers": workers, "admin_socket": str(admin_socket)}, fh, indent=1)
+        json.dump({"url": url, "pid": os.getpid(), "workers": workers, "admin_socket": str(admin_socket) if admin_socket else None}, fh, indent=1)
     tmp.replace(path)
 
 
@@ -143,7 +143,7 @@ def local_url(host: str, port: int) -> str:
 class _Announcer(threading.Thread):
     """Writes ``server.json`` once ``/readyz`` answers; never after :meth:`withdraw`."""
 
-    def __init__(self, data_dir: Path, url: str, workers: int, admin_socket: Path) -> None:
+    def __init__(self, data_dir: Path, url: str, workers: int, admin_socket: Path | None) -> None:
         super().__init__(name="kyso-announce", daemon=True)
         self.data_dir, self.url, self.workers, self.admin_socket = data_dir, url, workers, admin_socket
         self._withdrawn = threading.Event()

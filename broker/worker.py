@@ -16,6 +16,7 @@ from broker.services import delegated, recovery, rest_requests, webhooks
 log = logging.getLogger("kyso.worker")
 ACTOR = Actor("worker", "signing-worker")
 HOUSEKEEPING_SECONDS = 1.0
+RETRY_SECONDS = 2.0
 
 
 class SigningWorker:
@@ -49,15 +50,16 @@ class SigningWorker:
                         rt.notifier.notify()
                     if self._follow_providers():  # some still wait for a signer at the provider
                         housekeeping_at = time.monotonic() + rt.settings.provider_poll_seconds
+                lease = rest_requests.Lease(self.name, rt.settings.reservation_timeout_seconds)
                 for request_id in rest_requests.pending_work(rt.sessions):
-                    if not rest_requests.claim(rt.sessions, request_id, self.name,
-                                               rt.settings.reservation_timeout_seconds):
+                    if not rest_requests.claim(rt.sessions, request_id, lease.finisher, lease.seconds):
                         continue  # another worker is finishing it
                     try:
-                        rest_requests.finish(rt.sessions, rt.hsm, ACTOR, request_id, rt.long_term_services)
+                        rest_requests.finish(rt.sessions, rt.hsm, ACTOR, request_id, rt.long_term_services, lease)
                     except Exception as exc:  # noqa: BLE001 - one request's failure must not stop the others
                         log.warning("request %s could not be finished: %s", request_id, getattr(exc, "code", type(exc).__name__))
-                        rest_requests.release(rt.sessions, request_id, self.name)
+                        # Tried again after a pause, not at the next wake-up: a lasting fault must not spin.
+                        rest_requests.release(rt.sessions, request_id, lease.finisher, RETRY_SECONDS)
                     rt.notifier.notify()
                 webhooks.deliver_due(rt.sessions, allow_private=rt.settings.webhook_allow_private)
             except Exception as exc:  # noqa: BLE001 - e.g. the database is briefly away: try again

@@ -40,7 +40,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signer import ltv
 from signer.algorithms import DIGEST_SIZES, PssParams, Scheme, signature_algorithm
-from signer.errors import InvalidDocument
+from signer.errors import InvalidDocument, SignerError
 from signer.keysigner import KeySigner
 
 VIETNAMESE_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -320,8 +320,11 @@ async def _finish(
                 reached = await _add_long_term_data(output, level, services, accept_lower)
         prepared.work_path.replace(prepared.output_path)
         return reached
-    finally:
+    except SignerError:
+        # It cannot be finished (no timestamp, revoked...): nothing to keep. Any other error keeps
+        # the work file, so that a retry can finish it from the stored signature.
         prepared.work_path.unlink(missing_ok=True)
+        raise
 
 
 async def _add_long_term_data(output: BinaryIO, level: ltv.Level, services: ltv.LongTermServices,

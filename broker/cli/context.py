@@ -28,7 +28,8 @@ class CliState:
             settings = self.settings()
             if not settings.config_path.exists():
                 raise NotInitialised(f"{self.data_dir} is not a kyso data dir; run 'kyso init --data-dir {self.data_dir}'")
-            self._runtime = Runtime(settings)
+            # Beside a running server, the server signs the periodic audit checkpoints: the CLI never logs in.
+            self._runtime = Runtime(settings, interval_checkpoints=self.server() is None)
         return self._runtime
 
     def server(self) -> admin_socket.AdminClient | None:

@@ -108,7 +108,11 @@ def complete(factory: sessionmaker[Session], sign_approved: Callable[[str], list
     with transaction(factory) as session:
         m = credentials.signing_material(requests.get(session, pending.request_id).credential)
     if pending.pdf is not None:
-        pades.finish(pending.pdf, signature, m.certificate, m.intermediates, m.scheme)
+        try:
+            pades.finish(pending.pdf, signature, m.certificate, m.intermediates, m.scheme)
+        except BaseException:
+            abandon(pending)
+            raise
     else:
         assert pending.cms is not None
         pss = cades.default_pss(m.scheme, pending.cms.hash_name)

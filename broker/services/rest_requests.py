@@ -320,23 +320,58 @@ def claim(factory: sessionmaker[Session], request_id: str, finisher: str, second
         return taken.rowcount == 1  # type: ignore[attr-defined]
 
 
-def release(factory: sessionmaker[Session], request_id: str, finisher: str) -> None:
-    """Give the lease back (after an error), so that the next round tries again at once."""
+@dataclass(frozen=True)
+class Lease:
+    """Who holds a request's finishing lease, and for how long each renewal holds."""
+
+    finisher: str
+    seconds: float
+
+
+class LeaseLost(KysoError):
+    """Another worker took the request over (this one was too slow): stop, write nothing more."""
+
+    code = "lease_lost"
+
+
+def release(factory: sessionmaker[Session], request_id: str, finisher: str, retry_after: float = 0) -> None:
+    """Give the lease back after an error; the request is tried again after ``retry_after`` seconds."""
+    until = requests.now() + timedelta(seconds=retry_after) if retry_after else None
     with transaction(factory) as session:
         session.execute(update(SigningRequest).where(SigningRequest.id == request_id,
                                                      SigningRequest.finisher == finisher)
-                        .values(finisher=None, finishing_until=None))
+                        .values(finisher=None, finishing_until=until))
+
+
+def _renew(factory: sessionmaker[Session], request_id: str, lease: Lease | None) -> None:
+    if lease is None:
+        return
+    with transaction(factory) as session:
+        kept = session.execute(update(SigningRequest).where(
+            SigningRequest.id == request_id, SigningRequest.finisher == lease.finisher,
+            SigningRequest.state == RequestState.APPROVED)
+            .values(finishing_until=requests.now() + timedelta(seconds=lease.seconds)))
+        if kept.rowcount != 1:  # type: ignore[attr-defined]
+            raise LeaseLost(f"request {request_id} is being finished by another worker")
+
+
+def _end_lease(request: SigningRequest, lease: Lease | None) -> None:
+    """In the transaction that ends the request: only the lease holder ends it."""
+    if lease is not None and request.finisher != lease.finisher:
+        raise LeaseLost(f"request {request.id} is being finished by another worker")
+    request.finisher = request.finishing_until = None
 
 
 def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id: str,
-           services_for: Callable[[str], ltv.LongTermServices]) -> None:
+           services_for: Callable[[str], ltv.LongTermServices], lease: Lease | None = None) -> None:
     """Sign the approved data-to-be-signed, write the signed documents, then mark the request signed.
 
     The signatures are stored before the documents are built: a worker that dies in between
     leaves an approved request whose signatures exist, and the next run builds its documents
     from them without signing again. A document that cannot be built at the asked level (the TSA
     is down, revocation data is missing, the certificate is revoked) fails the request, unless
-    the relying system accepted a lower level. The caller holds the request's lease (:func:`claim`).
+    the relying system accepted a lower level. The caller holds the request's ``lease``
+    (:func:`claim`); it is renewed before each document, and a worker that lost it stops.
     """
     with read_transaction(factory) as session:
         request = requests.get(session, request_id)
@@ -345,6 +380,7 @@ def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id:
         payload = dict(request.payload or {})
         m = credential_service.signing_material(request.credential)
         provider = request.credential.provider
+    _renew(factory, request_id, lease)  # still ours before anything is signed or written
     signatures = already if complete else sole_control.sign_approved(factory, hsm, ctx_actor, request_id,
                                                                       mark_signed=False)
     level = ltv.Level(payload.get("level", "B-B"))
@@ -353,17 +389,18 @@ def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id:
     achieved: list[ltv.Level] = []
     try:
         for doc, signature in zip(payload.get("documents", []), signatures):
+            _renew(factory, request_id, lease)
             achieved.append(_build(doc, signature, m, level, services, accept_lower))
     except SignerError as exc:
         with transaction(factory) as session:
             request = requests.get(session, request_id)
+            _end_lease(request, lease)
             requests.transition(session, ctx_actor, request, RequestState.FAILED, expected=(RequestState.APPROVED,),
                                 failure_reason=f"{exc.code}: {exc.message}"[:255], details={"reason": exc.code})
-            request.finisher = request.finishing_until = None
         return
     with transaction(factory) as session:
         request = requests.get(session, request_id)
-        request.finisher = request.finishing_until = None
+        _end_lease(request, lease)
         reached = min(achieved, key=list(ltv.Level).index) if achieved else ltv.Level.B_B
         request.payload = {**payload, "achieved_level": reached.value}
         requests.transition(session, ctx_actor, request, RequestState.SIGNED, expected=(RequestState.APPROVED,),
