@@ -149,7 +149,8 @@ def build_router(version: str) -> APIRouter:
                 raise InvalidInput("certificates must be none, single or chain")
             with read_transaction(rt.sessions) as session:
                 credential = clients.visible_credential(session, ctx, str(credential_id))
-                return _credential_info(credential, which, v2, rt.settings.max_batch)
+                return _credential_info(credential, which, v2,
+                                        credential_service.batch_limit(credential, rt.settings.max_batch))
 
         return await guarded(request, rt, work)
 

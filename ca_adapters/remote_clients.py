@@ -202,6 +202,8 @@ class MisaClient(RemoteSigningClient):
 class NacencommClient(RemoteSigningClient):
     """Nacencomm CA2 [modelled, not documented]: a bare request code, then an empty result until done."""
 
+    max_digests = 1
+
     def credential(self, user_id: str, serial_hex: str = "") -> RemoteCredential:  # type: ignore[override]
         response = self.http.get("/api/APISigncore/Getcert", params={"idcts": serial_hex})
         if response.status_code != 200 or response.text.startswith("ERR"):

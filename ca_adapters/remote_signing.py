@@ -58,6 +58,9 @@ class DigestToSign:
 class RemoteSigningClient(ABC):
     """One provider's remote-signing API."""
 
+    max_digests: int | None = None
+    """The most digests one transaction at the provider signs; None: no limit of the provider's own."""
+
     def __init__(self, base_url: str, client_id: str, client_secret: str, *, timeout: float = 30.0) -> None:
         self.http = httpx.Client(base_url=base_url, timeout=timeout)
         self.client_id = client_id

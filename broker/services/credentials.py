@@ -202,6 +202,18 @@ def certificate_chain(credential: Credential) -> tuple[asn1_x509.Certificate, li
     return cert, chain
 
 
+def batch_limit(credential: Credential, settings_max: int) -> int:
+    """How many hashes one confirmation of this credential may cover: kyso's setting, or less
+    where a delegated credential's provider signs fewer per transaction (Nacencomm: one)."""
+    if credential.delegated:
+        from ca_adapters.remote_clients import CLIENTS
+
+        provider_max = CLIENTS[credential.provider].max_digests
+        if provider_max is not None:
+            return min(settings_max, provider_max)
+    return settings_max
+
+
 def check_usable(credential: Credential, at: datetime | None = None) -> None:
     """Refuse a revoked, expired or not yet valid credential before anything is signed."""
     now = at or datetime.now(timezone.utc)

@@ -210,8 +210,9 @@ def _prepare(factory: sessionmaker[Session], settings: Settings, ctx: ClientCont
         return [requests.DocumentToSign(d.digest, d.title, d.summary) for d in new.raw], [{} for _ in new.raw]
     if new.format not in ("cades", "pades") or new.raw or not new.files:
         raise InvalidInput("format is raw, cades or pades, with hashes or documents accordingly")
-    if len(new.files) > settings.max_batch:
-        raise InvalidInput(f"at most {settings.max_batch} documents per request")
+    limit = credential_service.batch_limit(credential, settings.max_batch)
+    if len(new.files) > limit:
+        raise InvalidInput(f"at most {limit} documents per request with credential {credential.id}")
     if hash_name != "sha256":
         raise InvalidInput("documents are signed with SHA-256")
     work.mkdir(parents=True)

@@ -19,7 +19,7 @@ from broker.audit import Actor
 from broker.observability import metrics
 from broker.db.models import FINAL_STATES, Credential, CredentialMode, ItemState, RequestItem, RequestState, SigningRequest
 from broker.errors import Conflict, InvalidInput, NotFound, PolicyViolation
-from broker.services.credentials import check_usable
+from broker.services.credentials import batch_limit, check_usable
 from broker.settings import Settings
 from signer.algorithms import check_digest
 
@@ -73,8 +73,9 @@ def create(
     """A pending request whose binding covers every hash, title and summary, in order."""
     if not documents:
         raise InvalidInput("a signing request needs at least one hash")
-    if len(documents) > settings.max_batch:
-        raise InvalidInput(f"at most {settings.max_batch} hashes per request")
+    limit = batch_limit(credential, settings.max_batch)
+    if len(documents) > limit:
+        raise InvalidInput(f"at most {limit} hashes per request with credential {credential.id}")
     for doc in documents:
         check_digest(doc.digest, hash_algorithm)
         if not doc.title.strip():

@@ -148,13 +148,33 @@ def test_refusal_and_time_out_at_the_provider_end_the_request(api: httpx.Client,
     assert done["signatures"] is None
 
 
-def test_a_batch_the_provider_cannot_take_fails_clearly(api: httpx.Client, linked: dict[str, str],
-                                                       emulator_reset: EmulatorSet) -> None:
-    created = api.post("/v1/requests", json={"credential_id": linked["nacencomm"], "hashes": [
+def test_a_batch_the_provider_cannot_take_is_refused_up_front(api: httpx.Client, runtime: Runtime,
+                                                               linked: dict[str, str], emulator_reset: EmulatorSet) -> None:
+    """Nacencomm signs one digest per transaction: CSC says so, and a larger batch is a clear 400."""
+    from sqlalchemy import func, select
+
+    from broker.db.models import SigningRequest
+
+    nacencomm = linked["nacencomm"]
+    assert api.post("/csc/v2/credentials/info", json={"credentialID": nacencomm}).json()["multisign"] == 1
+    assert api.post("/csc/v2/credentials/info", json={"credentialID": linked["vnpt"]}).json()["multisign"] == 50
+
+    def count() -> int:
+        with transaction(runtime.sessions) as s:
+            return s.scalar(select(func.count()).select_from(SigningRequest)
+                            .where(SigningRequest.credential_id == nacencomm)) or 0
+
+    before = count()
+    created = api.post("/v1/requests", json={"credential_id": nacencomm, "hashes": [
         {"hash": b64(hashlib.sha256(bytes([n])).digest()), "title": f"UNC {n}"} for n in range(2)]})
-    assert created.status_code == 201, created.text
-    body = created.json()
-    assert body["state"] == "failed" and body["failure_reason"].startswith("provider_refused"), body
+    assert created.status_code == 400 and created.json()["code"] == "invalid_input", created.text
+    assert "at most 1 hashes" in created.json()["detail"]
+    authorize = api.post("/csc/v2/credentials/authorize", json={"credentialID": nacencomm, "numSignatures": 2,
+                                                                "hashes": [b64(hashlib.sha256(b"a").digest()),
+                                                                           b64(hashlib.sha256(b"b").digest())],
+                                                                "hashAlgorithmOID": "2.16.840.1.101.3.4.2.1"})
+    assert authorize.status_code == 400 and authorize.json()["error"] == "invalid_request", authorize.text
+    assert count() == before  # nothing written
 
 
 def test_csc_authorize_waits_for_the_providers_app(runtime: Runtime, live_server: str, linked: dict[str, str],
