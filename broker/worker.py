@@ -50,10 +50,11 @@ class SigningWorker:
                         rt.notifier.notify()
                     if self._follow_providers():  # some still wait for a signer at the provider
                         housekeeping_at = time.monotonic() + rt.settings.provider_poll_seconds
-                lease = rest_requests.Lease(self.name, rt.settings.reservation_timeout_seconds)
+                seconds = rt.settings.reservation_timeout_seconds
                 for request_id in rest_requests.pending_work(rt.sessions):
-                    if not rest_requests.claim(rt.sessions, request_id, lease.finisher, lease.seconds):
+                    if not rest_requests.claim(rt.sessions, request_id, self.name, seconds):
                         continue  # another worker is finishing it
+                    lease = rest_requests.Lease(self.name, seconds)
                     try:
                         rest_requests.finish(rt.sessions, rt.hsm, ACTOR, request_id, rt.long_term_services, lease)
                     except Exception as exc:  # noqa: BLE001 - one request's failure must not stop the others

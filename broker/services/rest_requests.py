@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -321,12 +322,13 @@ def claim(factory: sessionmaker[Session], request_id: str, finisher: str, second
         return taken.rowcount == 1  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Lease:
-    """Who holds a request's finishing lease, and for how long each renewal holds."""
+    """A lease just taken with :func:`claim`: who holds it, for how long each renewal holds."""
 
     finisher: str
     seconds: float
+    renewed_at: float = field(default_factory=time.monotonic)
 
 
 class LeaseLost(KysoError):
@@ -345,8 +347,10 @@ def release(factory: sessionmaker[Session], request_id: str, finisher: str, retr
 
 
 def _renew(factory: sessionmaker[Session], request_id: str, lease: Lease | None) -> None:
-    if lease is None:
+    """Extend the lease once a third of it has gone (a lost lease is noticed well before it matters)."""
+    if lease is None or time.monotonic() - lease.renewed_at < lease.seconds / 3:
         return
+    lease.renewed_at = time.monotonic()
     with transaction(factory) as session:
         kept = session.execute(update(SigningRequest).where(
             SigningRequest.id == request_id, SigningRequest.finisher == lease.finisher,

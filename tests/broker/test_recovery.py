@@ -92,10 +92,12 @@ def test_one_worker_at_a_time_finishes_a_request(runtime: Runtime, enrolled: Enr
                   .values(finishing_until=requests.now() - timedelta(seconds=1)))
     assert rid in rest_requests.pending_work(runtime.sessions)
     assert rest_requests.claim(runtime.sessions, rid, holder, 60)
-    # The slow worker whose lease was taken over stops and ends nothing.
+    # The slow worker whose lease was taken over (its last renewal is old) stops before signing.
     with pytest.raises(rest_requests.LeaseLost):
         rest_requests.finish(runtime.sessions, runtime.hsm, ACTOR, rid, runtime.long_term_services,
-                             rest_requests.Lease(other, 60))
+                             rest_requests.Lease(other, 60, renewed_at=0.0))
+    with transaction(runtime.sessions) as s:
+        assert {i.state for i in requests.get(s, rid).items} == {ItemState.AUTHORISED}  # nothing signed
     rest_requests.release(runtime.sessions, rid, holder, retry_after=30)  # an error: tried again later
     assert rid not in rest_requests.pending_work(runtime.sessions)
     assert not rest_requests.claim(runtime.sessions, rid, other, 60)
