@@ -30,13 +30,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.signing import ACTOR, rate
-from broker.db.engine import transaction
-from broker.db.models import Role, SigningMode
+from bench.scratch import scratch_credential
+from bench.signing import rate
 from broker.runtime import Runtime
-from broker.services import credentials, directory, setup
-from broker.settings import load_settings
-from hsm import KeyAlgorithm, SignScheme
+from hsm import SignScheme
 from kyso_client import KysoClient
 
 RSA_SHA256 = "1.2.840.113549.1.1.11"
@@ -49,14 +46,7 @@ def raw_signers(tmp: Path) -> tuple[Runtime, Callable[[int], None], Callable[[in
     """A token of its own (2 sessions: no batch is split further), a function that signs one run
     of ``BATCH`` digests, and one that signs a single digest."""
     data_dir = tmp / "raw"
-    setup.init_data_dir(load_settings(data_dir), ACTOR, sandbox=True)
-    runtime = Runtime(load_settings(data_dir, hsm_max_sessions=2))
-    with transaction(runtime.sessions) as s:
-        directory.add_unit(s, ACTOR, "B1", "Bench", SigningMode.REMOTE)
-        directory.add_user(s, ACTOR, username="b", unit_code="B1", full_name="B", national_id="001000000001",
-                           role=Role.OTHER)
-        credential = credentials.enroll(s, ACTOR, runtime.hsm, runtime.ca("vnpt"), username="b",
-                                        key_algorithm=KeyAlgorithm.RSA_2048)
+    runtime, credential = scratch_credential(data_dir, hsm_max_sessions=2)
     digests = [hashlib.sha256(b"raw %d" % i).digest() for i in range(BATCH)]
 
     def sign_run(_: int) -> None:

@@ -29,14 +29,10 @@ from pyhanko.sign.fields import SigSeedSubFilter
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from bench.csc import percentile, run_threads, start_sandbox
-from bench.signing import ACTOR, rate
-from broker.db.engine import transaction
-from broker.db.models import Role, SigningMode
-from broker.runtime import Runtime
-from broker.services import credentials, directory, setup
-from broker.settings import load_settings
+from bench.scratch import scratch_credential
+from bench.signing import rate
+from broker.services import credentials
 from demo.documents import CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
-from hsm import KeyAlgorithm
 from kyso_client import KysoClient
 from signer import pades
 from signer.algorithms import signature_algorithm
@@ -62,14 +58,7 @@ class _PyhankoHsmSigner(signers.Signer):
 def pyhanko_rate(tmp: Path, pdf: Path, seconds: float) -> dict[str, float]:
     """Signatures/s of plain pyHanko in this process, per field."""
     data_dir = tmp / "pyhanko"
-    setup.init_data_dir(load_settings(data_dir), ACTOR, sandbox=True)
-    runtime = Runtime(load_settings(data_dir))
-    with transaction(runtime.sessions) as s:
-        directory.add_unit(s, ACTOR, "B1", "Bench", SigningMode.REMOTE)
-        directory.add_user(s, ACTOR, username="b", unit_code="B1", full_name="Nguyễn Thị Kế Toán",
-                           national_id="001000000001", role=Role.CHIEF_ACCOUNTANT)
-        credential = credentials.enroll(s, ACTOR, runtime.hsm, runtime.ca("vnpt"), username="b",
-                                        key_algorithm=KeyAlgorithm.RSA_2048)
+    runtime, credential = scratch_credential(data_dir)
     key = credentials.key_signer(runtime.hsm, credential)
     signer = _PyhankoHsmSigner(key)
     # The placeholder kyso reserves, so that both skip pyHanko's dry-run size estimate alike.

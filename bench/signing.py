@@ -14,17 +14,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from broker.audit import Actor
-from broker.db.engine import transaction
-from broker.db.models import Role, SigningMode
-from broker.runtime import Runtime
-from broker.services import credentials, directory, setup
-from broker.settings import load_settings
+from bench.scratch import scratch_credential
+from broker.services import credentials
 from demo.documents import write_payment_order_pdf
-from hsm import KeyAlgorithm, SignScheme
+from hsm import SignScheme
 from signer import cades, pades
 
-ACTOR = Actor("bench", "bench")
 
 
 def rate(fn: Callable[[int], None], seconds: float, threads: int = 1) -> float:
@@ -54,14 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kyso-bench-") as tmp:
         data_dir = Path(tmp) / "data"
-        setup.init_data_dir(load_settings(data_dir), ACTOR, sandbox=True)
-        runtime = Runtime(load_settings(data_dir))
-        with transaction(runtime.sessions) as s:
-            directory.add_unit(s, ACTOR, "B1", "Bench unit", SigningMode.REMOTE)
-            directory.add_user(s, ACTOR, username="bench", unit_code="B1", full_name="Bench User",
-                               national_id="001000000001", role=Role.CHIEF_ACCOUNTANT)
-            credential = credentials.enroll(s, ACTOR, runtime.hsm, runtime.ca("vnpt"), username="bench",
-                                            key_algorithm=KeyAlgorithm.RSA_2048)
+        runtime, credential = scratch_credential(data_dir)
         key = credentials.key_signer(runtime.hsm, credential)
         digest = hashlib.sha256(b"bench").digest()
         hsm = runtime.hsm

@@ -33,14 +33,10 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench.signing import ACTOR, rate
+from bench.scratch import scratch_credential
+from bench.signing import rate
 from biometrics import Decision
-from broker.db.engine import transaction
-from broker.db.models import Role, SigningMode
-from broker.runtime import Runtime
-from broker.services import credentials, directory, setup
-from broker.settings import load_settings
-from hsm import KeyAlgorithm, SignScheme
+from hsm import SignScheme
 from kyso_device.client import DeviceClient, DeviceState, enroll
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/kyso_bench"
@@ -53,15 +49,8 @@ CONTENT = base64.b64encode(b"<PaymentOrder>" + b"x" * 2000 + b"</PaymentOrder>")
 def raw_rates(tmp: Path, seconds: float) -> tuple[float, float]:
     """SoftHSM alone, 1 and 2 threads (this process's one token store: DESIGN decision 9)."""
     data_dir = tmp / "raw"
-    setup.init_data_dir(load_settings(data_dir), ACTOR, sandbox=True)
-    runtime = Runtime(load_settings(data_dir))
+    runtime, credential = scratch_credential(data_dir)
     try:
-        with transaction(runtime.sessions) as s:
-            directory.add_unit(s, ACTOR, "B1", "Bench", SigningMode.REMOTE)
-            directory.add_user(s, ACTOR, username="b", unit_code="B1", full_name="B", national_id="001000000001",
-                               role=Role.OTHER)
-            credential = credentials.enroll(s, ACTOR, runtime.hsm, runtime.ca("vnpt"), username="b",
-                                            key_algorithm=KeyAlgorithm.RSA_2048)
         digest = hashlib.sha256(b"raw").digest()
 
         def sign(_: int) -> None:

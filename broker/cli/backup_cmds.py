@@ -28,15 +28,15 @@ def backup(
     """Back up the database, kyso.toml and the audit anchors (never secrets.json), after a signed checkpoint."""
     runtime = state(ctx).runtime()
     server = state(ctx).server()
-    sign_checkpoint = None
-    if server is not None:  # the running server holds the token: it signs the checkpoint
-        def sign_checkpoint() -> Checkpoint | None:
-            made = server.call("POST", "/audit/checkpoints", {"reason": "backup"})
-            if made["event_id"] is None:
-                return None
-            return Checkpoint(made["event_id"], made["head_id"], bytes.fromhex(made["head_hash"]), made["anchor"])
+    def through_server() -> Checkpoint | None:  # the running server holds the token: it signs
+        assert server is not None
+        made = server.call("POST", "/audit/checkpoints", {"reason": "backup"})
+        if made["event_id"] is None:
+            return None
+        return Checkpoint(made["event_id"], made["head_id"], bytes.fromhex(made["head_hash"]), made["anchor"])
+
     result = backup_service.backup(runtime, dest, cli_actor(), include_token=include_token,
-                                   sign_checkpoint=sign_checkpoint)
+                                   sign_checkpoint=through_server if server is not None else None)
     manifest = result.manifest
     top = sorted({name.split("/")[0] + ("/" if "/" in name else "") for name in manifest["files"]})
     console.print(f"backup written to {dest}: {', '.join(top)}, manifest.json (SHA-256 of each file)", markup=False)

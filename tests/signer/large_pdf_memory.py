@@ -15,18 +15,12 @@ from pathlib import Path
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
-from broker.audit import Actor
-from broker.db.engine import transaction
-from broker.db.models import Role, SigningMode
-from broker.runtime import Runtime
-from broker.services import credentials, directory, setup
-from broker.settings import load_settings
+from bench.scratch import scratch_credential
+from broker.services import credentials
 from demo.documents import CHIEF_ACCOUNTANT_FIELD
-from hsm import KeyAlgorithm
 from signer import pades
 from signer.hsm_signer import HsmKeySigner
 
-ACTOR = Actor("test", "large-pdf")
 
 
 def peak_rss() -> int:
@@ -57,14 +51,7 @@ def sign(key: HsmKeySigner, source: Path, target: Path) -> None:
 def main() -> None:
     work = Path(sys.argv[1])
     small, large = work / "small.pdf", work / "large.pdf"
-    setup.init_data_dir(load_settings(work / "data"), ACTOR, sandbox=True)
-    runtime = Runtime(load_settings(work / "data"))
-    with transaction(runtime.sessions) as s:
-        directory.add_unit(s, ACTOR, "M1", "Memory", SigningMode.REMOTE)
-        directory.add_user(s, ACTOR, username="m", unit_code="M1", full_name="Nguyễn Thị Kế Toán",
-                           national_id="001000000001", role=Role.CHIEF_ACCOUNTANT)
-        credential = credentials.enroll(s, ACTOR, runtime.hsm, runtime.ca("vnpt"), username="m",
-                                        key_algorithm=KeyAlgorithm.RSA_2048)
+    runtime, credential = scratch_credential(work / "data")
     key = credentials.key_signer(runtime.hsm, credential)
     sign(key, small, work / "small-signed.pdf")  # warm: every module and the font loaded
     idle = peak_rss()
