@@ -7,7 +7,6 @@ to the token itself (STACK_NOTES trap 3). The routes are in :mod:`api.admin`.
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import os
@@ -18,11 +17,12 @@ from typing import Any
 
 import httpx
 
+from broker.audit import cli_actor
 from broker.errors import KysoError
 
 log = logging.getLogger("kyso.server")
 SOCKET_NAME = "admin.sock"
-# A Unix socket path is at most 107 bytes on Linux: a deep data dir falls back to a short name.
+# A Unix socket path is at most 107 bytes on Linux: a deeper data dir has no admin socket.
 _MAX_PATH = 100
 
 
@@ -99,12 +99,9 @@ class AdminClient:
     """The CLI's side: JSON calls over the Unix socket, errors re-raised with the server's code."""
 
     def __init__(self, path: Path, timeout: float = 600.0) -> None:
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):
-            user = "unknown"
+        me = cli_actor()  # the same OS user and host the CLI's own audit events name
         self._http = httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), base_url="http://kyso-admin/admin/v1",
-                                  timeout=timeout, headers={"X-Kyso-OS-User": user, "X-Kyso-Host": socket.gethostname()})
+                                  timeout=timeout, headers={"X-Kyso-OS-User": me.name, "X-Kyso-Host": me.origin or "unknown"})
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
