@@ -189,7 +189,7 @@ def build_router(version: str) -> APIRouter:
             mode = _text(body, "operationMode", required=False)
             if mode not in (None, "S"):
                 raise InvalidInput("only synchronous operation (operationMode S) is supported")
-            signatures = csc.sign_hash(rt.sessions, rt.hsm, ctx, origin, str(_text(body, "credentialID")),
+            signatures = csc.sign_hash(rt.sessions, rt.settings, rt.hsm, ctx, origin, str(_text(body, "credentialID")),
                                        str(_text(body, "SAD")), digests, hash_name, sign_algo, params)
             return {"signatures": [base64.b64encode(s).decode() for s in signatures]}
 

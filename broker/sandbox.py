@@ -126,9 +126,9 @@ class SimulatedPhones:
         rt = self.runtime
         while not self._stop.is_set():
             seen = rt.notifier.version()
+            phones = {user_id: (token, key, counter) for token, user_id, key, counter in self.devices}
             with read_transaction(rt.sessions) as s:
-                pending = [(token, key, counter, r.id, r.binding) for token, user_id, key, counter in self.devices
-                           for r in requests.pending_for_user(s, user_id)]
+                pending = [(*phones[r.user_id], r.id, r.binding) for r in requests.pending_for_users(s, list(phones))]
             for token, key, counter, request_id, binding in pending:
                 counter[0] += 1
                 signature = sign_decision(key, binding, Decision.APPROVE, counter[0])

@@ -192,8 +192,8 @@ class SigningRequest(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     request_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     sad_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    """SHA-256 of the CSC Signature Activation Data issued once the signer approved."""
-    sad_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """SHA-256 of the CSC Signature Activation Data: drawn with the request, handed out once the
+    signer approved, valid ``sad_seconds`` from ``decided_at``."""
     format: Mapped[str] = mapped_column(String(16), default="raw", server_default="raw")
     """raw (hashes), cades or pades: what the signing worker builds once approved."""
     payload: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)

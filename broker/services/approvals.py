@@ -163,10 +163,13 @@ def _request_for_user(session: Session, actor: Actor, request_id: str, user_id: 
 def expire_due(factory: sessionmaker[Session], actor: Actor, request_id: str) -> RequestState | None:
     """Expire the request first, in its own transaction, if its time ran out; its state then
     (None for an unknown request). Only an overdue request takes the write lock."""
-    with read_transaction(factory) as session:
-        request = session.get(SigningRequest, request_id)
-        if request is None or not requests.overdue(request):
-            return None if request is None else request.state
+    with read_transaction(factory) as session:  # waiters call this at every wake-up: one small row
+        found = session.execute(select(SigningRequest.state, SigningRequest.expires_at)
+                                .where(SigningRequest.id == request_id)).first()
+    if found is None:
+        return None
+    if found.state is not RequestState.PENDING or requests.aware(found.expires_at) > requests.now():
+        return found.state
     with transaction(factory) as session:
         request = session.get(SigningRequest, request_id)
         assert request is not None
@@ -193,8 +196,10 @@ def apply_decision(
         session.execute(update(RequestItem).where(RequestItem.request_id == request.id,
                                                   RequestItem.state == ItemState.PENDING)
                         .values(state=ItemState.AUTHORISED))
-        session.execute(update(Credential).where(Credential.id == request.credential_id)
-                        .values(failed_confirmations=0, locked_until=None))
+        credential = request.credential
+        if credential.failed_confirmations or credential.locked_until is not None:
+            session.execute(update(Credential).where(Credential.id == credential.id)
+                            .values(failed_confirmations=0, locked_until=None))
     else:
         requests.transition(session, actor, request, RequestState.REJECTED, decided_at=requests.now(),
                             decided_via=via, evidence=evidence, details={"via": via})
@@ -238,6 +243,10 @@ def _record_failure(
                      details=details)
 
 
+class _UnknownDevice(Exception):
+    """No device has this token (audited as such, outside the attempt)."""
+
+
 def decide_with_device(
     factory: sessionmaker[Session],
     settings: Settings,
@@ -248,45 +257,58 @@ def decide_with_device(
     counter: int,
     signature_b64: str,
 ) -> SigningRequest:
-    """The phone's approval or refusal: signature over the binding, device active, counter forward."""
-    with read_transaction(factory) as session:
-        found = session.execute(select(ApprovalDevice.id, ApprovalDevice.user_id)
-                                .where(ApprovalDevice.token_hash == token_hash(device_token))).first()
-    if found is None:
-        with transaction(factory) as session:
-            audit.record(session, Actor("device", "unknown", origin), f"request.{decision.value}", outcome="refused",
-                         target_type="request", target_id=request_id, details={"reason": DeviceNotActive.code})
-        raise DeviceNotActive("unknown device token")
-    device_id, user_id = found
-    actor = Actor("device", device_id, origin)
+    """The phone's approval or refusal: signature over the binding, device active, counter forward.
+
+    One transaction when it succeeds (this is on every signature's path); a refused attempt is
+    audited in a transaction of its own after it rolled back, as :func:`attempt` does.
+    """
+    action = f"request.{decision.value}"
     try:
         signature = base64.b64decode(signature_b64, validate=True)
     except ValueError:
         signature = b""
+    actor = Actor("device", "unknown", origin)
+    try:
+        with transaction(factory) as session:
+            device = session.scalar(select(ApprovalDevice).where(ApprovalDevice.token_hash == token_hash(device_token)))
+            if device is None:
+                raise _UnknownDevice
+            actor = Actor("device", device.id, origin)
+            if device.status is not DeviceStatus.ACTIVE:
+                raise DeviceNotActive("this device was revoked")
+            request = _request_for_user(session, actor, request_id, device.user_id)
+            if not requests.expire_if_due(session, actor, request):  # else: the expiry commits, the attempt is refused
+                if request.state is RequestState.EXPIRED:
+                    raise RequestExpired(_expired_message(request))
+                if request.state is not RequestState.PENDING:
+                    raise requests.RequestNotPending(f"request {request_id} is {request.state.value}")
+                credential = session.get(Credential, request.credential_id)
+                assert credential is not None
+                requests.check_not_locked(credential, requests.now())
+                verify_decision(device.public_key, request.binding, decision, counter, device.counter, signature)
+                moved = session.execute(update(ApprovalDevice)
+                                        .where(ApprovalDevice.id == device.id, ApprovalDevice.counter < counter)
+                                        .values(counter=counter))
+                if moved.rowcount != 1:  # type: ignore[attr-defined]
+                    from biometrics import ReplayedCounter
 
-    def body(session: Session) -> SigningRequest:
-        device = session.get(ApprovalDevice, device_id)
-        if device is None or device.status is not DeviceStatus.ACTIVE:
-            raise DeviceNotActive("this device was revoked")
-        request = _request_for_user(session, actor, request_id, user_id)
-        if request.state is RequestState.EXPIRED:
-            raise RequestExpired(f"request {request_id} expired at {requests.aware(request.expires_at):%H:%M:%S} UTC")
-        if request.state is not RequestState.PENDING:
-            raise requests.RequestNotPending(f"request {request_id} is {request.state.value}")
-        credential = session.get(Credential, request.credential_id)
-        assert credential is not None
-        requests.check_not_locked(credential, requests.now())
-        verify_decision(device.public_key, request.binding, decision, counter, device.counter, signature)
-        moved = session.execute(update(ApprovalDevice)
-                                .where(ApprovalDevice.id == device_id, ApprovalDevice.counter < counter)
-                                .values(counter=counter))
-        if moved.rowcount != 1:  # type: ignore[attr-defined]
-            from biometrics import ReplayedCounter
+                    raise ReplayedCounter("the device counter did not move forward")
+                apply_decision(session, actor, request, decision, via=f"device:{device.id}",
+                               evidence={"kind": "device", "device": device.id, "counter": counter,
+                                         "decision": decision.value, "signature": signature_b64})
+                return request
+    except _UnknownDevice:
+        with transaction(factory) as session:
+            audit.record(session, actor, action, outcome="refused", target_type="request", target_id=request_id,
+                         details={"reason": DeviceNotActive.code})
+        raise DeviceNotActive("unknown device token") from None
+    except (KysoError, ConfirmationError) as exc:
+        _record_failure(factory, settings, actor, action, request_id, exc)
+        raise
+    expired = RequestExpired(_expired_message(request))
+    _record_failure(factory, settings, actor, action, request_id, expired)
+    raise expired
 
-            raise ReplayedCounter("the device counter did not move forward")
-        apply_decision(session, actor, request, decision, via=f"device:{device_id}",
-                       evidence={"kind": "device", "device": device_id, "counter": counter,
-                                 "decision": decision.value, "signature": signature_b64})
-        return request
 
-    return attempt(factory, settings, actor, f"request.{decision.value}", request_id, body)
+def _expired_message(request: SigningRequest) -> str:
+    return f"request {request.id} expired at {requests.aware(request.expires_at):%H:%M:%S} UTC"

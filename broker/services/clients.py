@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager
 
 from broker import audit
 from broker.audit import Actor
@@ -23,6 +23,7 @@ from broker.db.models import (
     Credential,
     OAuthClient,
     RelyingSystem,
+    RelyingSystemUnit,
     SigningRequest,
     User,
 )
@@ -169,13 +170,22 @@ def record_refused_token(session: Session, origin: str | None, client_id: str, r
 
 
 def authenticate(session: Session, token: str | None, at: datetime | None = None) -> ClientContext:
+    """The caller of every API call: one statement (token, client, relying system and its units)."""
     if not token:
         raise InvalidToken("a bearer access token is required")
-    row = session.get(AccessToken, token_hash(token))
-    if row is None or aware(row.expires_at) <= (at or now()) or row.client.status is not ClientStatus.ACTIVE:
+    rows = session.execute(
+        select(AccessToken.client_id, AccessToken.scopes, AccessToken.expires_at, OAuthClient.status,
+               RelyingSystem.name, RelyingSystemUnit.unit_id)
+        .join(OAuthClient, OAuthClient.client_id == AccessToken.client_id)
+        .join(RelyingSystem, RelyingSystem.id == OAuthClient.relying_system_id)
+        .outerjoin(RelyingSystemUnit, RelyingSystemUnit.relying_system_id == RelyingSystem.id)
+        .where(AccessToken.token_hash == token_hash(token))
+    ).all()
+    if not rows or aware(rows[0].expires_at) <= (at or now()) or rows[0].status is not ClientStatus.ACTIVE:
         raise InvalidToken("the access token is unknown or expired")
-    rs = row.client.relying_system
-    return ClientContext(row.client_id, rs.name, frozenset(u.id for u in rs.units), frozenset(row.scopes))
+    first = rows[0]
+    units = frozenset(row.unit_id for row in rows if row.unit_id is not None)
+    return ClientContext(first.client_id, first.name, units, frozenset(first.scopes))
 
 
 # -- what a client may see -----------------------------------------------------------------------------
@@ -189,8 +199,9 @@ def visible_user(session: Session, ctx: ClientContext, username: str) -> User:
 
 
 def visible_credential(session: Session, ctx: ClientContext, credential_id: str) -> Credential:
-    credential = session.get(Credential, credential_id)
-    if credential is None or credential.user.unit_id not in ctx.unit_ids:
+    credential = session.scalar(select(Credential).join(Credential.user).options(contains_eager(Credential.user))
+                                .where(Credential.id == credential_id, User.unit_id.in_(ctx.unit_ids)))
+    if credential is None:
         raise NotFound(f"no credential {credential_id!r}")
     return credential
 

@@ -14,11 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker import audit
-from broker.db.engine import read_transaction, transaction
+from broker.db.engine import transaction
 from broker.db.models import Credential, RequestItem, RequestState, SigningRequest
 from broker.errors import InvalidInput, KysoError
 from broker.notify import Notifier
@@ -104,6 +103,9 @@ def authorize(
     title = (description or "").strip()[:200] or "Tài liệu / document"
     docs = [requests.DocumentToSign(d, f"{title} ({i + 1}/{len(digests)})" if len(digests) > 1 else title,
                                     f"{hash_algorithm} {d.hex()}") for i, d in enumerate(digests)]
+    # The SAD is drawn now and stored hashed with the request, but handed out only once the signer
+    # approved: it lives ``sad_seconds`` from that approval (no write after the decision).
+    sad = secrets.token_urlsafe(32)
     with transaction(factory) as session:
         load_limits.admit(session, settings, ctx.relying_system)
         credential = visible_credential(session, ctx, credential_id)
@@ -111,8 +113,7 @@ def authorize(
             raise InvalidInput("a delegated credential signs SHA-256 hashes only (the provider's API)")
         credentials.check_not_revoked(credential, ca_for(credential.provider))
         request = requests.create(session, settings, actor, credential, docs, relying_system=ctx.relying_system,
-                                  hash_algorithm=hash_algorithm)
-        request.client_id = ctx.client_id
+                                  hash_algorithm=hash_algorithm, client_id=ctx.client_id, sad_hash=token_hash(sad))
         request_id = request.id
         forward = credential.delegated
     if forward:
@@ -128,22 +129,12 @@ def authorize(
             state = requests.get(session, request_id).state
     if state is not RequestState.APPROVED:
         raise AccessDenied(f"the signer did not approve (request {request_id} is {state.value})")
-    sad = secrets.token_urlsafe(32)
-    with transaction(factory) as session:
-        expires = requests.now() + timedelta(seconds=settings.sad_seconds)
-        issued = session.execute(update(SigningRequest)
-                                 .where(SigningRequest.id == request_id, SigningRequest.state == RequestState.APPROVED,
-                                        SigningRequest.sad_hash.is_(None))
-                                 .values(sad_hash=token_hash(sad), sad_expires_at=expires))
-        if issued.rowcount != 1:  # type: ignore[attr-defined]
-            raise AccessDenied(f"request {request_id} can no longer be authorised")
-        audit.record(session, actor, "request.sad_issued", target_type="request", target_id=request_id,
-                     details={"expires_in": settings.sad_seconds})
     return Authorisation(sad, settings.sad_seconds, request_id)
 
 
 def sign_hash(
     factory: sessionmaker[Session],
+    settings: Settings,
     hsm: Hsm,
     ctx: ClientContext,
     origin: str | None,
@@ -156,8 +147,8 @@ def sign_hash(
 ) -> list[bytes]:
     ctx.require("sign")
     actor = ctx.actor(origin)
-    # Only reads: sole control re-checks the request and reserves its hashes in its own transaction.
-    with read_transaction(factory) as session:
+    # One transaction checks the SAD and reserves its hashes: a refused call reserves nothing.
+    with transaction(factory) as session:
         credential = visible_credential(session, ctx, credential_id)
         request = session.scalar(select(SigningRequest).where(SigningRequest.sad_hash == token_hash(sad)))
         if (request is None or request.credential_id != credential.id or request.client_id != ctx.client_id
@@ -165,20 +156,29 @@ def sign_hash(
             raise SadInvalid("the SAD is unknown or belongs to another credential")
         if request.state is not RequestState.APPROVED:
             raise SadInvalid("the SAD was already used")
-        if request.sad_expires_at is None or requests.aware(request.sad_expires_at) <= requests.now():
+        if sad_expired(request, settings.sad_seconds):
             raise SadExpired("the SAD expired")
         if request.hash_algorithm != hash_algorithm:
             raise InvalidInput(f"the SAD covers {request.hash_algorithm} hashes, not {hash_algorithm}")
-        covered = session.scalars(select(RequestItem.digest).where(RequestItem.request_id == request.id)
-                                  .order_by(RequestItem.position)).all()
-        if list(covered) != digests:
-            raise SadInvalid("the SAD does not cover exactly these hashes, in this order")
         scheme, pss = _signature_parameters(credential, sign_algo, sign_algo_params, hash_algorithm)
         request_id = request.id
-        provider_signed = credential.delegated
-    if provider_signed:
+        if credential.delegated:  # the provider signs: nothing to reserve in kyso's HSM
+            reservation = None
+            covered = list(session.scalars(select(RequestItem.digest).where(RequestItem.request_id == request_id)
+                                           .order_by(RequestItem.position)))
+        else:
+            reservation = sole_control.reserve(session, hsm, request)
+            covered = reservation.digests
+        if covered != digests:
+            raise SadInvalid("the SAD does not cover exactly these hashes, in this order")
+    if reservation is None:
         return delegated.release(factory, actor, request_id)
-    return sole_control.sign_approved(factory, hsm, actor, request_id, scheme=scheme, pss=pss)
+    return sole_control.sign_reserved(factory, actor, reservation, scheme=scheme, pss=pss)
+
+
+def sad_expired(request: SigningRequest, sad_seconds: int) -> bool:
+    """A SAD lives ``sad_seconds`` from the signer's approval."""
+    return request.decided_at is None or requests.aware(request.decided_at) + timedelta(seconds=sad_seconds) <= requests.now()
 
 
 def _signature_parameters(

@@ -21,15 +21,13 @@ from broker.settings import Settings
 
 
 def expire_unused_authorisations(factory: sessionmaker[Session], settings: Settings, actor: Actor) -> int:
-    """CSC approvals nobody will use: the SAD ran out, or was never fetched (the client went away)."""
-    moment = requests.now()
-    never_fetched = moment - timedelta(seconds=settings.authorize_wait_seconds + settings.sad_seconds)
+    """CSC approvals nobody used: their SAD ran out (``sad_seconds`` after the approval)."""
+    sad_ended = requests.now() - timedelta(seconds=settings.sad_seconds)
     with read_transaction(factory) as session:
         unused = list(session.scalars(select(SigningRequest.id).where(
             SigningRequest.state == RequestState.APPROVED, SigningRequest.payload.is_(None),
             ~exists().where(RequestItem.request_id == SigningRequest.id, RequestItem.state != ItemState.AUTHORISED),
-            (SigningRequest.sad_expires_at < moment)
-            | (SigningRequest.sad_hash.is_(None) & (SigningRequest.decided_at < never_fetched)))))
+            SigningRequest.decided_at < sad_ended)))
     ended = 0
     for request_id in unused:
         with transaction(factory) as session:

@@ -159,15 +159,12 @@ def create(factory: sessionmaker[Session], settings: Settings, ctx: ClientContex
         docs, payload = _prepare(factory, settings, ctx, credential, new, hash_name, work)
         with transaction(factory) as session:
             credential = visible_credential(session, ctx, new.credential_id)
-            request = requests.create(session, settings, ctx.actor(origin), credential, docs,
-                                      relying_system=ctx.relying_system, hash_algorithm=hash_name)
-            request.client_id = ctx.client_id
-            request.idempotency_key = idempotency_key
-            request.request_fingerprint = new.fingerprint
-            request.format = new.format
-            request.payload = {"work": str(work), "documents": payload, "webhook_url": webhook_url,
-                               "level": level.value, "accept_lower_level": new.accept_lower_level}
-            session.flush()
+            request = requests.create(
+                session, settings, ctx.actor(origin), credential, docs, relying_system=ctx.relying_system,
+                hash_algorithm=hash_name, client_id=ctx.client_id, idempotency_key=idempotency_key,
+                request_fingerprint=new.fingerprint, format=new.format,
+                payload={"work": str(work), "documents": payload, "webhook_url": webhook_url,
+                         "level": level.value, "accept_lower_level": new.accept_lower_level})
             delegated_request = request.credential.delegated
         if delegated_request:
             delegated.forward(factory, ca_for, ctx.actor(origin), request.id)

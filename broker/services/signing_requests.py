@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from biometrics import BindingInput, BoundDocument, compute_binding, verification_code
 from broker import audit
@@ -69,8 +70,10 @@ def create(
     relying_system: str,
     hash_algorithm: str = "sha256",
     ttl_seconds: int | None = None,
+    **columns: object,
 ) -> SigningRequest:
-    """A pending request whose binding covers every hash, title and summary, in order."""
+    """A pending request whose binding covers every hash, title and summary, in order;
+    ``columns`` are more of its columns (its client, format, payload...), written in the same INSERT."""
     if not documents:
         raise InvalidInput("a signing request needs at least one hash")
     limit = batch_limit(credential, settings.max_batch)
@@ -120,6 +123,7 @@ def create(
         verification_code=verification_code(binding),
         created_at=moment,
         expires_at=expires_at,
+        **columns,
     )
     session.add(request)
     session.flush()
@@ -143,11 +147,16 @@ def get(session: Session, request_id: str) -> SigningRequest:
 
 
 def pending_for_user(session: Session, user_id: int) -> list[SigningRequest]:
+    return pending_for_users(session, [user_id])
+
+
+def pending_for_users(session: Session, user_ids: Sequence[int]) -> list[SigningRequest]:
+    """The requests still waiting for these signers' confirmation through kyso, oldest first."""
     return list(
         session.scalars(
             select(SigningRequest)
             .join(Credential, Credential.id == SigningRequest.credential_id)
-            .where(SigningRequest.user_id == user_id, SigningRequest.state == RequestState.PENDING,
+            .where(SigningRequest.user_id.in_(user_ids), SigningRequest.state == RequestState.PENDING,
                    SigningRequest.expires_at > now(), Credential.mode == CredentialMode.HOSTED)
             .order_by(SigningRequest.created_at)
         )
@@ -174,7 +183,9 @@ def transition(
     if result.rowcount != 1:  # type: ignore[attr-defined]
         session.refresh(request)
         raise RequestNotPending(f"request {request.id} is {request.state.value}, not {'/'.join(s.value for s in expected)}")
-    session.refresh(request)
+    # The row now holds exactly these values: set them on the object instead of reading it back.
+    for key, value in {"state": to, **values}.items():
+        set_committed_value(request, key, value)
     audit.record(session, actor, f"request.{to.value}", target_type="request", target_id=request.id,
                  details=details or {})
     if to in FINAL_STATES:

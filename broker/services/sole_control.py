@@ -10,25 +10,58 @@ behind :func:`sign_approved` so that it can move there.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.audit import Actor
 from broker.db.engine import transaction
-from broker.db.models import Credential, ItemState, RequestItem, RequestState
+from broker.db.models import Credential, ItemState, RequestItem, RequestState, SigningRequest
 from broker.errors import Conflict
 from broker.observability import metrics
 from broker.services import credentials
 from broker.services import signing_requests as requests
 from hsm import Hsm, HsmError
 from signer import PssParams, Scheme, SignerError
+from signer.hsm_signer import HsmKeySigner
 
 
 class NotAuthorised(Conflict):
     """No approved, unused authorisation covers this request."""
 
     code = "not_authorised"
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A request's hashes, reserved for one signing run by :func:`reserve`."""
+
+    request: SigningRequest
+    item_ids: list[int]
+    digests: list[bytes]
+    key: HsmKeySigner
+
+
+def reserve(session: Session, hsm: Hsm, request: SigningRequest) -> Reservation:
+    """Move an approved request's authorised hashes to reserved, in the caller's transaction
+    (which commits before anything is signed); a request already signing or signed is refused."""
+    if request.state is not RequestState.APPROVED:
+        raise NotAuthorised(f"request {request.id} is {request.state.value}; only an approved request signs")
+    reserved = session.execute(
+        update(RequestItem)
+        .where(RequestItem.request_id == request.id, RequestItem.state == ItemState.AUTHORISED)
+        .values(state=ItemState.RESERVED, reserved_at=requests.now())
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    items = session.execute(select(RequestItem.id, RequestItem.digest).where(RequestItem.request_id == request.id)
+                            .order_by(RequestItem.position)).all()
+    if reserved != len(items):
+        raise NotAuthorised(f"the authorisation of request {request.id} was already used")
+    credential = session.get(Credential, request.credential_id)
+    assert credential is not None
+    return Reservation(request, [item.id for item in items], [item.digest for item in items],
+                       credentials.key_signer(hsm, credential))
 
 
 def sign_approved(
@@ -47,40 +80,36 @@ def sign_approved(
     caller that still has to build documents around them (and marks the request itself).
     """
     with transaction(factory) as session:
-        request = requests.get(session, request_id)
-        if request.state is not RequestState.APPROVED:
-            raise NotAuthorised(f"request {request_id} is {request.state.value}; only an approved request signs")
-        moment = requests.now()
-        reserved = session.execute(
-            update(RequestItem)
-            .where(RequestItem.request_id == request_id, RequestItem.state == ItemState.AUTHORISED)
-            .values(state=ItemState.RESERVED, reserved_at=moment)
-            .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
-        items = session.execute(select(RequestItem.id, RequestItem.digest).where(RequestItem.request_id == request_id)
-                                .order_by(RequestItem.position)).all()
-        if reserved != len(items):
-            raise NotAuthorised(f"the authorisation of request {request_id} was already used")
-        credential = session.get(Credential, request.credential_id)
-        assert credential is not None
-        key = credentials.key_signer(hsm, credential)
-        hash_name = request.hash_algorithm
+        reservation = reserve(session, hsm, requests.get(session, request_id))
+    return sign_reserved(factory, actor, reservation, scheme=scheme, pss=pss, mark_signed=mark_signed)
 
+
+def sign_reserved(
+    factory: sessionmaker[Session],
+    actor: Actor,
+    reservation: Reservation,
+    *,
+    scheme: Scheme | None = None,
+    pss: PssParams | None = None,
+    mark_signed: bool = True,
+) -> list[bytes]:
+    """Sign what :func:`reserve` reserved (its transaction committed), then store the signatures."""
+    request = reservation.request
     started = time.perf_counter()
     try:
         # The batch in one call: the HSM signs it over as few sessions as it can, one key look-up each.
-        signatures = key.sign_many([item.digest for item in items], hash_name, scheme=scheme, pss=pss)
+        signatures = reservation.key.sign_many(reservation.digests, request.hash_algorithm, scheme=scheme, pss=pss)
     except (HsmError, SignerError) as exc:
         if isinstance(exc, HsmError):
             metrics.record_hsm_error(exc.code)
         # A definite failure: nothing was signed for the rest; the request ends failed.
         with transaction(factory) as session:
-            request = requests.get(session, request_id)
-            session.execute(update(RequestItem).where(RequestItem.request_id == request_id,
+            session.execute(update(RequestItem).where(RequestItem.request_id == request.id,
                                                       RequestItem.state == ItemState.RESERVED)
                             .values(state=ItemState.VOID))
-            requests.transition(session, actor, request, RequestState.FAILED, expected=(RequestState.APPROVED,),
-                                failure_reason=f"{exc.code}: {exc.message}"[:255], details={"reason": exc.code})
+            requests.transition(session, actor, session.merge(request, load=False), RequestState.FAILED,
+                                expected=(RequestState.APPROVED,), failure_reason=f"{exc.code}: {exc.message}"[:255],
+                                details={"reason": exc.code})
         raise
     per_signature = (time.perf_counter() - started) / max(len(signatures), 1)
     for _ in signatures:
@@ -92,9 +121,10 @@ def sign_approved(
             update(items_table)
             .where(items_table.c.id == bindparam("item_id"), items_table.c.state == ItemState.RESERVED)
             .values(state=ItemState.CONSUMED, signature=bindparam("b_signature")),
-            [{"item_id": item.id, "b_signature": signature} for item, signature in zip(items, signatures)])
+            [{"item_id": item_id, "b_signature": signature}
+             for item_id, signature in zip(reservation.item_ids, signatures)])
         if mark_signed:
-            request = requests.get(session, request_id)
-            requests.transition(session, actor, request, RequestState.SIGNED, expected=(RequestState.APPROVED,),
-                                details={"signatures": len(signatures)})
+            # The request as reserved (committed, still approved): its transition re-checks the row.
+            requests.transition(session, actor, session.merge(request, load=False), RequestState.SIGNED,
+                                expected=(RequestState.APPROVED,), details={"signatures": len(signatures)})
     return signatures

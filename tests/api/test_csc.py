@@ -7,6 +7,7 @@ import base64
 import hashlib
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -16,9 +17,11 @@ from asn1crypto import x509
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import signers
 from pyhanko.sign.fields import SigSeedSubFilter
+from sqlalchemy import select
 
 from biometrics import Decision
 from broker.db.engine import transaction
+from broker.db.models import RequestState
 from broker.runtime import Runtime
 from broker.services import clients
 from demo.documents import write_payment_order_pdf
@@ -134,6 +137,34 @@ def test_sad_is_bound_single_use_and_per_credential(kyso: KysoClient, phones: Au
     with pytest.raises(KysoError) as reused:
         kyso.sign_hash(enrolled.rsa, auth.sad, hashes, "1.2.840.113549.1.1.11")
     assert reused.value.error == "invalid_request" and "already used" in reused.value.description
+
+
+def test_an_expired_sad_signs_nothing(runtime: Runtime, kyso: KysoClient, phones: AutoApprover,
+                                      enrolled: Enrolled) -> None:
+    """A SAD lives sad_seconds from the approval: later, signHash answers expired_token and the
+    hashes stay unsigned (authorised, for the recovery to expire)."""
+    from sqlalchemy import update
+
+    from broker.db.models import ItemState, RequestItem, SigningRequest
+    from broker.services import signing_requests as requests
+
+    hashes = [hashlib.sha256(b"too late").digest()]
+    auth = kyso.authorize(enrolled.rsa, hashes)
+    assert auth.expires_in == runtime.settings.sad_seconds
+    with transaction(runtime.sessions) as s:
+        request = s.scalar(select(SigningRequest).where(SigningRequest.state == RequestState.APPROVED,
+                                                        SigningRequest.credential_id == enrolled.rsa)
+                           .order_by(SigningRequest.decided_at.desc()))
+        s.execute(update(SigningRequest).where(SigningRequest.id == request.id)
+                  .values(decided_at=requests.now() - timedelta(seconds=runtime.settings.sad_seconds)))
+        request_id = request.id
+    with pytest.raises(KysoError) as expired:
+        kyso.sign_hash(enrolled.rsa, auth.sad, hashes, "1.2.840.113549.1.1.11")
+    assert expired.value.status == 400 and expired.value.error == "expired_token"
+    with transaction(runtime.sessions) as s:
+        assert requests.get(s, request_id).state is RequestState.APPROVED
+        assert {i.state for i in requests.get(s, request_id).items} == {ItemState.AUTHORISED}
+        assert all(i.signature is None for i in s.scalars(select(RequestItem).where(RequestItem.request_id == request_id)))
 
 
 def test_refusal_is_access_denied(kyso: KysoClient, phones: AutoApprover, enrolled: Enrolled) -> None:

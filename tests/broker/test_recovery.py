@@ -55,10 +55,11 @@ def test_an_unused_csc_authorisation_expires(runtime: Runtime, enrolled: Enrolle
     unused = _approved(runtime, enrolled.ec, b"sad never used")
     in_time = _approved(runtime, enrolled.ec, b"sad still valid")
     with transaction(runtime.sessions) as s:
+        # A SAD lives sad_seconds from the approval.
+        approved_long_ago = requests.now() - timedelta(seconds=runtime.settings.sad_seconds + 1)
         s.execute(update(SigningRequest).where(SigningRequest.id == unused)
-                  .values(sad_hash="a" * 64, sad_expires_at=requests.now() - timedelta(seconds=1)))
-        s.execute(update(SigningRequest).where(SigningRequest.id == in_time)
-                  .values(sad_hash="b" * 64, sad_expires_at=requests.now() + timedelta(seconds=60)))
+                  .values(sad_hash="a" * 64, decided_at=approved_long_ago))
+        s.execute(update(SigningRequest).where(SigningRequest.id == in_time).values(sad_hash="b" * 64))
     assert recovery.expire_unused_authorisations(runtime.sessions, runtime.settings, ACTOR) == 1
     with transaction(runtime.sessions) as s:
         assert requests.get(s, unused).state is RequestState.EXPIRED
