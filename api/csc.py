@@ -17,7 +17,7 @@ from api.deps import client_origin, runtime
 from api import csc_schemas
 from api.problems import CSC_RESPONSES
 from biometrics import ConfirmationError
-from broker.db.engine import read_transaction
+from broker.db.engine import read_connection, read_transaction
 from broker.db.models import CredentialStatus
 from broker.errors import InvalidInput, KysoError, NotFound, PolicyViolation
 from broker.runtime import Runtime
@@ -100,12 +100,12 @@ def build_router(version: str) -> APIRouter:
                       authenticated: bool = True) -> JSONResponse:
         try:
             body = await _body(request) if request.headers.get("content-length", "0") != "0" else {}
-            ctx = None
-            if authenticated:
-                token = _bearer(request)
-                ctx = await run_in_threadpool(_authenticate, rt, token)
-            result = await run_in_threadpool(work, ctx, body)  # type: ignore[arg-type]
-            return JSONResponse(result)
+            token = _bearer(request)
+
+            def call() -> Any:  # one trip to the thread pool: authentication, then the work
+                return work(_authenticate(rt, token) if authenticated else None, body)  # type: ignore[arg-type]
+
+            return JSONResponse(await run_in_threadpool(call))
         except Exception as exc:  # noqa: BLE001 - every error becomes a CSC error body
             return _translate(exc)
 
@@ -214,8 +214,8 @@ def build_router(version: str) -> APIRouter:
 
 
 def _authenticate(rt: Runtime, token: str | None) -> clients.ClientContext:
-    with read_transaction(rt.sessions) as session:
-        return clients.authenticate(session, token)
+    with read_connection(rt.sessions) as connection:
+        return clients.authenticate(connection, token)
 
 
 def _credential_info(credential: Any, which: str, v2: bool, max_batch: int) -> dict[str, Any]:

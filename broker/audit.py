@@ -75,8 +75,7 @@ def record(
     """Append an event to the chain inside the caller's transaction (returned, not attached to it)."""
     lock_chain(session)
     connection = session.connection()
-    table = AuditEvent.__table__
-    last = connection.execute(select(table.c.id, table.c.hash).order_by(table.c.id.desc()).limit(1)).first()
+    last = connection.execute(_HEAD).first()
     prev_hash = last.hash if last else GENESIS
     event = AuditEvent(
         id=(last.id + 1) if last else 1,
@@ -93,7 +92,7 @@ def record(
     event.hash = event_digest(prev_hash, event)
     # A Core INSERT: the hot paths write several events per request, and the ORM unit of work
     # costs more than the statement.
-    connection.execute(insert(table).values({column: getattr(event, column) for column in _COLUMNS}))
+    connection.execute(_APPEND, {column: getattr(event, column) for column in _COLUMNS})
     # Read after commit by the interval checkpoint (broker.audit_checkpoint).
     session.info.setdefault(RECORDED_FIRST, event.id)
     session.info[RECORDED_LAST] = event.id
@@ -101,17 +100,23 @@ def record(
 
 
 _COLUMNS = ("id", "at", "actor", "action", "outcome", "target_type", "target_id", "details", "prev_hash", "hash")
+_TABLE = AuditEvent.__table__
+# Built once: statements are executed on the connection (no ORM) on every request's path.
+_HEAD = select(_TABLE.c.id, _TABLE.c.hash).order_by(_TABLE.c.id.desc()).limit(1)
+_APPEND = insert(_TABLE)
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(7101)")
 
 
 def lock_chain(session: Session) -> None:
     """Hold the chain's append lock until the transaction ends (SQLite: BEGIN IMMEDIATE already does)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(7101)"))
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(_ADVISORY_LOCK)
 
 
 def head(session: Session) -> tuple[int, bytes] | None:
     """The newest event's id and hash."""
-    last = session.execute(select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).first()
+    last = session.connection().execute(_HEAD).first()
     return (last.id, last.hash) if last else None
 
 

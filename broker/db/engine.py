@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 _READ_ONLY: ContextVar[bool] = ContextVar("kyso_read_only_transaction", default=False)
@@ -95,6 +95,21 @@ def read_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
             yield session
             session.expunge_all()  # detached as they are, not expired by the rollback
             session.rollback()
+    finally:
+        _READ_ONLY.reset(token)
+
+
+@contextmanager
+def read_connection(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """A read-only transaction on a bare connection, for Core statements on hot paths (no ORM
+    session to set up); ends in a rollback."""
+    token = _READ_ONLY.set(True)
+    try:
+        engine = factory.kw["bind"]
+        with engine.connect() as connection:
+            with connection.begin() as begun:
+                yield connection
+                begun.rollback()
     finally:
         _READ_ONLY.reset(token)
 

@@ -16,14 +16,14 @@ from datetime import timedelta
 from typing import TypeVar
 from urllib.parse import urlencode
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from biometrics import ConfirmationError, Decision, verify_decision
 from biometrics.device import load_device_key
 from broker import audit
 from broker.audit import Actor
-from broker.db.engine import read_transaction, transaction
+from broker.db.engine import read_connection, transaction
 from broker.db.models import (
     ActivationCode,
     ApprovalDevice,
@@ -160,12 +160,14 @@ def _request_for_user(session: Session, actor: Actor, request_id: str, user_id: 
     return request
 
 
+_STATE = select(SigningRequest.state, SigningRequest.expires_at).where(SigningRequest.id == bindparam("request_id"))
+
+
 def expire_due(factory: sessionmaker[Session], actor: Actor, request_id: str) -> RequestState | None:
     """Expire the request first, in its own transaction, if its time ran out; its state then
     (None for an unknown request). Only an overdue request takes the write lock."""
-    with read_transaction(factory) as session:  # waiters call this at every wake-up: one small row
-        found = session.execute(select(SigningRequest.state, SigningRequest.expires_at)
-                                .where(SigningRequest.id == request_id)).first()
+    with read_connection(factory) as connection:  # waiters call this at every wake-up: one small row
+        found = connection.execute(_STATE, {"request_id": request_id}).first()
     if found is None:
         return None
     if found.state is not RequestState.PENDING or requests.aware(found.expires_at) > requests.now():
@@ -175,6 +177,14 @@ def expire_due(factory: sessionmaker[Session], actor: Actor, request_id: str) ->
         assert request is not None
         requests.expire_if_due(session, actor, request)
         return request.state
+
+
+_DEVICES, _ITEMS = ApprovalDevice.__table__, RequestItem.__table__
+# Built once: every approval runs them, on the connection.
+_COUNTER_FORWARD = (update(_DEVICES).where(_DEVICES.c.id == bindparam("device_id"), _DEVICES.c.counter < bindparam("new_counter"))
+                    .values(counter=bindparam("new_counter")))
+_AUTHORISE_ITEMS = (update(_ITEMS).where(_ITEMS.c.request_id == bindparam("b_request_id"), _ITEMS.c.state == ItemState.PENDING)
+                    .values(state=ItemState.AUTHORISED))
 
 
 def apply_decision(
@@ -193,9 +203,7 @@ def apply_decision(
     if decision is Decision.APPROVE:
         requests.transition(session, actor, request, RequestState.APPROVED, decided_at=requests.now(),
                             decided_via=via, evidence=evidence, details={"via": via})
-        session.execute(update(RequestItem).where(RequestItem.request_id == request.id,
-                                                  RequestItem.state == ItemState.PENDING)
-                        .values(state=ItemState.AUTHORISED))
+        session.connection().execute(_AUTHORISE_ITEMS, {"b_request_id": request.id})
         credential = request.credential
         if credential.failed_confirmations or credential.locked_until is not None:
             session.execute(update(Credential).where(Credential.id == credential.id)
@@ -286,9 +294,7 @@ def decide_with_device(
                 assert credential is not None
                 requests.check_not_locked(credential, requests.now())
                 verify_decision(device.public_key, request.binding, decision, counter, device.counter, signature)
-                moved = session.execute(update(ApprovalDevice)
-                                        .where(ApprovalDevice.id == device.id, ApprovalDevice.counter < counter)
-                                        .values(counter=counter))
+                moved = session.connection().execute(_COUNTER_FORWARD, {"device_id": device.id, "new_counter": counter})
                 if moved.rowcount != 1:  # type: ignore[attr-defined]
                     from biometrics import ReplayedCounter
 

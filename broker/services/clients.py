@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session, contains_eager
 
 from broker import audit
@@ -169,18 +169,26 @@ def record_refused_token(session: Session, origin: str | None, client_id: str, r
                  target_type="client", target_id=client_id[:64], details={"reason": reason})
 
 
-def authenticate(session: Session, token: str | None, at: datetime | None = None) -> ClientContext:
+# Built once (every API call runs it), executed on the connection.
+_CALLER = (
+    select(AccessToken.client_id, AccessToken.scopes, AccessToken.expires_at, OAuthClient.status,
+           RelyingSystem.name, RelyingSystemUnit.unit_id)
+    .join(OAuthClient, OAuthClient.client_id == AccessToken.client_id)
+    .join(RelyingSystem, RelyingSystem.id == OAuthClient.relying_system_id)
+    .outerjoin(RelyingSystemUnit, RelyingSystemUnit.relying_system_id == RelyingSystem.id)
+    .where(AccessToken.token_hash == bindparam("token_hash"))
+)
+_VISIBLE_CREDENTIAL = (
+    select(Credential).join(Credential.user).options(contains_eager(Credential.user))
+    .where(Credential.id == bindparam("credential_id"), User.unit_id.in_(bindparam("unit_ids", expanding=True)))
+)
+
+
+def authenticate(connection: Connection, token: str | None, at: datetime | None = None) -> ClientContext:
     """The caller of every API call: one statement (token, client, relying system and its units)."""
     if not token:
         raise InvalidToken("a bearer access token is required")
-    rows = session.execute(
-        select(AccessToken.client_id, AccessToken.scopes, AccessToken.expires_at, OAuthClient.status,
-               RelyingSystem.name, RelyingSystemUnit.unit_id)
-        .join(OAuthClient, OAuthClient.client_id == AccessToken.client_id)
-        .join(RelyingSystem, RelyingSystem.id == OAuthClient.relying_system_id)
-        .outerjoin(RelyingSystemUnit, RelyingSystemUnit.relying_system_id == RelyingSystem.id)
-        .where(AccessToken.token_hash == token_hash(token))
-    ).all()
+    rows = connection.execute(_CALLER, {"token_hash": token_hash(token)}).all()
     if not rows or aware(rows[0].expires_at) <= (at or now()) or rows[0].status is not ClientStatus.ACTIVE:
         raise InvalidToken("the access token is unknown or expired")
     first = rows[0]
@@ -199,8 +207,7 @@ def visible_user(session: Session, ctx: ClientContext, username: str) -> User:
 
 
 def visible_credential(session: Session, ctx: ClientContext, credential_id: str) -> Credential:
-    credential = session.scalar(select(Credential).join(Credential.user).options(contains_eager(Credential.user))
-                                .where(Credential.id == credential_id, User.unit_id.in_(ctx.unit_ids)))
+    credential = session.scalar(_VISIBLE_CREDENTIAL, {"credential_id": credential_id, "unit_ids": list(ctx.unit_ids)})
     if credential is None:
         raise NotFound(f"no credential {credential_id!r}")
     return credential

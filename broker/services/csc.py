@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.db.engine import transaction
@@ -132,6 +132,9 @@ def authorize(
     return Authorisation(sad, settings.sad_seconds, request_id)
 
 
+_BY_SAD = select(SigningRequest).where(SigningRequest.sad_hash == bindparam("sad_hash"))
+
+
 def sign_hash(
     factory: sessionmaker[Session],
     settings: Settings,
@@ -150,7 +153,7 @@ def sign_hash(
     # One transaction checks the SAD and reserves its hashes: a refused call reserves nothing.
     with transaction(factory) as session:
         credential = visible_credential(session, ctx, credential_id)
-        request = session.scalar(select(SigningRequest).where(SigningRequest.sad_hash == token_hash(sad)))
+        request = session.scalar(_BY_SAD, {"sad_hash": token_hash(sad)})
         if (request is None or request.credential_id != credential.id or request.client_id != ctx.client_id
                 or not hmac.compare_digest(request.sad_hash or "", token_hash(sad))):
             raise SadInvalid("the SAD is unknown or belongs to another credential")

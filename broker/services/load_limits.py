@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from broker.db.models import RequestState, SigningRequest
@@ -35,22 +35,24 @@ class TooManyPendingForSystem(RateLimited):
     code = "too_many_pending"
 
 
+_TABLE = SigningRequest.__table__
+# Built once: every new signing request runs both, on the connection.
+_RECENT = select(func.count(), func.min(_TABLE.c.created_at)).where(
+    _TABLE.c.relying_system == bindparam("relying_system"), _TABLE.c.created_at > bindparam("since"))
+_PENDING = select(func.count()).where(
+    _TABLE.c.relying_system == bindparam("relying_system"), _TABLE.c.state == RequestState.PENDING,
+    _TABLE.c.expires_at > bindparam("moment"))
+
+
 def admit(session: Session, settings: Settings, relying_system: str) -> None:
     """Refuse a new signing request for ``relying_system`` when it is over one of its limits."""
     moment = now()
-    since = moment - WINDOW
-    recent = session.execute(
-        select(func.count(), func.min(SigningRequest.created_at))
-        .where(SigningRequest.relying_system == relying_system, SigningRequest.created_at > since)
-    ).one()
+    connection = session.connection()
+    recent = connection.execute(_RECENT, {"relying_system": relying_system, "since": moment - WINDOW}).one()
     if recent[0] >= settings.rate_limit_per_minute:
         retry = math.ceil((aware(recent[1]) + WINDOW - moment).total_seconds())
         raise RateLimited(f"at most {settings.rate_limit_per_minute} signing requests a minute", retry)
-    pending = session.scalar(
-        select(func.count()).select_from(SigningRequest)
-        .where(SigningRequest.relying_system == relying_system, SigningRequest.state == RequestState.PENDING,
-               SigningRequest.expires_at > moment)
-    )
+    pending = connection.execute(_PENDING, {"relying_system": relying_system, "moment": moment}).scalar()
     if (pending or 0) >= settings.max_pending_per_relying_system:
         raise TooManyPendingForSystem(
             f"{pending} requests are waiting for their signers; at most {settings.max_pending_per_relying_system}",

@@ -4,13 +4,14 @@ cancelled. Every state change is a conditional update plus its audit event, in o
 
 from __future__ import annotations
 
+import functools
 import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import event, func, insert, select, update
+from sqlalchemy import Update, bindparam, event, func, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -88,13 +89,8 @@ def create(
     moment = now()
     check_usable(credential, moment)
     check_not_locked(credential, moment)
-    pending = session.scalar(
-        select(func.count()).select_from(SigningRequest).where(
-            SigningRequest.user_id == credential.user_id,
-            SigningRequest.state == RequestState.PENDING,
-            SigningRequest.expires_at > moment,
-        )
-    )
+    connection = session.connection()
+    pending = connection.execute(_PENDING_FOR_USER, {"user_id": credential.user_id, "moment": moment}).scalar()
     if (pending or 0) >= settings.max_pending_per_user:
         raise TooManyPending(f"the signer already has {pending} pending requests")
     request_id = uuid.uuid4().hex
@@ -128,7 +124,7 @@ def create(
     session.add(request)
     session.flush()
     # One multi-row INSERT: up to 50 hashes, without an ORM object each.
-    session.execute(insert(RequestItem), [
+    connection.execute(_ADD_ITEMS, [
         {"request_id": request_id, "position": position, "digest": doc.digest, "title": doc.title,
          "summary": doc.summary, "state": ItemState.PENDING} for position, doc in enumerate(documents)])
     audit.record(
@@ -137,6 +133,14 @@ def create(
                  "expires_at": expires_at.isoformat()},
     )
     return request
+
+
+_REQUESTS = SigningRequest.__table__
+# Built once: run for every new request, on the connection.
+_PENDING_FOR_USER = select(func.count()).where(
+    _REQUESTS.c.user_id == bindparam("user_id"), _REQUESTS.c.state == RequestState.PENDING,
+    _REQUESTS.c.expires_at > bindparam("moment"))
+_ADD_ITEMS = insert(RequestItem.__table__)
 
 
 def get(session: Session, request_id: str) -> SigningRequest:
@@ -174,12 +178,9 @@ def transition(
     **values: object,
 ) -> None:
     """Move ``request`` to ``to`` only if it is still in one of ``expected`` (exactly one racer wins)."""
-    result = session.execute(
-        update(SigningRequest)
-        .where(SigningRequest.id == request.id, SigningRequest.state.in_(list(expected)))
-        .values(state=to, **values)
-        .execution_options(synchronize_session=False)
-    )
+    result = session.connection().execute(_transition_statement(tuple(sorted(values))),
+                                          {"b_id": request.id, "b_expected": list(expected), "b_state": to,
+                                           **{f"b_{key}": value for key, value in values.items()}})
     if result.rowcount != 1:  # type: ignore[attr-defined]
         session.refresh(request)
         raise RequestNotPending(f"request {request.id} is {request.state.value}, not {'/'.join(s.value for s in expected)}")
@@ -196,6 +197,14 @@ def transition(
         signed_document = to is RequestState.SIGNED and request.format != "raw"
         level = (payload.get("achieved_level") or payload.get("level")) if signed_document else None
         session.info.setdefault(_ENDED, []).append((request.format, level, to.value))
+
+
+@functools.cache
+def _transition_statement(columns: tuple[str, ...]) -> Update:
+    """The conditional UPDATE of a transition setting ``columns`` besides the state, built once."""
+    table = SigningRequest.__table__
+    return (update(table).where(table.c.id == bindparam("b_id"), table.c.state.in_(bindparam("b_expected", expanding=True)))
+            .values(state=bindparam("b_state"), **{column: bindparam(f"b_{column}") for column in columns}))
 
 
 _ENDED = "kyso.requests_ended"

@@ -33,6 +33,15 @@ class NotAuthorised(Conflict):
     code = "not_authorised"
 
 
+_TABLE = RequestItem.__table__
+# Built once: every signing run executes them, on the connection.
+_RESERVE = (update(_TABLE).where(_TABLE.c.request_id == bindparam("b_request_id"), _TABLE.c.state == ItemState.AUTHORISED)
+            .values(state=ItemState.RESERVED, reserved_at=bindparam("b_at")))
+_ITEMS = select(_TABLE.c.id, _TABLE.c.digest).where(_TABLE.c.request_id == bindparam("b_request_id")).order_by(_TABLE.c.position)
+_CONSUME = (update(_TABLE).where(_TABLE.c.id == bindparam("b_item_id"), _TABLE.c.state == ItemState.RESERVED)
+            .values(state=ItemState.CONSUMED, signature=bindparam("b_signature")))
+
+
 @dataclass(frozen=True)
 class Reservation:
     """A request's hashes, reserved for one signing run by :func:`reserve`."""
@@ -48,14 +57,9 @@ def reserve(session: Session, hsm: Hsm, request: SigningRequest) -> Reservation:
     (which commits before anything is signed); a request already signing or signed is refused."""
     if request.state is not RequestState.APPROVED:
         raise NotAuthorised(f"request {request.id} is {request.state.value}; only an approved request signs")
-    reserved = session.execute(
-        update(RequestItem)
-        .where(RequestItem.request_id == request.id, RequestItem.state == ItemState.AUTHORISED)
-        .values(state=ItemState.RESERVED, reserved_at=requests.now())
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    items = session.execute(select(RequestItem.id, RequestItem.digest).where(RequestItem.request_id == request.id)
-                            .order_by(RequestItem.position)).all()
+    connection = session.connection()
+    reserved = connection.execute(_RESERVE, {"b_request_id": request.id, "b_at": requests.now()}).rowcount
+    items = connection.execute(_ITEMS, {"b_request_id": request.id}).all()
     if reserved != len(items):
         raise NotAuthorised(f"the authorisation of request {request.id} was already used")
     credential = session.get(Credential, request.credential_id)
@@ -116,13 +120,8 @@ def sign_reserved(
         metrics.observe_hsm_sign(per_signature)
 
     with transaction(factory) as session:
-        items_table = RequestItem.__table__
-        session.connection().execute(
-            update(items_table)
-            .where(items_table.c.id == bindparam("item_id"), items_table.c.state == ItemState.RESERVED)
-            .values(state=ItemState.CONSUMED, signature=bindparam("b_signature")),
-            [{"item_id": item_id, "b_signature": signature}
-             for item_id, signature in zip(reservation.item_ids, signatures)])
+        session.connection().execute(_CONSUME, [{"b_item_id": item_id, "b_signature": signature}
+                                                for item_id, signature in zip(reservation.item_ids, signatures)])
         if mark_signed:
             # The request as reserved (committed, still approved): its transition re-checks the row.
             requests.transition(session, actor, session.merge(request, load=False), RequestState.SIGNED,
