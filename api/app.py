@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from api import approval_page, csc, devices, oauth, operations, problems, rest
@@ -22,6 +23,7 @@ def create_app(runtime: Runtime, *, close_runtime: bool = False) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = runtime.settings.api_threads
         worker = SigningWorker(runtime)
         worker.start()
         yield

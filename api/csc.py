@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -96,11 +97,14 @@ def build_router(version: str) -> APIRouter:
     v2 = version == V2
     router = APIRouter(prefix=f"/csc/{'v2' if v2 else 'v1'}", tags=[f"CSC {version}"], responses=CSC_RESPONSES)
 
-    async def guarded(request: Request, rt: Runtime, work: Callable[[clients.ClientContext, dict[str, Any]], Any],
+    async def guarded(request: Request, rt: Runtime, work: Callable[[clients.ClientContext, dict[str, Any]], Any],  # or a coroutine function
                       authenticated: bool = True) -> JSONResponse:
         try:
             body = await _body(request) if request.headers.get("content-length", "0") != "0" else {}
             token = _bearer(request)
+            if inspect.iscoroutinefunction(work):  # it waits (for the signer): it takes the pool only for its queries
+                ctx = await run_in_threadpool(_authenticate, rt, token) if authenticated else None
+                return JSONResponse(await work(ctx, body))  # type: ignore[arg-type]
 
             def call() -> Any:  # one trip to the thread pool: authentication, then the work
                 return work(_authenticate(rt, token) if authenticated else None, body)  # type: ignore[arg-type]
@@ -158,14 +162,14 @@ def build_router(version: str) -> APIRouter:
                  **csc_schemas.documented(csc_schemas.AuthorizeIn, csc_schemas.AuthorizeOut))
     async def authorize(request: Request, rt: Runtime = Depends(runtime),
                         origin: str | None = Depends(client_origin)) -> JSONResponse:
-        def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
+        async def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             digests = _b64_list(body)
             hash_name = csc.resolve_hash_algorithm(_text(body, "hashAlgorithmOID", "hashAlgo", required=False),
                                                    None, digests)
             num = body.get("numSignatures")
             if num is not None and not isinstance(num, int):
                 raise InvalidInput("numSignatures must be an integer")
-            result = csc.authorize(rt.sessions, rt.settings, rt.notifier, ctx, origin, str(_text(body, "credentialID")),
+            result = await csc.authorize(rt.sessions, rt.settings, rt.notifier, ctx, origin, str(_text(body, "credentialID")),
                                    digests, hash_name, num, _text(body, "description", required=False),
                                    rt.settings.authorize_wait_seconds, rt.ca)
             return {"SAD": result.sad, "expiresIn": result.expires_in}

@@ -35,7 +35,7 @@ def enroll(body: DeviceEnrollIn, rt: Runtime = Depends(runtime), origin: str | N
 
 
 @router.get("/me/requests", response_model=PendingList)
-def pending(
+async def pending(
     wait: float = Query(0, ge=0, le=60, description="Long poll: seconds to wait for a request when none is pending."),
     token: str = Depends(bearer_token),
     rt: Runtime = Depends(runtime),
@@ -46,7 +46,8 @@ def pending(
             device = approvals.device_for_token(session, token)
             return [pending_view(r) for r in requests.pending_for_user(session, device.user_id)]
 
-    found = rt.notifier.wait_for(check, bool, min(wait, rt.settings.long_poll_seconds))
+    # The long poll waits in the event loop (a phone may wait a minute): no pool thread is held.
+    found = await rt.notifier.wait_for_async(check, bool, min(wait, rt.settings.long_poll_seconds))
     return PendingList(requests=found)
 
 

@@ -176,7 +176,7 @@ def create_request(body: RequestIn, response: Response, ctx: ClientContext = Dep
 
 
 @router.get("/requests/{request_id}", response_model=RequestOut)
-def get_request(request_id: str, wait: float = 0, ctx: ClientContext = Depends(client_context),
+async def get_request(request_id: str, wait: float = 0, ctx: ClientContext = Depends(client_context),
                 rt: Runtime = Depends(runtime)) -> RequestOut:
     """Status; with ``wait`` (seconds, ≤ 25) long-polls until the request leaves pending/approved."""
 
@@ -198,12 +198,13 @@ def get_request(request_id: str, wait: float = 0, ctx: ClientContext = Depends(c
         overdue = state is RequestState.PENDING and requests.aware(expires_at) <= requests.now()
         return state in _OPEN and not overdue
 
-    current = view()
+    current = await run_in_threadpool(view)
     timeout = min(max(wait, 0), rt.settings.long_poll_seconds)
     if current.state not in _OPEN_NAMES or timeout <= 0:
         return current
-    rt.notifier.wait_for(still_open, lambda open_: not open_, timeout)
-    return view()
+    # The long poll waits in the event loop: it holds a pool thread only while it queries.
+    await rt.notifier.wait_for_async(still_open, lambda open_: not open_, timeout)
+    return await run_in_threadpool(view)
 
 
 _OPEN = (RequestState.PENDING, RequestState.APPROVED)

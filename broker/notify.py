@@ -8,12 +8,14 @@ made in one worker wakes the waiters of all the others (DESIGN "Scale").
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import anyio.to_thread
 from sqlalchemy.engine import make_url
 
 T = TypeVar("T")
@@ -27,6 +29,7 @@ class Notifier:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._version = 0
+        self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
     def notify(self) -> None:
         self._wake_local()
@@ -35,6 +38,12 @@ class Notifier:
         with self._cond:
             self._version += 1
             self._cond.notify_all()
+            waiting = list(self._async_waiters)
+        for loop, event in waiting:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that loop is closed: its waiter is gone
+                pass
 
     def version(self) -> int:
         return self._version
@@ -67,6 +76,37 @@ class Notifier:
             if done(result) or left <= 0:
                 return result
             self.wait(seen, min(left, recheck))
+
+
+    async def wait_async(self, seen: int, timeout: float) -> int:
+        """:meth:`wait` for a coroutine: the event loop waits, no thread is held."""
+        loop = asyncio.get_running_loop()
+        entry = (loop, asyncio.Event())
+        with self._cond:
+            if self._version != seen:
+                return self._version
+            self._async_waiters.add(entry)
+        try:
+            await asyncio.wait_for(entry[1].wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            with self._cond:
+                self._async_waiters.discard(entry)
+        return self._version
+
+    async def wait_for_async(self, check: Callable[[], T], done: Callable[[T], bool], timeout: float,
+                             recheck: float = 1.0) -> T:
+        """:meth:`wait_for` for a coroutine: ``check`` runs in the thread pool, the waits hold no
+        thread, so that long polls and signers' confirmations do not use up the pool."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.version()
+            result = await anyio.to_thread.run_sync(check)
+            left = deadline - time.monotonic()
+            if done(result) or left <= 0:
+                return result
+            await self.wait_async(seen, min(left, recheck))
 
 
 # TCP keepalives: a listen connection whose server vanished without a FIN is noticed in ~20 s.

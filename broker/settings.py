@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     """Allow webhooks to private and loopback addresses (tests, sandboxes); off in production."""
 
     # Operations
+    api_threads: int = 8
+    """Threads per server process running the API's queries and HSM calls. Waits (long polls, a
+    signer's confirmation) hold none; more threads than this only contend for the GIL and locks."""
     log_format: str | None = None
     """``json`` or ``text``; None lets the command choose (json for servers)."""
     readiness_probe_timeout_seconds: float = 2.0

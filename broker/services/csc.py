@@ -14,9 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+import anyio.to_thread
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from broker.audit import Actor
 from broker.db.engine import transaction
 from broker.db.models import Credential, RequestItem, RequestState, SigningRequest
 from broker.errors import InvalidInput, KysoError
@@ -25,7 +27,7 @@ from broker.services import signing_requests as requests
 from broker.services import credentials, delegated, load_limits, sole_control
 from broker.services.approvals import token_hash
 from broker.services.clients import ClientContext, visible_credential
-from broker.services.document_signing import wait_for_decision
+from broker.services.document_signing import wait_for_decision_async
 from broker.settings import Settings
 from ca_adapters import CaAdapter
 from hsm import Hsm
@@ -82,7 +84,7 @@ def resolve_hash_algorithm(hash_oid: str | None, sign_oid: str | None, digests: 
     return digest_name(name)
 
 
-def authorize(
+async def authorize(
     factory: sessionmaker[Session],
     settings: Settings,
     notifier: Notifier,
@@ -96,16 +98,32 @@ def authorize(
     wait_seconds: float,
     ca_for: Callable[[str], CaAdapter],
 ) -> Authorisation:
+    """Open a request for these hashes and wait (bounded, holding no thread) for the signer."""
     ctx.require("sign")
     if num_signatures is not None and num_signatures != len(digests):
         raise InvalidInput(f"numSignatures is {num_signatures} but {len(digests)} hashes were given")
     actor = ctx.actor(origin)
-    title = (description or "").strip()[:200] or "Tài liệu / document"
-    docs = [requests.DocumentToSign(d, f"{title} ({i + 1}/{len(digests)})" if len(digests) > 1 else title,
-                                    f"{hash_algorithm} {d.hex()}") for i, d in enumerate(digests)]
     # The SAD is drawn now and stored hashed with the request, but handed out only once the signer
     # approved: it lives ``sad_seconds`` from that approval (no write after the decision).
     sad = secrets.token_urlsafe(32)
+    request_id = await anyio.to_thread.run_sync(
+        _open, factory, settings, ctx, actor, credential_id, digests, hash_algorithm, description, sad, ca_for)
+    notifier.notify()
+    state = await wait_for_decision_async(factory, notifier, request_id, actor, wait_seconds)
+    if state is RequestState.PENDING:
+        state = await anyio.to_thread.run_sync(_give_up, factory, actor, request_id)
+    if state is not RequestState.APPROVED:
+        raise AccessDenied(f"the signer did not approve (request {request_id} is {state.value})")
+    return Authorisation(sad, settings.sad_seconds, request_id)
+
+
+def _open(factory: sessionmaker[Session], settings: Settings, ctx: ClientContext, actor: Actor, credential_id: str,
+          digests: list[bytes], hash_algorithm: str, description: str | None, sad: str,
+          ca_for: Callable[[str], CaAdapter]) -> str:
+    """The pending request (forwarded to the provider for a delegated credential); its id."""
+    title = (description or "").strip()[:200] or "Tài liệu / document"
+    docs = [requests.DocumentToSign(d, f"{title} ({i + 1}/{len(digests)})" if len(digests) > 1 else title,
+                                    f"{hash_algorithm} {d.hex()}") for i, d in enumerate(digests)]
     with transaction(factory) as session:
         load_limits.admit(session, settings, ctx.relying_system)
         credential = visible_credential(session, ctx, credential_id)
@@ -118,18 +136,17 @@ def authorize(
         forward = credential.delegated
     if forward:
         delegated.forward(factory, ca_for, actor, request_id)
-    notifier.notify()
-    state = wait_for_decision(factory, notifier, request_id, actor, wait_seconds)
-    if state is RequestState.PENDING:
-        with transaction(factory) as session:
-            try:
-                requests.cancel(session, actor, requests.get(session, request_id))
-            except requests.RequestNotPending:
-                pass
-            state = requests.get(session, request_id).state
-    if state is not RequestState.APPROVED:
-        raise AccessDenied(f"the signer did not approve (request {request_id} is {state.value})")
-    return Authorisation(sad, settings.sad_seconds, request_id)
+    return request_id
+
+
+def _give_up(factory: sessionmaker[Session], actor: Actor, request_id: str) -> RequestState:
+    """The wait ran out: cancel the request unless it was decided meanwhile; its state."""
+    with transaction(factory) as session:
+        try:
+            requests.cancel(session, actor, requests.get(session, request_id))
+        except requests.RequestNotPending:
+            pass
+        return requests.get(session, request_id).state
 
 
 _BY_SAD = select(SigningRequest).where(SigningRequest.sad_hash == bindparam("sad_hash"))

@@ -83,15 +83,28 @@ def start(
 def wait_for_decision(factory: sessionmaker[Session], notifier: Notifier, request_id: str, actor: Actor,
                       timeout: float | None = None) -> RequestState:
     """Block until the request is decided, expires, or ``timeout`` passes (then still pending)."""
+    limit = timeout if timeout is not None else float("inf")
+    return notifier.wait_for(_state_check(factory, actor, request_id), _decided, limit, recheck=0.5)
 
+
+async def wait_for_decision_async(factory: sessionmaker[Session], notifier: Notifier, request_id: str, actor: Actor,
+                                  timeout: float) -> RequestState:
+    """:func:`wait_for_decision` in a coroutine, holding no thread while it waits."""
+    return await notifier.wait_for_async(_state_check(factory, actor, request_id), _decided, timeout, recheck=0.5)
+
+
+def _state_check(factory: sessionmaker[Session], actor: Actor, request_id: str) -> Callable[[], RequestState]:
     def check() -> RequestState:
         state = approvals.expire_due(factory, actor, request_id)
         if state is None:
             raise NotFound(f"no signing request {request_id!r}")
         return state
 
-    limit = timeout if timeout is not None else float("inf")
-    return notifier.wait_for(check, lambda state: state is not RequestState.PENDING, limit, recheck=0.5)
+    return check
+
+
+def _decided(state: RequestState) -> bool:
+    return state is not RequestState.PENDING
 
 
 def complete(factory: sessionmaker[Session], sign_approved: Callable[[str], list[bytes]], pending: PendingDocument) -> None:
