@@ -10,7 +10,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -115,7 +115,8 @@ def build_router(version: str) -> APIRouter:
 
     @router.post("/info",
                  **csc_schemas.documented(csc_schemas.InfoIn, csc_schemas.InfoOut))
-    async def info(request: Request, rt: Runtime = Depends(runtime)) -> JSONResponse:
+    async def info(request: Request) -> JSONResponse:
+        rt = runtime(request)
         def work(_: Any, __: dict[str, Any]) -> dict[str, Any]:
             data: dict[str, Any] = {
                 "specs": version, "name": "kyso", "logo": f"{rt.settings.public_base_url}/static/logo.png",
@@ -134,7 +135,8 @@ def build_router(version: str) -> APIRouter:
 
     @router.post("/credentials/list",
                  **csc_schemas.documented(csc_schemas.CredentialsListIn, csc_schemas.CredentialsListOut))
-    async def credentials_list(request: Request, rt: Runtime = Depends(runtime)) -> JSONResponse:
+    async def credentials_list(request: Request) -> JSONResponse:
+        rt = runtime(request)
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             user = _text(body, "userID", required=False)
             with read_transaction(rt.sessions) as session:
@@ -145,7 +147,8 @@ def build_router(version: str) -> APIRouter:
 
     @router.post("/credentials/info",
                  **csc_schemas.documented(csc_schemas.CredentialsInfoIn, dict))
-    async def credentials_info(request: Request, rt: Runtime = Depends(runtime)) -> JSONResponse:
+    async def credentials_info(request: Request) -> JSONResponse:
+        rt = runtime(request)
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             credential_id = _text(body, "credentialID")
             which = _text(body, "certificates", required=False) or "single"
@@ -160,8 +163,8 @@ def build_router(version: str) -> APIRouter:
 
     @router.post("/credentials/authorize",
                  **csc_schemas.documented(csc_schemas.AuthorizeIn, csc_schemas.AuthorizeOut))
-    async def authorize(request: Request, rt: Runtime = Depends(runtime),
-                        origin: str | None = Depends(client_origin)) -> JSONResponse:
+    async def authorize(request: Request) -> JSONResponse:
+        rt, origin = runtime(request), client_origin(request)  # plain calls: no dependency solving per call
         async def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             digests = _b64_list(body)
             hash_name = csc.resolve_hash_algorithm(_text(body, "hashAlgorithmOID", "hashAlgo", required=False),
@@ -178,8 +181,8 @@ def build_router(version: str) -> APIRouter:
 
     @router.post("/signatures/signHash",
                  **csc_schemas.documented(csc_schemas.SignHashIn, csc_schemas.SignHashOut))
-    async def sign_hash(request: Request, rt: Runtime = Depends(runtime),
-                        origin: str | None = Depends(client_origin)) -> JSONResponse:
+    async def sign_hash(request: Request) -> JSONResponse:
+        rt, origin = runtime(request), client_origin(request)
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             digests = _b64_list(body)
             sign_algo = str(_text(body, "signAlgo"))
@@ -201,7 +204,8 @@ def build_router(version: str) -> APIRouter:
 
     @router.post("/signatures/timestamp",
                  **csc_schemas.documented(csc_schemas.TimestampIn, csc_schemas.TimestampOut))
-    async def timestamp(request: Request, rt: Runtime = Depends(runtime)) -> JSONResponse:
+    async def timestamp(request: Request) -> JSONResponse:
+        rt = runtime(request)
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             ctx.require("sign")
             digest = _b64_list({"hash": [_text(body, "hash")]})[0]

@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from biometrics import Decision, sign_decision
 from broker.audit import Actor
-from broker.db.engine import read_transaction, transaction
+from broker.db.engine import read_connection, transaction
 from broker.db.models import Credential, OAuthClient, RelyingSystem, Role, SigningMode, Unit, User
 from broker.errors import PolicyViolation
 from broker.runtime import Runtime
@@ -127,8 +127,9 @@ class SimulatedPhones:
         while not self._stop.is_set():
             seen = rt.notifier.version()
             phones = {user_id: (token, key, counter) for token, user_id, key, counter in self.devices}
-            with read_transaction(rt.sessions) as s:
-                pending = [(*phones[r.user_id], r.id, r.binding) for r in requests.pending_for_users(s, list(phones))]
+            with read_connection(rt.sessions) as connection:
+                pending = [(*phones[r.user_id], r.id, r.binding)
+                           for r in requests.awaiting_confirmation(connection, list(phones))]
             for token, key, counter, request_id, binding in pending:
                 counter[0] += 1
                 signature = sign_decision(key, binding, Decision.APPROVE, counter[0])

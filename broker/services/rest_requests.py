@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.db.engine import read_transaction, transaction
+from broker.db.engine import read_connection, read_transaction, transaction
 from broker.db.models import (
     Credential,
     Document,
@@ -295,12 +295,15 @@ def pending_work(factory: sessionmaker[Session]) -> list[str]:
     A request whose hashes another worker has reserved is that worker's, or, if it died, the
     reclaimer's (:mod:`broker.services.recovery`).
     """
-    reserved = exists().where(RequestItem.request_id == SigningRequest.id, RequestItem.state == ItemState.RESERVED)
-    with read_transaction(factory) as session:
-        return list(session.scalars(select(SigningRequest.id).where(
-            SigningRequest.state == RequestState.APPROVED, SigningRequest.client_id.is_not(None),
-            SigningRequest.sad_hash.is_(None), SigningRequest.payload.is_not(None), ~reserved,
-            SigningRequest.finishing_until.is_(None) | (SigningRequest.finishing_until < requests.now()))))
+    with read_connection(factory) as connection:  # at every wake-up of every worker: no ORM session
+        return list(connection.execute(_PENDING_WORK, {"b_now": requests.now()}).scalars())
+
+
+_RESERVED = exists().where(RequestItem.request_id == SigningRequest.id, RequestItem.state == ItemState.RESERVED)
+_PENDING_WORK = select(SigningRequest.id).where(
+    SigningRequest.state == RequestState.APPROVED, SigningRequest.client_id.is_not(None),
+    SigningRequest.sad_hash.is_(None), SigningRequest.payload.is_not(None), ~_RESERVED,
+    SigningRequest.finishing_until.is_(None) | (SigningRequest.finishing_until < bindparam("b_now")))
 
 
 def claim(factory: sessionmaker[Session], request_id: str, finisher: str, seconds: float) -> bool:

@@ -10,8 +10,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from sqlalchemy import Update, bindparam, event, func, insert, select, update
+from sqlalchemy import Connection, Row, Update, bindparam, event, func, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -151,20 +152,32 @@ def get(session: Session, request_id: str) -> SigningRequest:
 
 
 def pending_for_user(session: Session, user_id: int) -> list[SigningRequest]:
-    return pending_for_users(session, [user_id])
-
-
-def pending_for_users(session: Session, user_ids: Sequence[int]) -> list[SigningRequest]:
-    """The requests still waiting for these signers' confirmation through kyso, oldest first."""
+    """The requests still waiting for this signer's confirmation through kyso, oldest first."""
     return list(
         session.scalars(
             select(SigningRequest)
             .join(Credential, Credential.id == SigningRequest.credential_id)
-            .where(SigningRequest.user_id.in_(user_ids), SigningRequest.state == RequestState.PENDING,
+            .where(SigningRequest.user_id == user_id, SigningRequest.state == RequestState.PENDING,
                    SigningRequest.expires_at > now(), Credential.mode == CredentialMode.HOSTED)
             .order_by(SigningRequest.created_at)
         )
     )
+
+
+def awaiting_confirmation(connection: Connection, user_ids: Sequence[int]) -> list[Row[Any]]:
+    """``(id, user_id, binding)`` of the requests these signers still have to confirm through kyso,
+    oldest first: what an approval device needs, without loading the requests."""
+    return list(connection.execute(_AWAITING, {"b_user_ids": list(user_ids), "b_now": now()}).all())
+
+
+_AWAITING = (
+    select(SigningRequest.id, SigningRequest.user_id, SigningRequest.binding)
+    .join(Credential, Credential.id == SigningRequest.credential_id)
+    .where(SigningRequest.user_id.in_(bindparam("b_user_ids", expanding=True)),
+           SigningRequest.state == RequestState.PENDING, SigningRequest.expires_at > bindparam("b_now"),
+           Credential.mode == CredentialMode.HOSTED)
+    .order_by(SigningRequest.created_at)
+)
 
 
 def transition(

@@ -23,10 +23,10 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import ColumnElement, and_, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.db.engine import read_transaction, transaction
+from broker.db.engine import read_connection, transaction
 from broker.db.models import DeliveryState, RelyingSystem, SigningRequest, WebhookDelivery
 from broker.errors import InvalidInput
 from broker.observability import metrics
@@ -101,8 +101,8 @@ class _Claim:
 
 def deliver_due(factory: sessionmaker[Session], *, allow_private: bool, limit: int = 20) -> int:
     """Claim and send the deliveries that are due, one at a time; return how many were attempted."""
-    with read_transaction(factory) as session:  # the common case, nothing due, takes no write lock
-        if session.scalar(select(WebhookDelivery.id).where(_due()).limit(1)) is None:
+    with read_connection(factory) as connection:  # the common case, at every wake-up: nothing due, no write lock
+        if connection.execute(_ANY_DUE, {"b_now": now()}).first() is None:
             return 0
     attempted = 0
     while attempted < limit:
@@ -113,6 +113,10 @@ def deliver_due(factory: sessionmaker[Session], *, allow_private: bool, limit: i
         status, error = _send(claim.url, claim.body, claim.id, claim.secret, allow_private)
         _record(factory, claim, status, error)
     return attempted
+
+
+_ANY_DUE = select(WebhookDelivery.id).where(WebhookDelivery.state == DeliveryState.PENDING,
+                                            WebhookDelivery.next_attempt_at <= bindparam("b_now")).limit(1)
 
 
 def _due() -> ColumnElement[bool]:
