@@ -343,3 +343,27 @@ def test_two_concurrent_approvals_one_wins_on_each_database(db_runtime: Runtime)
     assert outcomes.count("ok") == 1, outcomes
     assert set(outcomes) - {"ok"} <= {"request_not_pending", "confirmation_replayed"}
     assert state_of(db_runtime, request_id) is RequestState.APPROVED
+
+
+def test_long_polls_hold_no_server_thread(runtime: Runtime, live_server: str, enrolled: Enrolled) -> None:
+    """More phones waiting than the API has threads: each wait sits in the event loop, so a call
+    that needs a thread is still answered at once, and every wait ends on time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from broker.db.models import Role
+    from broker.services import directory
+
+    with transaction(runtime.sessions) as s:
+        directory.add_user(s, ACTOR, username="thu.quy", unit_code=enrolled.unit, full_name="Lê Thị Thu",
+                           national_id="001190000789", role=Role.ACCOUNT_HOLDER)
+    device = make_device(runtime, live_server, "thu.quy")
+    waiting = runtime.settings.api_threads + 4
+    with ThreadPoolExecutor(waiting) as pool:
+        started = time.monotonic()
+        polls = [pool.submit(device.pending, 4) for _ in range(waiting)]
+        time.sleep(1.0)  # all of them are waiting by now
+        asked = time.monotonic()
+        assert device.pending() == []  # its query needs a pool thread
+        assert time.monotonic() - asked < 1.5
+        assert all(poll.result(timeout=15) == [] for poll in polls)
+    assert 3.5 < time.monotonic() - started < 10
