@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Cookie, Depends, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
@@ -111,16 +112,16 @@ def logout(response: Response, rt: Runtime = Depends(runtime), kyso_session: str
 
 
 @router.get("/api/requests", response_model=PendingList)
-def pending(wait: float = 0, rt: Runtime = Depends(runtime),
-            kyso_session: str | None = Cookie(default=None)) -> PendingList:
-    """The signed-in signer's pending requests; ``wait`` long-polls."""
-    user_id, _ = webauthn.web_user(rt.sessions, kyso_session)
+async def pending(wait: float = 0, rt: Runtime = Depends(runtime),
+                  kyso_session: str | None = Cookie(default=None)) -> PendingList:
+    """The signed-in signer's pending requests; ``wait`` long-polls (in the event loop, holding no thread)."""
+    user_id, _ = await run_in_threadpool(webauthn.web_user, rt.sessions, kyso_session)
 
     def check() -> list[PendingRequest]:
         with read_transaction(rt.sessions) as session:
             return [pending_view(r) for r in requests.pending_for_user(session, user_id)]
 
-    found = rt.notifier.wait_for(check, bool, min(max(wait, 0), rt.settings.long_poll_seconds))
+    found = await rt.notifier.wait_for_async(check, bool, min(max(wait, 0), rt.settings.long_poll_seconds))
     return PendingList(requests=found)
 
 
