@@ -97,12 +97,12 @@ def build_router(version: str) -> APIRouter:
     v2 = version == V2
     router = APIRouter(prefix=f"/csc/{'v2' if v2 else 'v1'}", tags=[f"CSC {version}"], responses=CSC_RESPONSES)
 
-    async def guarded(request: Request, rt: Runtime, work: Callable[[clients.ClientContext, dict[str, Any]], Any],  # or a coroutine function
+    async def guarded(request: Request, rt: Runtime, work: Callable[[clients.ClientContext, dict[str, Any]], Any],
                       authenticated: bool = True) -> JSONResponse:
         try:
             body = await _body(request) if request.headers.get("content-length", "0") != "0" else {}
             token = _bearer(request)
-            if inspect.iscoroutinefunction(work):  # it waits (for the signer): it takes the pool only for its queries
+            if inspect.iscoroutinefunction(work):  # it waits (for the signer): the pool only for its queries
                 ctx = await run_in_threadpool(_authenticate, rt, token) if authenticated else None
                 return JSONResponse(await work(ctx, body))  # type: ignore[arg-type]
 
@@ -117,6 +117,7 @@ def build_router(version: str) -> APIRouter:
                  **csc_schemas.documented(csc_schemas.InfoIn, csc_schemas.InfoOut))
     async def info(request: Request) -> JSONResponse:
         rt = runtime(request)
+
         def work(_: Any, __: dict[str, Any]) -> dict[str, Any]:
             data: dict[str, Any] = {
                 "specs": version, "name": "kyso", "logo": f"{rt.settings.public_base_url}/static/logo.png",
@@ -137,6 +138,7 @@ def build_router(version: str) -> APIRouter:
                  **csc_schemas.documented(csc_schemas.CredentialsListIn, csc_schemas.CredentialsListOut))
     async def credentials_list(request: Request) -> JSONResponse:
         rt = runtime(request)
+
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             user = _text(body, "userID", required=False)
             with read_transaction(rt.sessions) as session:
@@ -149,6 +151,7 @@ def build_router(version: str) -> APIRouter:
                  **csc_schemas.documented(csc_schemas.CredentialsInfoIn, dict))
     async def credentials_info(request: Request) -> JSONResponse:
         rt = runtime(request)
+
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             credential_id = _text(body, "credentialID")
             which = _text(body, "certificates", required=False) or "single"
@@ -165,6 +168,7 @@ def build_router(version: str) -> APIRouter:
                  **csc_schemas.documented(csc_schemas.AuthorizeIn, csc_schemas.AuthorizeOut))
     async def authorize(request: Request) -> JSONResponse:
         rt, origin = runtime(request), client_origin(request)  # plain calls: no dependency solving per call
+
         async def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             digests = _b64_list(body)
             hash_name = csc.resolve_hash_algorithm(_text(body, "hashAlgorithmOID", "hashAlgo", required=False),
@@ -183,6 +187,7 @@ def build_router(version: str) -> APIRouter:
                  **csc_schemas.documented(csc_schemas.SignHashIn, csc_schemas.SignHashOut))
     async def sign_hash(request: Request) -> JSONResponse:
         rt, origin = runtime(request), client_origin(request)
+
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             digests = _b64_list(body)
             sign_algo = str(_text(body, "signAlgo"))
@@ -206,6 +211,7 @@ def build_router(version: str) -> APIRouter:
                  **csc_schemas.documented(csc_schemas.TimestampIn, csc_schemas.TimestampOut))
     async def timestamp(request: Request) -> JSONResponse:
         rt = runtime(request)
+
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             ctx.require("sign")
             digest = _b64_list({"hash": [_text(body, "hash")]})[0]

@@ -77,7 +77,6 @@ class Notifier:
                 return result
             self.wait(seen, min(left, recheck))
 
-
     async def wait_async(self, seen: int, timeout: float) -> int:
         """:meth:`wait` for a coroutine: the event loop waits, no thread is held."""
         loop = asyncio.get_running_loop()
