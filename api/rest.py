@@ -12,12 +12,11 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from api.client_auth import client_context
 from api.deps import client_origin, runtime
 from api.problems import PROBLEM_RESPONSES
-from broker.db.engine import read_transaction, transaction
+from broker.db.engine import read_connection, read_transaction, transaction
 from broker.db.models import RequestState, SigningRequest
 from broker.errors import InvalidInput
 from broker.runtime import Runtime
@@ -192,10 +191,10 @@ async def get_request(request_id: str, wait: float = 0, ctx: ClientContext = Dep
 
     def still_open() -> bool:
         """One small query per wake-up (every notification wakes every long poll)."""
-        with read_transaction(rt.sessions) as session:
-            state, expires_at = session.execute(select(SigningRequest.state, SigningRequest.expires_at)
-                                                .where(SigningRequest.id == request_id)).one()
-        overdue = state is RequestState.PENDING and requests.aware(expires_at) <= requests.now()
+        with read_connection(rt.sessions) as connection:
+            found = requests.current_state(connection, request_id)
+        assert found is not None  # view() found it; requests are never deleted
+        state, overdue = found
         return state in _OPEN and not overdue
 
     current = await run_in_threadpool(view)

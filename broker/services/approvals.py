@@ -160,18 +160,15 @@ def _request_for_user(session: Session, actor: Actor, request_id: str, user_id: 
     return request
 
 
-_STATE = select(SigningRequest.state, SigningRequest.expires_at).where(SigningRequest.id == bindparam("request_id"))
-
-
 def expire_due(factory: sessionmaker[Session], actor: Actor, request_id: str) -> RequestState | None:
     """Expire the request first, in its own transaction, if its time ran out; its state then
     (None for an unknown request). Only an overdue request takes the write lock."""
-    with read_connection(factory) as connection:  # waiters call this at every wake-up: one small row
-        found = connection.execute(_STATE, {"request_id": request_id}).first()
+    with read_connection(factory) as connection:  # waiters call this at every wake-up
+        found = requests.current_state(connection, request_id)
     if found is None:
         return None
-    if found.state is not RequestState.PENDING or requests.aware(found.expires_at) > requests.now():
-        return found.state
+    if not found[1]:
+        return found[0]
     with transaction(factory) as session:
         request = session.get(SigningRequest, request_id)
         assert request is not None

@@ -144,6 +144,18 @@ _PENDING_FOR_USER = select(func.count()).where(
 _ADD_ITEMS = insert(RequestItem.__table__)
 
 
+_STATE = select(SigningRequest.state, SigningRequest.expires_at).where(SigningRequest.id == bindparam("b_id"))
+
+
+def current_state(connection: Connection, request_id: str) -> tuple[RequestState, bool] | None:
+    """A request's state and whether it is overdue (pending past its expiry), from one small row:
+    what every waiter re-reads at each wake-up. None for an unknown request."""
+    found = connection.execute(_STATE, {"b_id": request_id}).first()
+    if found is None:
+        return None
+    return found.state, found.state is RequestState.PENDING and aware(found.expires_at) <= now()
+
+
 def get(session: Session, request_id: str) -> SigningRequest:
     request = session.get(SigningRequest, request_id)
     if request is None:
@@ -153,15 +165,9 @@ def get(session: Session, request_id: str) -> SigningRequest:
 
 def pending_for_user(session: Session, user_id: int) -> list[SigningRequest]:
     """The requests still waiting for this signer's confirmation through kyso, oldest first."""
-    return list(
-        session.scalars(
-            select(SigningRequest)
-            .join(Credential, Credential.id == SigningRequest.credential_id)
-            .where(SigningRequest.user_id == user_id, SigningRequest.state == RequestState.PENDING,
-                   SigningRequest.expires_at > now(), Credential.mode == CredentialMode.HOSTED)
-            .order_by(SigningRequest.created_at)
-        )
-    )
+    query = select(SigningRequest).join(Credential, Credential.id == SigningRequest.credential_id)
+    return list(session.scalars(query.where(*_AWAITING_WHERE).order_by(SigningRequest.created_at),
+                                {"b_user_ids": [user_id], "b_now": now()}))
 
 
 def awaiting_confirmation(connection: Connection, user_ids: Sequence[int]) -> list[Row[Any]]:
@@ -170,12 +176,13 @@ def awaiting_confirmation(connection: Connection, user_ids: Sequence[int]) -> li
     return list(connection.execute(_AWAITING, {"b_user_ids": list(user_ids), "b_now": now()}).all())
 
 
+_AWAITING_WHERE = (SigningRequest.user_id.in_(bindparam("b_user_ids", expanding=True)),
+                   SigningRequest.state == RequestState.PENDING, SigningRequest.expires_at > bindparam("b_now"),
+                   Credential.mode == CredentialMode.HOSTED)
 _AWAITING = (
     select(SigningRequest.id, SigningRequest.user_id, SigningRequest.binding)
     .join(Credential, Credential.id == SigningRequest.credential_id)
-    .where(SigningRequest.user_id.in_(bindparam("b_user_ids", expanding=True)),
-           SigningRequest.state == RequestState.PENDING, SigningRequest.expires_at > bindparam("b_now"),
-           Credential.mode == CredentialMode.HOSTED)
+    .where(*_AWAITING_WHERE)
     .order_by(SigningRequest.created_at)
 )
 
