@@ -128,6 +128,18 @@ def prepare(
     )
 
 
+def pades_signed_attributes(
+    certificate: x509.Certificate, chain: Sequence[x509.Certificate], document_digest: bytes, hash_name: str
+) -> bytes:
+    """The DER signed attributes of a PAdES baseline signature over ``document_digest``: content
+    type, message digest and signing certificate v2; no signing time (ETSI EN 319 142-1, 5.2.1:
+    the time is the dictionary's /M). What pyHanko's CAdES attribute provider makes, without
+    re-encoding the certificate's parts at every signature."""
+    check_digest(document_digest, hash_name)
+    digest_attr = der.sequence(_OID_MESSAGE_DIGEST, der.set_of(der.octet_string(document_digest)))
+    return der.set_of(_CONTENT_TYPE_ATTR, digest_attr, _profile_for(certificate, chain).signing_certificate_v2)
+
+
 def assemble(
     tbs: CadesToBeSigned,
     signature: bytes,

@@ -38,7 +38,7 @@ from pyhanko_certvalidator.errors import InsufficientRevinfoError, PathBuildingE
 from pyhanko.stamp import TextStampStyle
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-from signer import ltv
+from signer import cades, ltv
 from signer.algorithms import DIGEST_SIZES, PssParams, Scheme, signature_algorithm
 from signer.errors import InvalidDocument, SignerError
 from signer.keysigner import KeySigner
@@ -266,8 +266,7 @@ async def _prepare(
         except (PdfError, ValueError) as exc:
             work_path.unlink(missing_ok=True)
             raise InvalidDocument(f"cannot sign this PDF: {exc}") from None
-    signed_attrs = await external.signed_attrs(prepared_digest.document_digest, hash_name, use_pades=True)
-    der = signed_attrs.dump()
+    der = cades.pades_signed_attributes(certificate, chain, prepared_digest.document_digest, hash_name)
     return PreparedPdf(work_path, output_path, prepared_digest, tbs.post_sign_instructions, der,
                        hashlib.new(hash_name, der).digest(), hash_name)
 

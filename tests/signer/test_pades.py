@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from broker.runtime import Runtime
 from broker.services import credentials
 from ca_adapters.emulator import EmulatorSet
 from demo.documents import ACCOUNT_HOLDER_FIELD, CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
-from signer import InvalidDocument, pades, validate
+from signer import InvalidDocument, cades, pades, validate
 from tests.conftest import Enrolled, load_credential
 from tests.support import flip_byte, nss_db_with_root, pdfsig, require_tool
 
@@ -114,3 +116,15 @@ def test_vietnamese_text_survives_and_the_page_renders(signed_twice: tuple[Path,
     subprocess.run([require_tool("pdftoppm"), "-png", "-r", "50", "-f", "1", "-l", "1", str(signed_twice[1]), str(png)],
                    check=True)
     assert list(tmp_path.glob("page*.png"))
+
+
+@pytest.mark.parametrize("key", ["rsa", "ec"])
+def test_signed_attributes_are_those_pyhanko_would_make(runtime: Runtime, enrolled: Enrolled, key: str) -> None:
+    """kyso encodes the PAdES signed attributes itself (the certificate's part once): byte for byte
+    what pyHanko's own CAdES attribute provider gives for the same digest."""
+    signer = credentials.key_signer(runtime.hsm, load_credential(runtime, getattr(enrolled, key)))
+    digest = hashlib.sha256(b"the document's byte ranges").digest()
+    external = pades._external_signer(signer.certificate, signer.chain, signer.scheme, signer.signature_size(),
+                                      "sha256")
+    theirs = asyncio.run(external.signed_attrs(digest, "sha256", use_pades=True)).dump()
+    assert cades.pades_signed_attributes(signer.certificate, signer.chain, digest, "sha256") == theirs
