@@ -55,15 +55,11 @@ class _PyhankoHsmSigner(signers.Signer):
         return self._key.sign(hashlib.new(digest_algorithm, data).digest(), digest_algorithm)
 
 
-def pyhanko_rate(tmp: Path, pdf: Path, seconds: float) -> dict[str, float]:
-    """Signatures/s of plain pyHanko in this process, per field."""
-    data_dir = tmp / "pyhanko"
-    runtime, credential = scratch_credential(data_dir)
-    key = credentials.key_signer(runtime.hsm, credential)
+def pyhanko_rates(key: KeySigner, pdf: Path, out: Path, seconds: float) -> dict[str, float]:
+    """Signatures/s of plain pyHanko in this process, per field (visible, invisible)."""
     signer = _PyhankoHsmSigner(key)
     # The placeholder kyso reserves, so that both skip pyHanko's dry-run size estimate alike.
     reserved = 2 * (4096 + key.signature_size() + sum(len(c.dump()) for c in (key.certificate, *key.chain)))
-    out = tmp / "pyhanko-out.pdf"
     rates = {}
     for field in (CHIEF_ACCOUNTANT_FIELD, INVISIBLE_FIELD):
         meta = signers.PdfSignatureMetadata(field_name=field, md_algorithm="sha256",
@@ -77,8 +73,15 @@ def pyhanko_rate(tmp: Path, pdf: Path, seconds: float) -> dict[str, float]:
 
         sign_once(0)  # warm: fonts, caches
         rates[field] = rate(sign_once, seconds)
-    runtime.close()
     return rates
+
+
+def pyhanko_rate(tmp: Path, pdf: Path, seconds: float) -> dict[str, float]:
+    runtime, credential = scratch_credential(tmp / "pyhanko")
+    try:
+        return pyhanko_rates(credentials.key_signer(runtime.hsm, credential), pdf, tmp / "pyhanko-out.pdf", seconds)
+    finally:
+        runtime.close()
 
 
 class _Requests:

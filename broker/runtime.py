@@ -33,7 +33,9 @@ class Runtime:
 
     @cached_property
     def engine(self) -> Engine:
-        return make_engine(self.settings.db_url)
+        # Every API thread and the worker may hold a connection at once: a smaller pool makes the
+        # overflow open and close a PostgreSQL connection (a backend process) per busy request.
+        return make_engine(self.settings.db_url, pool_size=self.settings.api_threads + 4)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
