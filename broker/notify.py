@@ -117,7 +117,8 @@ class PgNotifier(Notifier):
     """Wake-ups across processes through PostgreSQL ``LISTEN/NOTIFY``.
 
     Per process: a listener thread on a dedicated connection that wakes local waiters on every
-    ``NOTIFY`` (its own included), reconnecting with backoff when the connection drops; and a
+    other process's ``NOTIFY`` (this one's were woken when sent: waking them again on the echo
+    made every waiter re-read the database twice), reconnecting with backoff when the connection drops; and a
     sender thread, so that :meth:`notify` never blocks its caller and a burst becomes one
     ``NOTIFY``. Callers notify after their transaction commits; the payload is empty because
     waiters re-read the database anyway. Threads start on first use (or :meth:`start`).
@@ -135,6 +136,7 @@ class PgNotifier(Notifier):
         self.listening = threading.Event()
         """Set while the listen connection is up (tests and diagnostics)."""
         self.listener_backend_pid: int | None = None
+        self._sender_backend_pid: int | None = None
 
     def notify(self) -> None:
         self._wake_local()  # this process's waiters need not wait for the round trip
@@ -199,8 +201,9 @@ class PgNotifier(Notifier):
                     self._wake_local()  # notifications may have been missed while disconnected
                 continue
             try:
-                for _ in conn.notifies(timeout=0.5):  # returns every 0.5 s to see close()
-                    self._wake_local()
+                for note in conn.notifies(timeout=0.5):  # returns every 0.5 s to see close()
+                    if note.pid != self._sender_backend_pid:
+                        self._wake_local()
             except Exception as exc:  # noqa: BLE001 - e.g. the server restarted: reconnect
                 log.warning("notifier: listen connection lost: %s", type(exc).__name__)
                 self.listening.clear()
@@ -221,7 +224,9 @@ class PgNotifier(Notifier):
             if self._dirty:  # also at close: a CLI that notifies just before it exits is heard
                 self._dirty = False
                 try:
-                    conn = conn or self._connect(autocommit=True)
+                    if conn is None:
+                        conn = self._connect(autocommit=True)
+                        self._sender_backend_pid = conn.info.backend_pid
                     conn.execute(statement)
                     backoff = 0.2
                 except Exception as exc:  # noqa: BLE001 - retried; waiters re-check meanwhile
