@@ -18,6 +18,7 @@ from api.views import pending_view, status_view
 from biometrics import Decision
 from broker.audit import Actor
 from broker.db.engine import read_transaction, transaction
+from broker.notify import request_topic, user_topic
 from broker.runtime import Runtime
 from broker.services import signing_requests as requests
 from broker.services import webauthn_service as webauthn
@@ -121,7 +122,8 @@ async def pending(wait: float = 0, rt: Runtime = Depends(runtime),
         with read_transaction(rt.sessions) as session:
             return [pending_view(r) for r in requests.pending_for_user(session, user_id)]
 
-    found = await rt.notifier.wait_for_async(check, bool, min(max(wait, 0), rt.settings.long_poll_seconds))
+    found = await rt.notifier.wait_for_async(check, bool, min(max(wait, 0), rt.settings.long_poll_seconds),
+                                             topic=user_topic(user_id))
     return PendingList(requests=found)
 
 
@@ -139,7 +141,7 @@ def approve(request_id: str, body: AssertionIn, rt: Runtime = Depends(runtime),
     user_id, username = webauthn.web_user(rt.sessions, kyso_session)
     request = webauthn.decide_with_webauthn(rt.sessions, rt.settings, origin, user_id, username, request_id,
                                             Decision.APPROVE, json.dumps(body.credential))
-    rt.notifier.notify()
+    rt.notifier.notify(request_topic(request_id))
     return status_view(request)
 
 
@@ -149,5 +151,5 @@ def refuse(request_id: str, rt: Runtime = Depends(runtime), origin: str | None =
     user_id, username = webauthn.web_user(rt.sessions, kyso_session)
     request = webauthn.decide_with_webauthn(rt.sessions, rt.settings, origin, user_id, username, request_id,
                                             Decision.REFUSE, None)
-    rt.notifier.notify()
+    rt.notifier.notify(request_topic(request_id))
     return status_view(request)

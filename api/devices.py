@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
 
 from api.deps import bearer_token, client_origin, runtime
 from api.problems import PROBLEM_RESPONSES
@@ -13,6 +14,7 @@ from api.views import pending_view, status_view
 from broker.audit import Actor
 from broker.db.engine import read_transaction, transaction
 from broker.errors import InvalidInput
+from broker.notify import request_topic, user_topic
 from broker.runtime import Runtime
 from broker.services import approvals
 from broker.services import signing_requests as requests
@@ -41,13 +43,17 @@ async def pending(
     rt: Runtime = Depends(runtime),
 ) -> PendingList:
     """The device's user's pending requests; with ``wait``, blocks until one arrives (no tight polling)."""
-    def check() -> list[PendingRequest]:
+    def check() -> tuple[str, list[PendingRequest]]:
         with read_transaction(rt.sessions) as session:
             device = approvals.device_for_token(session, token)
-            return [pending_view(r) for r in requests.pending_for_user(session, device.user_id)]
+            return device.user_id, [pending_view(r) for r in requests.pending_for_user(session, device.user_id)]
 
-    # The long poll waits in the event loop (a phone may wait a minute): no pool thread is held.
-    found = await rt.notifier.wait_for_async(check, bool, min(wait, rt.settings.long_poll_seconds))
+    user_id, found = await run_in_threadpool(check)
+    timeout = min(wait, rt.settings.long_poll_seconds)
+    if not found and timeout > 0:
+        # The long poll waits in the event loop (a phone may wait a minute): no pool thread is held.
+        _, found = await rt.notifier.wait_for_async(check, lambda checked: bool(checked[1]), timeout,
+                                                    topic=user_topic(user_id))
     return PendingList(requests=found)
 
 
@@ -62,5 +68,5 @@ def decide(
     """Approve or refuse with the device key's signature over the binding (refusal is final)."""
     request = approvals.decide_with_device(rt.sessions, rt.settings, origin, token, request_id, body.decision,
                                            body.counter, body.signature)
-    rt.notifier.notify()
+    rt.notifier.notify(request_topic(request_id))
     return status_view(request)

@@ -19,6 +19,7 @@ from api.problems import PROBLEM_RESPONSES
 from broker.db.engine import read_connection, read_transaction, transaction
 from broker.db.models import RequestState, SigningRequest
 from broker.errors import InvalidInput
+from broker.notify import request_topic, user_topic
 from broker.runtime import Runtime
 from broker.services import clients, rest_requests, webhooks
 from broker.services import signing_requests as requests
@@ -167,7 +168,7 @@ def create_request(body: RequestIn, response: Response, ctx: ClientContext = Dep
                                    body.level, body.accept_lower_level)
     request, created = rest_requests.create(rt.sessions, rt.settings, ctx, origin, new, idempotency_key,
                                             rt.ca, body.webhook_url)
-    rt.notifier.notify()
+    rt.notifier.notify(user_topic(request.user_id))
     if not created:
         response.status_code = 200
     with read_transaction(rt.sessions) as session:
@@ -190,7 +191,7 @@ async def get_request(request_id: str, wait: float = 0, ctx: ClientContext = Dep
             return _view(request, rt.settings.public_base_url)
 
     def still_open() -> bool:
-        """One small query per wake-up (every notification wakes every long poll)."""
+        """One small query per wake-up (the request's notifications, and a re-check each second)."""
         with read_connection(rt.sessions) as connection:
             found = requests.current_state(connection, request_id)
         assert found is not None  # view() found it; requests are never deleted
@@ -202,7 +203,7 @@ async def get_request(request_id: str, wait: float = 0, ctx: ClientContext = Dep
     if current.state not in _OPEN_NAMES or timeout <= 0:
         return current
     # The long poll waits in the event loop: it holds a pool thread only while it queries.
-    await rt.notifier.wait_for_async(still_open, lambda open_: not open_, timeout)
+    await rt.notifier.wait_for_async(still_open, lambda open_: not open_, timeout, topic=request_topic(request_id))
     return await run_in_threadpool(view)
 
 
@@ -247,6 +248,7 @@ def cancel(request_id: str, ctx: ClientContext = Depends(client_context), rt: Ru
     with transaction(rt.sessions) as session:
         request = clients.visible_request(session, ctx, request_id)
         requests.cancel(session, ctx.actor(origin), request)
-    rt.notifier.notify()
+        topics = request_topic(request_id), user_topic(request.user_id)
+    rt.notifier.notify(*topics)
     with read_transaction(rt.sessions) as session:
         return _view(requests.get(session, request_id), rt.settings.public_base_url)

@@ -20,26 +20,40 @@ from sqlalchemy.engine import make_url
 
 T = TypeVar("T")
 CHANNEL = "kyso_events"
+_MAX_PAYLOAD = 7000  # PostgreSQL's limit is 8000 bytes
 log = logging.getLogger("kyso.notify")
 
 
+def request_topic(request_id: str) -> str:
+    """Waiters on one signing request (a long poll on its state, an ``authorize`` awaiting the signer)."""
+    return f"r:{request_id}"
+
+
+def user_topic(user_id: str) -> str:
+    """Waiters on one signer's pending list (a phone, the approval page)."""
+    return f"u:{user_id}"
+
+
 class Notifier:
-    """In-process wake-ups."""
+    """In-process wake-ups. A notification names topics (:func:`request_topic`, :func:`user_topic`)
+    or none (everyone); a coroutine waiting on a topic sleeps through the others' notifications,
+    so that a busy server does not re-check every long poll at every change. Threads waiting with
+    :meth:`wait` (the worker, the sandbox's phones) are woken by all of them."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._version = 0
-        self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event, str | None]] = set()
 
-    def notify(self) -> None:
-        self._wake_local()
+    def notify(self, *topics: str) -> None:
+        self._wake_local(frozenset(topics))
 
-    def _wake_local(self) -> None:
+    def _wake_local(self, topics: frozenset[str] = frozenset()) -> None:
         with self._cond:
             self._version += 1
             self._cond.notify_all()
-            waiting = list(self._async_waiters)
-        for loop, event in waiting:
+            waiting = [w for w in self._async_waiters if not topics or w[2] is None or w[2] in topics]
+        for loop, event, _ in waiting:
             try:
                 loop.call_soon_threadsafe(event.set)
             except RuntimeError:  # that loop is closed: its waiter is gone
@@ -77,35 +91,29 @@ class Notifier:
                 return result
             self.wait(seen, min(left, recheck))
 
-    async def wait_async(self, seen: int, timeout: float) -> int:
-        """:meth:`wait` for a coroutine: the event loop waits, no thread is held."""
-        loop = asyncio.get_running_loop()
-        entry = (loop, asyncio.Event())
-        with self._cond:
-            if self._version != seen:
-                return self._version
+    async def wait_for_async(self, check: Callable[[], T], done: Callable[[T], bool], timeout: float,
+                             recheck: float = 1.0, topic: str | None = None) -> T:
+        """:meth:`wait_for` for a coroutine, woken only by notifications of ``topic`` (or naming
+        none); ``check`` runs in the thread pool, the waits hold no thread, so that long polls and
+        signers' confirmations do not use up the pool."""
+        entry = (asyncio.get_running_loop(), asyncio.Event(), topic)
+        with self._cond:  # registered before the first check: a notification meanwhile is kept
             self._async_waiters.add(entry)
         try:
-            await asyncio.wait_for(entry[1].wait(), timeout)
-        except TimeoutError:
-            pass
+            deadline = time.monotonic() + timeout
+            while True:
+                entry[1].clear()
+                result = await anyio.to_thread.run_sync(check)
+                left = deadline - time.monotonic()
+                if done(result) or left <= 0:
+                    return result
+                try:
+                    await asyncio.wait_for(entry[1].wait(), min(left, recheck))
+                except TimeoutError:
+                    pass
         finally:
             with self._cond:
                 self._async_waiters.discard(entry)
-        return self._version
-
-    async def wait_for_async(self, check: Callable[[], T], done: Callable[[T], bool], timeout: float,
-                             recheck: float = 1.0) -> T:
-        """:meth:`wait_for` for a coroutine: ``check`` runs in the thread pool, the waits hold no
-        thread, so that long polls and signers' confirmations do not use up the pool."""
-        deadline = time.monotonic() + timeout
-        while True:
-            seen = self.version()
-            result = await anyio.to_thread.run_sync(check)
-            left = deadline - time.monotonic()
-            if done(result) or left <= 0:
-                return result
-            await self.wait_async(seen, min(left, recheck))
 
 
 # TCP keepalives: a listen connection whose server vanished without a FIN is noticed in ~20 s.
@@ -120,8 +128,8 @@ class PgNotifier(Notifier):
     other process's ``NOTIFY`` (this one's were woken when sent: waking them again on the echo
     made every waiter re-read the database twice), reconnecting with backoff when the connection drops; and a
     sender thread, so that :meth:`notify` never blocks its caller and a burst becomes one
-    ``NOTIFY``. Callers notify after their transaction commits; the payload is empty because
-    waiters re-read the database anyway. Threads start on first use (or :meth:`start`).
+    ``NOTIFY``, its payload the topics named meanwhile (empty: everyone). Callers notify after
+    their transaction commits; waiters re-read the database anyway. Threads start on first use (or :meth:`start`).
     """
 
     def __init__(self, conninfo: str, channel: str = CHANNEL) -> None:
@@ -129,7 +137,9 @@ class PgNotifier(Notifier):
         self._conninfo = conninfo
         self._channel = channel
         self._to_send = threading.Event()
-        self._dirty = False  # a NOTIFY is owed
+        self._owed_lock = threading.Lock()
+        self._owed_all = False  # a NOTIFY for everyone is owed
+        self._owed_topics: set[str] = set()
         self._closed = threading.Event()
         self._start_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -138,10 +148,17 @@ class PgNotifier(Notifier):
         self.listener_backend_pid: int | None = None
         self._sender_backend_pid: int | None = None
 
-    def notify(self) -> None:
-        self._wake_local()  # this process's waiters need not wait for the round trip
+    def notify(self, *topics: str) -> None:
+        self._wake_local(frozenset(topics))  # this process's waiters need not wait for the round trip
         self.start()
-        self._dirty = True
+        self._owe(topics)
+
+    def _owe(self, topics: tuple[str, ...] | set[str]) -> None:
+        with self._owed_lock:
+            if topics:
+                self._owed_topics.update(topics)
+            else:
+                self._owed_all = True
         self._to_send.set()
 
     def version(self) -> int:
@@ -203,7 +220,7 @@ class PgNotifier(Notifier):
             try:
                 for note in conn.notifies(timeout=0.5):  # returns every 0.5 s to see close()
                     if note.pid != self._sender_backend_pid:
-                        self._wake_local()
+                        self._wake_local(frozenset(note.payload.split(",")) if note.payload else frozenset())
             except Exception as exc:  # noqa: BLE001 - e.g. the server restarted: reconnect
                 log.warning("notifier: listen connection lost: %s", type(exc).__name__)
                 self.listening.clear()
@@ -213,29 +230,30 @@ class PgNotifier(Notifier):
         _close_quietly(conn)
 
     def _send(self) -> None:
-        from psycopg import sql
-
-        statement = sql.SQL("NOTIFY {}").format(sql.Identifier(self._channel))
         conn: Any = None
         backoff = 0.2
         while True:
             self._to_send.wait()
             self._to_send.clear()
-            if self._dirty:  # also at close: a CLI that notifies just before it exits is heard
-                self._dirty = False
+            with self._owed_lock:
+                owed_all, owed = self._owed_all, self._owed_topics
+                self._owed_all, self._owed_topics = False, set()
+            if owed_all or owed:  # also at close: a CLI that notifies just before it exits is heard
+                payload = "" if owed_all else ",".join(sorted(owed))
+                if len(payload) > _MAX_PAYLOAD:
+                    payload = ""  # too many at once: everyone re-checks
                 try:
                     if conn is None:
                         conn = self._connect(autocommit=True)
                         self._sender_backend_pid = conn.info.backend_pid
-                    conn.execute(statement)
+                    conn.execute("SELECT pg_notify(%s, %s)", (self._channel, payload))
                     backoff = 0.2
                 except Exception as exc:  # noqa: BLE001 - retried; waiters re-check meanwhile
                     log.warning("notifier: cannot send: %s", type(exc).__name__)
                     _close_quietly(conn)
                     conn = None
                     if not self._closed.wait(backoff):
-                        self._dirty = True
-                        self._to_send.set()
+                        self._owe(())  # what was lost is now everyone's
                     backoff = min(backoff * 2, 5.0)
             if self._closed.is_set():
                 break

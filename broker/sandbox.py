@@ -28,6 +28,7 @@ from broker.audit import Actor
 from broker.db.engine import read_connection, transaction
 from broker.db.models import Credential, OAuthClient, RelyingSystem, Role, SigningMode, Unit, User
 from broker.errors import PolicyViolation
+from broker.notify import request_topic
 from broker.runtime import Runtime
 from broker.services import approvals, clients, credentials, directory, setup
 from broker.services import signing_requests as requests
@@ -136,7 +137,7 @@ class SimulatedPhones:
                 try:
                     approvals.decide_with_device(rt.sessions, rt.settings, "simulated-phone", token, request_id,
                                                  Decision.APPROVE, counter[0], base64.b64encode(signature).decode())
-                    rt.notifier.notify()
+                    rt.notifier.notify(request_topic(request_id))
                 except Exception:  # noqa: BLE001 - a request may have been decided or expired meanwhile
                     pass
             rt.notifier.wait(seen, 1.0)

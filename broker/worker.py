@@ -9,6 +9,7 @@ import threading
 import time
 
 from broker.audit import Actor
+from broker.notify import request_topic
 from broker.runtime import Runtime
 from broker.db.models import RequestState
 from broker.services import delegated, recovery, rest_requests, webhooks
@@ -61,7 +62,7 @@ class SigningWorker:
                         log.warning("request %s could not be finished: %s", request_id, getattr(exc, "code", type(exc).__name__))
                         # Tried again after a pause, not at the next wake-up: a lasting fault must not spin.
                         rest_requests.release(rt.sessions, request_id, lease.finisher, RETRY_SECONDS)
-                    rt.notifier.notify()
+                    rt.notifier.notify(request_topic(request_id))
                 webhooks.deliver_due(rt.sessions, allow_private=rt.settings.webhook_allow_private)
             except Exception as exc:  # noqa: BLE001 - e.g. the database is briefly away: try again
                 log.warning("signing worker: %s", type(exc).__name__)
@@ -76,5 +77,5 @@ class SigningWorker:
             if state is RequestState.PENDING:
                 waiting = True
             else:
-                rt.notifier.notify()
+                rt.notifier.notify(request_topic(request_id))
         return waiting

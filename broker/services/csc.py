@@ -22,7 +22,7 @@ from broker.audit import Actor
 from broker.db.engine import transaction
 from broker.db.models import Credential, RequestItem, RequestState, SigningRequest
 from broker.errors import InvalidInput, KysoError
-from broker.notify import Notifier
+from broker.notify import Notifier, user_topic
 from broker.services import signing_requests as requests
 from broker.services import credentials, delegated, load_limits, sole_control
 from broker.services.approvals import token_hash
@@ -106,9 +106,9 @@ async def authorize(
     # The SAD is drawn now and stored hashed with the request, but handed out only once the signer
     # approved: it lives ``sad_seconds`` from that approval (no write after the decision).
     sad = secrets.token_urlsafe(32)
-    request_id = await anyio.to_thread.run_sync(
+    request_id, user_id = await anyio.to_thread.run_sync(
         _open, factory, settings, ctx, actor, credential_id, digests, hash_algorithm, description, sad, ca_for)
-    notifier.notify()
+    notifier.notify(user_topic(user_id))
     state = await wait_for_decision_async(factory, notifier, request_id, actor, wait_seconds)
     if state is RequestState.PENDING:
         state = await anyio.to_thread.run_sync(_give_up, factory, actor, request_id)
@@ -119,8 +119,8 @@ async def authorize(
 
 def _open(factory: sessionmaker[Session], settings: Settings, ctx: ClientContext, actor: Actor, credential_id: str,
           digests: list[bytes], hash_algorithm: str, description: str | None, sad: str,
-          ca_for: Callable[[str], CaAdapter]) -> str:
-    """The pending request (forwarded to the provider for a delegated credential); its id."""
+          ca_for: Callable[[str], CaAdapter]) -> tuple[str, str]:
+    """The pending request (forwarded to the provider for a delegated credential): its id and its signer's."""
     title = (description or "").strip()[:200] or "Tài liệu / document"
     docs = [requests.DocumentToSign(d, f"{title} ({i + 1}/{len(digests)})" if len(digests) > 1 else title,
                                     f"{hash_algorithm} {d.hex()}") for i, d in enumerate(digests)]
@@ -132,11 +132,11 @@ def _open(factory: sessionmaker[Session], settings: Settings, ctx: ClientContext
         credentials.check_not_revoked(credential, ca_for(credential.provider))
         request = requests.create(session, settings, actor, credential, docs, relying_system=ctx.relying_system,
                                   hash_algorithm=hash_algorithm, client_id=ctx.client_id, sad_hash=token_hash(sad))
-        request_id = request.id
+        request_id, user_id = request.id, request.user_id
         forward = credential.delegated
     if forward:
         delegated.forward(factory, ca_for, actor, request_id)
-    return request_id
+    return request_id, user_id
 
 
 def _give_up(factory: sessionmaker[Session], actor: Actor, request_id: str) -> RequestState:

@@ -16,7 +16,7 @@ from broker.audit import Actor
 from broker.db.engine import transaction
 from broker.db.models import Credential, RequestState
 from broker.errors import InvalidInput, KysoError, NotFound
-from broker.notify import Notifier
+from broker.notify import Notifier, request_topic
 from broker.services import approvals, credentials
 from broker.services import signing_requests as requests
 from broker.settings import Settings
@@ -90,7 +90,8 @@ def wait_for_decision(factory: sessionmaker[Session], notifier: Notifier, reques
 async def wait_for_decision_async(factory: sessionmaker[Session], notifier: Notifier, request_id: str, actor: Actor,
                                   timeout: float) -> RequestState:
     """:func:`wait_for_decision` in a coroutine, holding no thread while it waits."""
-    return await notifier.wait_for_async(_state_check(factory, actor, request_id), _decided, timeout, recheck=0.5)
+    return await notifier.wait_for_async(_state_check(factory, actor, request_id), _decided, timeout, recheck=0.5,
+                                         topic=request_topic(request_id))
 
 
 def _state_check(factory: sessionmaker[Session], actor: Actor, request_id: str) -> Callable[[], RequestState]:
