@@ -104,3 +104,26 @@ def test_topics_cross_processes_through_postgresql() -> None:
     finally:
         waiting.close()
         sending.close()
+
+
+@pytest.mark.postgres
+def test_a_process_is_not_woken_twice_by_its_own_notification() -> None:
+    """The sender's waiters are woken at once, in process; PostgreSQL's echo of the same NOTIFY
+    must not wake them again (each wake-up is a query per waiter)."""
+    notifier = make_notifier(postgres_url())
+    assert isinstance(notifier, PgNotifier)
+    notifier._channel = f"kyso_test_{uuid.uuid4().hex[:8]}"
+    try:
+        notifier.start()
+        assert notifier.listening.wait(10)
+        topic = request_topic(uuid.uuid4().hex)
+        waiter = _Waiter(notifier, topic)
+        notifier.notify(topic)
+        time.sleep(1.0)  # the echo's round trip through PostgreSQL
+        assert waiter.checks == 2  # the first check and the local wake-up, not the echo
+
+        waiter.finish_on_next_wake()
+        notifier.notify(topic)
+        assert waiter.join(5)
+    finally:
+        notifier.close()
