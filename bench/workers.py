@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, text
@@ -173,21 +174,26 @@ def csc_batch(url: str, headers: dict[str, str], credential_id: str, label: str)
         return len(signed.json()["signatures"])
 
 
+def wait_signed(http: httpx.Client, request_id: str) -> dict[str, Any]:
+    """Long-poll a REST request until it is signed; its status (an error if it ended otherwise)."""
+    while True:
+        polled = http.get(f"/v1/requests/{request_id}", params={"wait": 25})
+        polled.raise_for_status()
+        body: dict[str, Any] = polled.json()
+        if body["state"] == "signed":
+            return body
+        if body["state"] not in ("pending", "approved"):
+            raise RuntimeError(f"request {request_id} ended {body['state']}")
+
+
 def cades_request(url: str, headers: dict[str, str], credential_id: str, label: str) -> int:
     with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
         created = http.post("/v1/requests", json={
             "credential_id": credential_id, "format": "cades",
             "documents": [{"content": CONTENT, "title": f"UNC {label}/{k}"} for k in range(DOCUMENTS)]})
         created.raise_for_status()
-        request_id = created.json()["request_id"]
-        while True:
-            polled = http.get(f"/v1/requests/{request_id}", params={"wait": 25})
-            polled.raise_for_status()
-            state = polled.json()["state"]
-            if state == "signed":
-                return DOCUMENTS
-            if state not in ("pending", "approved"):
-                raise RuntimeError(f"request {request_id} ended {state}")
+        wait_signed(http, created.json()["request_id"])
+        return DOCUMENTS
 
 
 def pades_request(pdf: bytes, url: str, headers: dict[str, str], credential_id: str, label: str) -> int:
@@ -197,17 +203,10 @@ def pades_request(pdf: bytes, url: str, headers: dict[str, str], credential_id: 
         created = http.post("/v1/requests", json={"credential_id": credential_id, "format": "pades", "documents": [
             {"title": f"UNC {label}", "document_id": uploaded.json()["document_id"], "field": INVISIBLE_FIELD}]})
         created.raise_for_status()
-        request_id = created.json()["request_id"]
-        while True:
-            polled = http.get(f"/v1/requests/{request_id}", params={"wait": 25})
-            polled.raise_for_status()
-            body = polled.json()
-            if body["state"] == "signed":
-                # The link is under the public base URL; this server is reached at another port.
-                http.get(httpx.URL(body["documents"][0]).path).raise_for_status()
-                return 1
-            if body["state"] not in ("pending", "approved"):
-                raise RuntimeError(f"request {request_id} ended {body['state']}")
+        signed = wait_signed(http, created.json()["request_id"])
+        # The link is under the public base URL; this server is reached at another port.
+        http.get(httpx.URL(signed["documents"][0]).path).raise_for_status()
+        return 1
 
 
 Operation = Callable[[str, dict[str, str], str, str], int]

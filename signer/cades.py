@@ -117,7 +117,7 @@ def prepare(
     signing_time_attr = der.sequence(
         _OID_SIGNING_TIME, der.set_of(der.tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode()))
     )
-    digest_attr = der.sequence(_OID_MESSAGE_DIGEST, der.set_of(der.octet_string(content_digest)))
+    digest_attr = _message_digest_attr(content_digest)
     # DER orders a SET OF by encoding; verifiers such as OpenSSL re-encode before checking.
     signed_attrs_der = der.set_of(_CONTENT_TYPE_ATTR, signing_time_attr, digest_attr, profile.signing_certificate_v2)
     return CadesToBeSigned(
@@ -133,11 +133,16 @@ def pades_signed_attributes(
 ) -> bytes:
     """The DER signed attributes of a PAdES baseline signature over ``document_digest``: content
     type, message digest and signing certificate v2; no signing time (ETSI EN 319 142-1, 5.2.1:
-    the time is the dictionary's /M). What pyHanko's CAdES attribute provider makes, without
-    re-encoding the certificate's parts at every signature."""
+    the time is the dictionary's /M). What pyHanko's CAdES attribute provider makes (the
+    certificate hashed with SHA-256 in signing-certificate-v2), without re-encoding the
+    certificate's parts at every signature."""
     check_digest(document_digest, hash_name)
-    digest_attr = der.sequence(_OID_MESSAGE_DIGEST, der.set_of(der.octet_string(document_digest)))
-    return der.set_of(_CONTENT_TYPE_ATTR, digest_attr, _profile_for(certificate, chain).signing_certificate_v2)
+    return der.set_of(_CONTENT_TYPE_ATTR, _message_digest_attr(document_digest),
+                      _profile_for(certificate, chain).signing_certificate_v2)
+
+
+def _message_digest_attr(digest: bytes) -> bytes:
+    return der.sequence(_OID_MESSAGE_DIGEST, der.set_of(der.octet_string(digest)))
 
 
 def assemble(
