@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_PACKAGES := softhsm2 opensc-pkcs11 poppler-utils libnss3-tools qpdf fonts-dejavu-core openssl
-TEST_PACKAGES := $(DEMO_PACKAGES) mupdf-tools chromium
+TEST_PACKAGES := $(DEMO_PACKAGES) mupdf-tools chromium xmlsec1
 
 .PHONY: demo test bench system-packages-demo system-packages-test clean
 

@@ -1,8 +1,8 @@
-"""The local admin socket (DESIGN decision 16): what the CLI asks a running server to do with the HSM.
+"""The local admin socket: what the CLI asks a running server to do with the HSM.
 
 While ``kyso serve`` or ``kyso sandbox`` runs, it holds the only logged-in sessions on the token;
 CLI commands that need the HSM send their work here instead of logging in a second process
-(STACK_NOTES trap 3). The socket is ``DATA_DIR/admin.sock``, mode 0600: only the server's OS user
+(SoftHSM rewrites its token file at every login: two processes logging in break each other). The socket is ``DATA_DIR/admin.sock``, mode 0600: only the server's OS user
 (and root) can connect, and only connections on that socket reach these routes, never TCP ones.
 The CLI names its OS user and host, which go into the audit events.
 """
@@ -124,10 +124,13 @@ def sign_unconfirmed(body: UnconfirmedIn, actor: Actor = Depends(cli_actor), rt:
         raise InvalidInput("paths must be absolute")
     with transaction(rt.sessions) as session:
         credential = credentials.get_credential(session, body.credential_id)
+        provider = rt.ca(credential.provider)
         if body.pdf_options is not None:
-            local_signing.sign_pdf(session, actor, rt.hsm, credential, local_signing.PdfRequest(source, target, body.pdf_options))
+            local_signing.sign_pdf(session, actor, rt.hsm, credential, provider,
+                                   local_signing.PdfRequest(source, target, body.pdf_options))
         else:
-            local_signing.sign_cades(session, actor, rt.hsm, credential, source, target, detached=body.detached)
+            local_signing.sign_cades(session, actor, rt.hsm, credential, provider, source, target,
+                                     detached=body.detached)
 
 
 class CheckpointIn(BaseModel):

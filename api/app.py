@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 
-from api import approval_page, csc, devices, oauth, operations, problems, rest
+from api import approval_page, body_limits, csc, devices, oauth, operations, problems, provider_callbacks, rest, validations
 from api.admin import AdminSocketRouting, create_admin_app
 from broker import admin_socket
 from api.middleware import RequestContextMiddleware
+from api.security_headers import SecurityHeadersMiddleware
 from broker.audit_checkpoint import checkpoint_on_shutdown
 from broker.runtime import Runtime
 from broker.worker import SigningWorker
@@ -36,15 +37,20 @@ def create_app(runtime: Runtime, *, close_runtime: bool = False) -> FastAPI:
     app = FastAPI(title="kyso", version="0.1.0", lifespan=lifespan,
                   description="Remote signing broker for the State Treasury's DVC: signer confirmation and signing.")
     app.state.runtime = runtime
+    app.add_middleware(body_limits.BodyLimitMiddleware, runtime=runtime)  # inside: its refusals are logged
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)  # outside it: its own error answers get the headers too
     problems.install(app)
+    body_limits.install(app)
     app.include_router(operations.router)
     app.include_router(devices.router)
     app.include_router(approval_page.router)
     app.include_router(oauth.router)
     app.include_router(rest.router)
+    app.include_router(validations.router)
     app.include_router(csc.v1_router)
     app.include_router(csc.v2_router)
+    app.include_router(provider_callbacks.router)
     app.add_middleware(AdminSocketRouting, admin=create_admin_app(runtime),  # before any API middleware
                        socket_path=admin_socket.socket_path(runtime.settings.data_dir))
     return app

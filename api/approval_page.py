@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Cookie, Depends, Response
+from fastapi import APIRouter, Cookie, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
@@ -23,9 +23,19 @@ from broker.runtime import Runtime
 from broker.services import signing_requests as requests
 from broker.services import webauthn_service as webauthn
 
-router = APIRouter(prefix="/approve", tags=["approval page"], responses=PROBLEM_RESPONSES)
 PAGE = Path(__file__).resolve().parent / "static" / "approve.html"
 COOKIE = "kyso_session"
+
+
+def same_origin(request: Request, rt: Runtime = Depends(runtime)) -> None:
+    """Refuse a state-changing call from a page of another origin (Origin, else Referer): no cross-site forms."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    webauthn.check_origin(rt.settings, request.headers.get("origin"), request.headers.get("referer"))
+
+
+router = APIRouter(prefix="/approve", tags=["approval page"], responses=PROBLEM_RESPONSES,
+                   dependencies=[Depends(same_origin)])
 
 
 class CodeIn(BaseModel):
@@ -45,6 +55,7 @@ class RegisterIn(BaseModel):
     challenge_id: str
     activation_code: str
     credential: dict[str, Any]
+    name: str | None = Field(default=None, max_length=128, description="What the signer calls this authenticator.")
 
 
 class LoginIn(BaseModel):
@@ -85,7 +96,8 @@ def register_verify(body: RegisterIn, response: Response, rt: Runtime = Depends(
                     origin: str | None = Depends(client_origin)) -> SignedIn:
     with transaction(rt.sessions) as session:
         user, token = webauthn.finish_registration(session, rt.settings, Actor("webauthn", "registration", origin),
-                                                   body.challenge_id, body.activation_code, json.dumps(body.credential))
+                                                   body.challenge_id, body.activation_code, json.dumps(body.credential),
+                                                   body.name)
         return _signed_in(response, rt, user, token)
 
 
@@ -113,7 +125,7 @@ def logout(response: Response, rt: Runtime = Depends(runtime), kyso_session: str
 
 
 @router.get("/api/requests", response_model=PendingList)
-async def pending(wait: float = 0, rt: Runtime = Depends(runtime),
+async def pending(wait: float = Query(0, ge=0, le=60, allow_inf_nan=False), rt: Runtime = Depends(runtime),
                   kyso_session: str | None = Cookie(default=None)) -> PendingList:
     """The signed-in signer's pending requests; ``wait`` long-polls (in the event loop, holding no thread)."""
     user_id, _ = await run_in_threadpool(webauthn.web_user, rt.sessions, kyso_session)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import binascii
 import inspect
+import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -14,13 +16,14 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from api.body_limits import BodyRefused
 from api.deps import client_origin, runtime
 from api import csc_schemas
-from api.problems import CSC_RESPONSES
+from api.problems import CSC_RESPONSES, capped
 from biometrics import ConfirmationError
 from broker.db.engine import read_connection, read_transaction
 from broker.db.models import CredentialStatus
-from broker.errors import InvalidInput, KysoError, NotFound, PolicyViolation
+from broker.errors import InvalidInput, InvalidText, KysoError, NotFound, PolicyViolation
 from broker.runtime import Runtime
 from broker.services import clients, csc, timestamping
 from broker.services import credentials as credential_service
@@ -30,13 +33,16 @@ from hsm import DeviceError, HsmError, TokenMissing
 from signer import SignerError
 
 V1, V2 = "1.0.4.0", "2.0.0.2"
+log = logging.getLogger("kyso.csc")
 
 
 def csc_error(status: int, error: str, description: str) -> JSONResponse:
-    return JSONResponse({"error": error, "error_description": description}, status_code=status)
+    return JSONResponse({"error": error, "error_description": capped(description)}, status_code=status)
 
 
 def _translate(exc: Exception) -> JSONResponse:
+    if isinstance(exc, BodyRefused):
+        return csc_error(exc.status_code, "invalid_request", str(exc.detail))
     if isinstance(exc, clients.InvalidToken):
         return csc_error(401, "invalid_token", exc.message)
     if isinstance(exc, RateLimited):
@@ -51,15 +57,21 @@ def _translate(exc: Exception) -> JSONResponse:
         return csc_error(503, "temporarily_unavailable", exc.message)
     if isinstance(exc, TokenMissing | DeviceError):
         return csc_error(503, "temporarily_unavailable", "the signing device is unavailable")
+    if isinstance(exc, InvalidText):  # the signer would be shown a description that displays as something else
+        return csc_error(400, "invalid_text", exc.message)
     if isinstance(exc, NotFound | InvalidInput | SignerError | ConfirmationError | KysoError | HsmError | CaError):
         return csc_error(400, "invalid_request", getattr(exc, "message", str(exc)))
+    log.exception("unexpected error in a CSC call")  # a fault of kyso's: the trace goes to the log, not to the caller
     return csc_error(500, "server_error", "internal error")
 
 
 async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
     try:
-        body = await request.json()
-    except ValueError:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nesting the size limit let through
         raise InvalidInput("the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
@@ -100,16 +112,12 @@ def build_router(version: str) -> APIRouter:
     async def guarded(request: Request, rt: Runtime, work: Callable[[clients.ClientContext, dict[str, Any]], Any],
                       authenticated: bool = True) -> JSONResponse:
         try:
-            body = await _body(request) if request.headers.get("content-length", "0") != "0" else {}
-            token = _bearer(request)
+            # The caller is known before its body is read.
+            ctx = await run_in_threadpool(_authenticate, rt, _bearer(request)) if authenticated else None
+            body = await _body(request)
             if inspect.iscoroutinefunction(work):  # it waits (for the signer): the pool only for its queries
-                ctx = await run_in_threadpool(_authenticate, rt, token) if authenticated else None
                 return JSONResponse(await work(ctx, body))  # type: ignore[arg-type]
-
-            def call() -> Any:  # one trip to the thread pool: authentication, then the work
-                return work(_authenticate(rt, token) if authenticated else None, body)  # type: ignore[arg-type]
-
-            return JSONResponse(await run_in_threadpool(call))
+            return JSONResponse(await run_in_threadpool(work, ctx, body))
         except Exception as exc:  # noqa: BLE001 - every error becomes a CSC error body
             return _translate(exc)
 

@@ -38,7 +38,8 @@ def enroll(body: DeviceEnrollIn, rt: Runtime = Depends(runtime), origin: str | N
 
 @router.get("/me/requests", response_model=PendingList)
 async def pending(
-    wait: float = Query(0, ge=0, le=60, description="Long poll: seconds to wait for a request when none is pending."),
+    wait: float = Query(0, ge=0, le=60, allow_inf_nan=False,
+                        description="Long poll: seconds to wait for a request when none is pending."),
     token: str = Depends(bearer_token),
     rt: Runtime = Depends(runtime),
 ) -> PendingList:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Form, Header
 from fastapi.responses import JSONResponse
 
 from api.deps import client_origin, runtime
+from api.problems import capped
 from broker.db.engine import transaction
 from broker.runtime import Runtime
 from broker.services import clients
@@ -17,7 +18,7 @@ router = APIRouter(tags=["oauth2"])
 
 
 def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
-    return JSONResponse({"error": error, "error_description": description}, status_code=status,
+    return JSONResponse({"error": error, "error_description": capped(description)}, status_code=status,
                         headers={"Cache-Control": "no-store"})
 
 
@@ -41,6 +42,9 @@ def token(
             return _oauth_error(401, "invalid_client", "malformed Basic credentials")
     if not client_id or not client_secret:
         return _oauth_error(401, "invalid_client", "client credentials are required")
+    # NUL in Basic credentials (form fields with one are refused before): no database stores it.
+    if "\x00" in client_id or "\x00" in client_secret:
+        return _oauth_error(401, "invalid_client", "malformed client credentials")
     try:
         with transaction(rt.sessions) as session:
             access_token, lifetime, scopes = clients.issue_token(session, origin, client_id, client_secret, scope)

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 from broker.errors_http import DomainError, status_for
 
@@ -40,8 +41,8 @@ PROBLEM_RESPONSES = _described(Problem, {
          "activation_refused, policy_violation, too_many_pending_requests, certificate_revoked, credential_not_usable",
     404: "not_found (also anything outside the caller's units)",
     409: "conflict, request_not_pending, idempotency_key_reused, not_authorised, confirmed_at_provider",
-    410: "request_expired",
-    413: "document_too_large",
+    410: "request_expired, document_gone (the document's file is no longer stored)",
+    413: "document_too_large, body_too_large (a JSON body over KYSO_MAX_JSON_BYTES: upload documents)",
     422: "invalid_document (not a PDF, encrypted, damaged)",
     429: "rate_limited, too_many_pending (with Retry-After)",
     502: "provider_unavailable, provider_api_error (a delegated credential's provider)",
@@ -53,21 +54,40 @@ CSC_RESPONSES = _described(CscError, {
 })
 
 
+DETAIL_MAX = 240
+"""Longest error text: a message quoting the caller's input (an id, a name) quotes little of it."""
+
+
+def capped(text: str, limit: int = DETAIL_MAX) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 1]}…"
+
+
 def problem(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse(
         {"type": f"https://kyso.invalid/problems/{code}", "title": code.replace("_", " "), "status": status,
-         "detail": detail, "code": code},
+         "detail": capped(detail), "code": code},
         status_code=status,
         media_type=PROBLEM,
     )
 
 
+_HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # The place and the rule, never the input (a location may hold a caller's key: it is cut short too).
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return problem(400, "invalid_request", f"{where}: {first.get('msg', 'invalid request')}")
+        where = capped(".".join(str(p) for p in first.get("loc", ())), 80)
+        return problem(400, "invalid_request", f"{where}: {capped(str(first.get('msg', 'invalid request')), 150)}")
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        # The framework's own refusals (no route, wrong method, a body it could not parse) as problems too.
+        response = problem(exc.status_code, _HTTP_CODES.get(exc.status_code, "invalid_request"), str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
 
     for cls in DomainError:
 

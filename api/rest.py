@@ -8,7 +8,7 @@ import hashlib
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
@@ -130,7 +130,8 @@ async def upload(request: Request, ctx: ClientContext = Depends(client_context),
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > rt.settings.max_document_bytes:
         raise rest_requests.DocumentTooLarge(f"documents are limited to {rt.settings.max_document_bytes} bytes")
-    document_id, path = rest_requests.upload_target(rt.settings)
+    document_id, path = await run_in_threadpool(rest_requests.upload_target, rt.sessions, rt.settings, ctx,
+                                                int(declared) if declared and declared.isdigit() else 0)
     digest, size = hashlib.sha256(), 0
     try:
         with path.open("wb") as out:
@@ -141,7 +142,8 @@ async def upload(request: Request, ctx: ClientContext = Depends(client_context),
                 digest.update(chunk)
                 out.write(chunk)
         document = await run_in_threadpool(rest_requests.register_upload, rt.sessions, ctx, document_id, path, size,
-                                           digest.hexdigest(), request.headers.get("content-type", "application/octet-stream"))
+                                           digest.hexdigest(), request.headers.get("content-type", "application/octet-stream"),
+                                           rt.settings)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -176,7 +178,10 @@ def create_request(body: RequestIn, response: Response, ctx: ClientContext = Dep
 
 
 @router.get("/requests/{request_id}", response_model=RequestOut)
-async def get_request(request_id: str, wait: float = 0, ctx: ClientContext = Depends(client_context),
+async def get_request(request_id: str,
+                      wait: float = Query(0, ge=0, le=60, allow_inf_nan=False,
+                                          description="Long poll: seconds (at most the server's long-poll bound)."),
+                      ctx: ClientContext = Depends(client_context),
                 rt: Runtime = Depends(runtime)) -> RequestOut:
     """Status; with ``wait`` (seconds, ≤ 25) long-polls until the request leaves pending/approved."""
 
@@ -245,10 +250,7 @@ def webhook_log(request_id: str, ctx: ClientContext = Depends(client_context),
 @router.post("/requests/{request_id}/cancel", response_model=RequestOut)
 def cancel(request_id: str, ctx: ClientContext = Depends(client_context), rt: Runtime = Depends(runtime),
            origin: str | None = Depends(client_origin)) -> RequestOut:
-    with transaction(rt.sessions) as session:
-        request = clients.visible_request(session, ctx, request_id)
-        requests.cancel(session, ctx.actor(origin), request)
-        topics = request_topic(request_id), user_topic(request.user_id)
-    rt.notifier.notify(*topics)
+    user_id = rest_requests.cancel(rt.sessions, ctx, origin, request_id)
+    rt.notifier.notify(request_topic(request_id), user_topic(user_id))
     with read_transaction(rt.sessions) as session:
         return _view(requests.get(session, request_id), rt.settings.public_base_url)

@@ -27,6 +27,10 @@ class DocumentView(BaseModel):
     title: str
     summary: str
     hash: str = Field(description="Hex digest being signed.")
+    options: dict[str, str | bool] = Field(
+        default_factory=dict,
+        description="What changes the signature's meaning, shown and bound (PAdES: field_name, certify, and "
+                    "reason, location, stamp_text when given); empty for raw hashes and CAdES.")
 
 
 class PendingRequest(BaseModel):
@@ -35,7 +39,8 @@ class PendingRequest(BaseModel):
     relying_system: str
     hash_algorithm: str
     verification_code: str
-    binding: str = Field(description="base64 of the 32-byte binding the device signs.")
+    binding: str = Field(description="base64 of the 32-byte binding the device signs; a device recomputes it "
+                                     "from the other fields and refuses a mismatch.")
     nonce: str
     expires_at: datetime
     documents: list[DocumentView]
@@ -47,7 +52,7 @@ class PendingList(BaseModel):
 
 class DecisionIn(BaseModel):
     decision: Decision
-    counter: int = Field(ge=1)
+    counter: int = Field(ge=1, le=2**63 - 1, description="Greater than the device's last; a signed 64-bit integer.")
     signature: str = Field(description='base64 DER ECDSA over "kyso-approve-v1" ‖ binding ‖ decision ‖ counter.')
 
 

@@ -6,10 +6,12 @@ import base64
 
 from api.schemas import DocumentView, PendingRequest, RequestStatus
 from broker.db.models import SigningRequest
-from broker.services.signing_requests import aware
+from broker.services.signing_requests import aware, shown_options
 
 
 def pending_view(request: SigningRequest) -> PendingRequest:
+    """Every field the binding covers, so a device can recompute it from what it shows."""
+    options = shown_options(request)
     return PendingRequest(
         request_id=request.id,
         credential_id=request.credential_id,
@@ -19,8 +21,8 @@ def pending_view(request: SigningRequest) -> PendingRequest:
         binding=base64.b64encode(request.binding).decode(),
         nonce=request.nonce,
         expires_at=aware(request.expires_at),
-        documents=[DocumentView(position=i.position, title=i.title, summary=i.summary, hash=i.digest.hex())
-                   for i in request.items],
+        documents=[DocumentView(position=i.position, title=i.title, summary=i.summary, hash=i.digest.hex(),
+                                options=options[n]) for n, i in enumerate(request.items)],
     )
 
 

@@ -1,4 +1,4 @@
-"""CSC ``signHash`` throughput and latency against ``kyso sandbox`` (DESIGN decision 11).
+"""CSC ``signHash`` throughput and latency against ``kyso sandbox``.
 
 Raw rate: RSA-2048 CKM_RSA_PKCS through :class:`hsm.Hsm` on 2 threads and 2 sessions in this
 process, each thread signing runs of 50 digests in its session (the HSM's own rate, one key

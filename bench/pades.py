@@ -1,5 +1,5 @@
-"""Single-document PAdES B-B requests through kyso's REST API against plain pyHanko in process
-(DESIGN decision 11): the ratio of the two rates, measured in the same run, and kyso's p50/p99 at
+"""Single-document PAdES B-B requests through kyso's REST API against plain pyHanko in process:
+the ratio of the two rates, measured in the same run, and kyso's p50/p99 at
 half its own maximum.
 
 pyHanko: ``PdfSigner`` over the same 1-page payment order, field, stamp, placeholder size and HSM

@@ -56,7 +56,7 @@ CONTENT = base64.b64encode(b"<PaymentOrder>" + b"x" * 2000 + b"</PaymentOrder>")
 
 def baseline_rates(tmp: Path, pdf: Path, seconds: float) -> tuple[float, float, float]:
     """SoftHSM alone, 1 and 2 threads, and plain pyHanko's invisible PAdES rate, on one key (this
-    process's one token store: DESIGN decision 9)."""
+    process's one token store: SoftHSM reads its configuration once per process)."""
     data_dir = tmp / "raw"
     runtime, credential = scratch_credential(data_dir)
     try:

@@ -1,20 +1,39 @@
 """The binding: what a signer's approval covers, and the verification code shown on both screens.
 
-``binding = SHA-256(RFC 8785 JSON of {v, request_id, credential_id, relying_system, documents
-[{hash (hex), hash_algorithm, title, summary}] in order, expires_at, nonce})``. The phone signs
+``binding = SHA-256(RFC 8785 JSON of {v, request_id, credential_id, relying_system, documents,
+expires_at, nonce})`` where ``v`` is ``"kyso-binding-v1"``, ``expires_at`` is UTC as
+``YYYY-MM-DDTHH:MM:SSZ`` and ``documents`` lists, in position order, one object per hash::
+
+    {"hash": hex, "hash_algorithm": "sha256", "title": str, "summary": str, "options": {...}}
+
+``options`` holds what changes the meaning of the signature beyond its hash, as the signer is shown
+it; the key is left out when there are none (raw hashes, CAdES), so such bindings are those of
+before options existed. PAdES options:
+
+- ``field_name`` (string): the signature field, always present;
+- ``certify`` (boolean): a certification signature (DocMDP: later changes limited to filling
+  forms and signing), always present;
+- ``reason``, ``location`` (string): written in the signature; left out when not given;
+- ``stamp_text`` (string, may hold newlines): the visible stamp, ``%(signer)s`` and ``%(ts)s``
+  filled in when signing; left out when not given (then the stamp is the signer's name and date).
+
+Every field comes in the approval device's pending list (``GET /v1/devices/me/requests``), so a
+device recomputes the binding from what it displays and refuses a mismatch. The phone signs
 ``"kyso-approve-v1" ‖ binding ‖ decision ‖ counter``; WebAuthn uses the binding as its challenge.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import rfc8785
 
 BINDING_VERSION = "kyso-binding-v1"
+
+OptionValue = str | bool
 
 
 @dataclass(frozen=True)
@@ -22,6 +41,7 @@ class BoundDocument:
     digest: bytes
     title: str
     summary: str
+    options: Mapping[str, OptionValue] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -35,6 +55,14 @@ class BindingInput:
     nonce: str
 
 
+def _document(d: BoundDocument, hash_algorithm: str) -> dict[str, object]:
+    bound: dict[str, object] = {"hash": d.digest.hex(), "hash_algorithm": hash_algorithm, "title": d.title,
+                                "summary": d.summary}
+    if d.options:
+        bound["options"] = dict(d.options)
+    return bound
+
+
 def canonical_json(value: BindingInput) -> bytes:
     expires = value.expires_at if value.expires_at.tzinfo else value.expires_at.replace(tzinfo=timezone.utc)
     return rfc8785.dumps(
@@ -43,10 +71,7 @@ def canonical_json(value: BindingInput) -> bytes:
             "request_id": value.request_id,
             "credential_id": value.credential_id,
             "relying_system": value.relying_system,
-            "documents": [
-                {"hash": d.digest.hex(), "hash_algorithm": value.hash_algorithm, "title": d.title, "summary": d.summary}
-                for d in value.documents
-            ],
+            "documents": [_document(d, value.hash_algorithm) for d in value.documents],
             "expires_at": expires.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "nonce": value.nonce,
         }

@@ -1,8 +1,9 @@
-"""The local admin socket, both ends (DESIGN decision 16).
+"""The local admin socket, both ends: a CLI beside a running server does its HSM work through it.
 
 The server binds ``DATA_DIR/admin.sock`` (mode 0600) next to its TCP socket and names it in
 ``server.json``; the CLI, when it finds a live one, sends its HSM work there instead of logging in
-to the token itself (STACK_NOTES trap 3). The routes are in :mod:`api.admin`.
+to the token itself: SoftHSM rewrites its token file at every login, and two processes logging
+in to one token lose look-ups or the token itself. The routes are in :mod:`api.admin`.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import insert, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from broker.db.engine import transaction
 from broker.db.models import AuditEvent
 
 GENESIS = bytes(32)
@@ -137,3 +138,13 @@ def verify_chain(session: Session) -> AuditEvent | None:
         prev_hash = event.hash
         expected_id += 1
     return None
+
+
+def record_refusal(factory: sessionmaker[Session], actor: Actor, action: str, error: Exception, *,
+                   target_type: str | None = None, target_id: str | None = None,
+                   details: dict[str, Any] | None = None) -> None:
+    """Audit a refused attempt in a transaction of its own (the attempt's was rolled back)."""
+    code = str(getattr(error, "code", type(error).__name__))
+    with transaction(factory) as session:
+        record(session, actor, action, outcome="refused", target_type=target_type,
+               target_id=(target_id or "")[:64] or None, details={"reason": code, **(details or {})})

@@ -21,6 +21,12 @@ class InvalidInput(KysoError):
     code = "invalid_input"
 
 
+class InvalidText(InvalidInput):
+    """Text a signer is shown holds a character that could make it display as something else."""
+
+    code = "invalid_text"
+
+
 class Conflict(KysoError):
     code = "conflict"
 

@@ -31,7 +31,7 @@ def status_for(exc: Exception) -> int:
         return 413
     if isinstance(exc, KysoError) and exc.code in ("device_not_active", "activation_refused"):
         return 403
-    if isinstance(exc, KysoError) and exc.code == "request_expired":
+    if isinstance(exc, KysoError) and exc.code in ("request_expired", "document_gone"):
         return 410
     if isinstance(exc, KysoError) and hasattr(exc, "retry_after"):
         return 429

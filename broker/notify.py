@@ -3,7 +3,7 @@
 A lost or missing notification only delays a waiter until its next re-check, so correctness
 never depends on it. One process: :class:`Notifier`. Several worker processes on PostgreSQL:
 :class:`PgNotifier` relays every notification through ``NOTIFY kyso_events``, so that a change
-made in one worker wakes the waiters of all the others (DESIGN "Scale").
+made in one worker wakes the waiters of all the others.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from signer.ltv import LongTermServices
 
 class Runtime:
     def __init__(self, settings: Settings, hsm: Hsm | None = None, *, interval_checkpoints: bool = True) -> None:
-        """``interval_checkpoints`` False: a CLI beside a running server, which signs them (decision 16)."""
+        """``interval_checkpoints`` False: a CLI beside a running server, which signs them."""
         self.settings = settings
         self._interval_checkpoints = interval_checkpoints
         self.notifier = make_notifier(settings.db_url)  # PostgreSQL: LISTEN/NOTIFY across workers
@@ -46,7 +46,8 @@ class Runtime:
 
     @property
     def hsm(self) -> Hsm:
-        """The token, logged in on first use: once per process (STACK_NOTES traps 2 and 3)."""
+        """The token, logged in on first use: once per process: a PKCS#11 login is per
+        process, and SoftHSM rewrites its token file at every login."""
         with self._hsm_lock:
             if self._hsm is None:
                 activate_token_store(self.settings.data_dir)

@@ -29,6 +29,7 @@ from broker.db.engine import read_connection, transaction
 from broker.db.models import Credential, OAuthClient, RelyingSystem, Role, SigningMode, Unit, User
 from broker.errors import PolicyViolation
 from broker.notify import request_topic
+from broker.observability.logs import configure_logging
 from broker.runtime import Runtime
 from broker.services import approvals, clients, credentials, directory, setup
 from broker.services import signing_requests as requests
@@ -180,18 +181,18 @@ def run(data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
 
     from api.app import create_app
     from broker import admin_socket
-    from broker.server import remove_server_json, write_server_json
+    from broker.server import remove_server_json, uvicorn_config, write_server_json
 
     settings = load_settings(data_dir)
+    configure_logging(settings.log_format, default="text")  # redacting handler before anything logs
     if not setup.is_initialised(settings):
         setup.init_data_dir(settings, ACTOR, sandbox=True)
         settings = load_settings(data_dir)
     if not settings.sandbox:
         raise PolicyViolation(f"{data_dir} is not a sandbox data dir (made without --sandbox)")
     port = port or free_port()
-    base_url = f"http://localhost:{port}"
-    settings.public_base_url = base_url
-    settings.webauthn_origins = [base_url]
+    settings.serve_at(f"http://localhost:{port}")  # unless kyso.toml or KYSO_* names a public address
+    base_url = settings.public_base_url
     admin = admin_socket.bind(data_dir)  # the CLI's way to the token while the sandbox runs
     runtime = Runtime(settings)
     sandbox_json = data_dir / "sandbox.json"
@@ -201,8 +202,10 @@ def run(data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
     client_id, secret, token = client_and_token(runtime)
     phones = SimulatedPhones(runtime)
     phones.start()
-    config = uvicorn.Config(create_app(runtime), host=host, port=port, log_level="warning")
+    config = uvicorn_config(create_app(runtime), settings, host=host, port=port, log_level="warning")
     server = uvicorn.Server(config)
+    # uvicorn.Config installed handlers of its own on its loggers: send them through kyso's again.
+    configure_logging(settings.log_format, default="text")
     sockets = [config.bind_socket(), *([admin] if admin else [])]
 
     def announce() -> None:

@@ -182,6 +182,14 @@ class _Supervisor(Multiprocess):
         return not any(p.exitcode == STARTUP_FAILURE for p in self.processes)
 
 
+def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
+    """The uvicorn configuration of ``kyso serve`` and the sandbox. ``X-Forwarded-For``/``-Proto``
+    are believed only from ``trusted_proxies`` (uvicorn's default believes 127.0.0.1, so any local
+    caller or a proxy passing the header through could choose the origin written to the audit)."""
+    proxies = list(settings.trusted_proxies)
+    return uvicorn.Config(app, proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None, **options)
+
+
 def run(settings: Settings, host: str, port: int, workers: int) -> bool:
     """Serve until SIGINT or SIGTERM; False when a worker could not start."""
     data_dir = settings.data_dir.resolve()
@@ -202,12 +210,14 @@ def run(settings: Settings, host: str, port: int, workers: int) -> bool:
     try:
         if workers == 1:
             runtime = build_runtime(settings)  # a wrong PIN or a missing token fails here, as one line
-            config = uvicorn.Config(serving_app(runtime), host=host, port=port, **logs)
+            config = uvicorn_config(serving_app(runtime), settings, host=host, port=port, **logs)
         else:
-            config = uvicorn.Config(f"{__name__}:worker_app", factory=True, host=host, port=port, workers=workers,
-                                    **logs)
+            config = uvicorn_config(f"{__name__}:worker_app", settings, factory=True, host=host, port=port,
+                                    workers=workers, **logs)
         sock = config.bind_socket()
         url = local_url(host, int(sock.getsockname()[1]))
+        settings.serve_at(url)  # unless set, the public base URL and WebAuthn origins are the bound address
+        os.environ["KYSO_PUBLIC_BASE_URL"] = settings.public_base_url  # read by the spawned workers
         announcer = _Announcer(data_dir, url, workers, admin_socket.socket_path(data_dir))
         announcer.start()
         if workers == 1:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -59,15 +61,33 @@ class Settings(BaseSettings):
     long_poll_seconds: float = 25.0
     reservation_timeout_seconds: int = 120
     webauthn_rp_id: str = "localhost"
+    """Default: the host of ``public_base_url``."""
     webauthn_rp_name: str = "kyso"
     webauthn_origins: list[str] = ["http://localhost:8400"]
+    """Default: ``public_base_url``. The approval page refuses POSTs from any other origin."""
     web_session_seconds: int = 900
     public_base_url: str = "http://localhost:8400"
+    """The address signers' phones and browsers reach; default: the address the server bound."""
     max_document_bytes: int = 100 * 1024 * 1024
+    max_json_bytes: int = 1024 * 1024
+    """Largest JSON (or form) body; a larger one is refused (413) before it is read. Documents: PUT /v1/documents."""
+    document_retention_days: int = 30
+    """Uploaded and signed documents are deleted this long after their request ends (or their upload)."""
+    max_upload_bytes_per_relying_system: int = 20 * 1024 * 1024 * 1024
+    max_uploads_per_relying_system: int = 10_000
+    """Uploads a relying system may keep stored at once (until signed and retention, or deletion)."""
+    trust_store: Path | None = None
+    """Trust anchors of POST /v1/validations: a PEM/DER file or a directory of them (the national root in
+    production). Unset: the configured providers' roots."""
+    validation_fetch_revocation: bool = False
+    """Let a validation request fetch OCSP/CRL from the URLs in a document's certificates (off: embedded data only)."""
     webhook_allow_private: bool = False
     """Allow webhooks to private and loopback addresses (tests, sandboxes); off in production."""
 
     # Operations
+    trusted_proxies: list[str] = []
+    """Addresses or networks of reverse proxies whose ``X-Forwarded-For``/``-Proto`` are believed (the
+    client address in audit and logs); none by default, so a caller cannot choose its own origin."""
     api_threads: int = 8
     """Threads per server process running the API's queries and HSM calls. Waits (long polls, a
     signer's confirmation) hold none; more threads than this only contend for the GIL and locks."""
@@ -83,7 +103,39 @@ class Settings(BaseSettings):
     """Where signed checkpoints are appended (default DATA_DIR/audit-anchors.jsonl); ship it off the machine."""
     provider_endpoints: dict[str, dict[str, str]] = {}
     """Per provider, URLs that replace the emulator's: ``ocsp_url``, ``crl_url``, ``tsa_url``,
-    ``signing_api_url`` (``[provider_endpoints.vnpt]`` in kyso.toml, or KYSO_PROVIDER_ENDPOINTS as JSON)."""
+    ``signing_api_url`` (``[provider_endpoints.vnpt]`` in kyso.toml, or KYSO_PROVIDER_ENDPOINTS as JSON);
+    ``callback_url``: where the provider calls back, as registered with it."""
+    provider_callbacks: dict[str, dict[str, Any]] = {}
+    """Per provider receiving call backs at /providers/NAME/callback: ``secret`` (the URL's ``key``; Viettel:
+    its handshake's client secret), ``client_id`` (Viettel), ``allow_from`` (its addresses or networks)."""
+
+    @model_validator(mode="after")
+    def _follow_public_base_url(self) -> Settings:
+        self._derive_from_base_url()
+        return self
+
+    def _derive_from_base_url(self) -> None:
+        # Written through __dict__: a derived value must not count as set explicitly.
+        if "webauthn_origins" not in self.model_fields_set:
+            self.__dict__["webauthn_origins"] = [self.public_base_url.rstrip("/")]
+        if "webauthn_rp_id" not in self.model_fields_set:
+            self.__dict__["webauthn_rp_id"] = urlsplit(self.public_base_url).hostname or "localhost"
+
+    def base_url_is_explicit(self) -> bool:
+        return "public_base_url" in self.model_fields_set
+
+    def serve_at(self, bound_url: str) -> None:
+        """A server bound ``bound_url``: the default public base URL and WebAuthn origins become it."""
+        if not self.base_url_is_explicit():
+            self.__dict__["public_base_url"] = loopback_as_localhost(bound_url)
+            self._derive_from_base_url()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # a ValueError names the bad entry
+        return value
 
     @property
     def blobs(self) -> Path:
@@ -115,6 +167,15 @@ class Settings(BaseSettings):
 
             raise NotInitialised(f"no HSM user PIN: run 'kyso init' or set KYSO_HSM_USER_PIN ({self.data_dir})")
         return self.hsm_user_pin.get_secret_value()
+
+
+def loopback_as_localhost(url: str) -> str:
+    """``http://127.0.0.1:P`` as ``http://localhost:P``: browsers accept WebAuthn on localhost, not on an IP."""
+    parts = urlsplit(url)
+    if parts.hostname in ("127.0.0.1", "::1", "localhost"):
+        netloc = f"localhost:{parts.port}" if parts.port else "localhost"
+        return urlunsplit((parts.scheme, netloc, parts.path, "", "")).rstrip("/")
+    return url.rstrip("/")
 
 
 def resolve_data_dir(option: Path | None) -> Path:

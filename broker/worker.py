@@ -12,12 +12,14 @@ from broker.audit import Actor
 from broker.notify import request_topic
 from broker.runtime import Runtime
 from broker.db.models import RequestState
-from broker.services import delegated, recovery, rest_requests, webhooks
+from broker.services import delegated, housekeeping, recovery, rest_requests, webhooks
 
 log = logging.getLogger("kyso.worker")
 ACTOR = Actor("worker", "signing-worker")
 HOUSEKEEPING_SECONDS = 1.0
 RETRY_SECONDS = 2.0
+BLOB_SWEEP_SECONDS = 120.0
+"""Work files of ended requests, documents past retention: a few indexed queries every two minutes."""
 
 
 class SigningWorker:
@@ -37,7 +39,7 @@ class SigningWorker:
 
     def _run(self) -> None:
         rt = self.runtime
-        housekeeping_at = 0.0
+        housekeeping_at = sweep_at = 0.0
         while not self._stop.is_set():
             seen = rt.notifier.version()
             try:
@@ -49,6 +51,9 @@ class SigningWorker:
                     if recovery.reclaim(rt.sessions, rt.settings, ACTOR) + \
                             recovery.expire_unused_authorisations(rt.sessions, rt.settings, ACTOR):
                         rt.notifier.notify()
+                    if time.monotonic() >= sweep_at:
+                        sweep_at = time.monotonic() + BLOB_SWEEP_SECONDS
+                        housekeeping.sweep(rt.sessions, rt.settings, ACTOR)
                     if self._follow_providers():  # some still wait for a signer at the provider
                         housekeeping_at = time.monotonic() + rt.settings.provider_poll_seconds
                 seconds = rt.settings.reservation_timeout_seconds

@@ -107,6 +107,8 @@ class Endpoints:
     crl_url: str | None = None
     tsa_url: str | None = None
     signing_api_url: str | None = None
+    callback_url: str | None = None
+    """Where the provider calls kyso back, as registered with the provider (none: kyso polls only)."""
     extra: dict[str, str] = field(default_factory=dict)
 
 

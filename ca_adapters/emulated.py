@@ -11,15 +11,17 @@ from cryptography.hazmat.primitives import serialization
 from ca_adapters.base import (
     CaAdapter,
     CaError,
-    Endpoints,
     CertificateProfile,
     CertificateStatus,
+    Endpoints,
     IssuedCertificate,
     RevocationReason,
     Subject,
 )
 from ca_adapters.remote_signing import RemoteSigningClient
 from ca_adapters.testpki import IssuingCa, TestPki
+
+EMULATOR_POLL_SECONDS = 0.2
 
 
 class EmulatedCaAdapter(CaAdapter):
@@ -66,5 +68,10 @@ class EmulatedCaAdapter(CaAdapter):
         from ca_adapters.remote_clients import CLIENTS
 
         client = api_client(self.ca.directory)
-        url = self.endpoints().signing_api_url or self.ca.base_url
-        return CLIENTS[self.name](url, client.client_id, client.client_secret)
+        endpoints = self.endpoints()
+        remote = CLIENTS[self.name](endpoints.signing_api_url or self.ca.base_url, client.client_id,
+                                    client.client_secret, callback_url=endpoints.callback_url)
+        if "signing_api_url" not in self._overrides:
+            # The local emulator decides in a fraction of a second; a real provider at its own cadence.
+            remote.poll_seconds = EMULATOR_POLL_SECONDS
+        return remote

@@ -8,7 +8,7 @@ the issuing CA signs its OCSP responses itself, so no responder certificate is n
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from asn1crypto import keys as asn1_keys
 from asn1crypto import tsp
@@ -47,7 +47,7 @@ def ocsp_response(ca: IssuingCa, request_der: bytes) -> bytes:
     if (request.issuer_name_hash, request.issuer_key_hash) != _issuer_hashes(ca_cert, request.hash_algorithm.name):
         return ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED).public_bytes(
             serialization.Encoding.DER)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     status = ca.issued().get(request.serial_number)
     builder = ocsp.OCSPResponseBuilder()
     if status is None:
@@ -76,7 +76,7 @@ def _issuer_hashes(ca_cert: x509.Certificate, hash_name: str) -> tuple[bytes, by
 
 
 def _crl(issuer: x509.Certificate, key: rsa.RSAPrivateKey, revoked: list[x509.RevokedCertificate]) -> bytes:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(issuer.subject)

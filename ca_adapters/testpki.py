@@ -13,7 +13,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -120,7 +120,7 @@ class TestPki:
         root_dir.mkdir(parents=True, exist_ok=True)
         key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
         name = x509_name(ROOT_NAME)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         builder = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -150,7 +150,7 @@ class TestPki:
         # (OCSP, CRL, CA issuers), so that verifiers find revocation data the standard way.
         ca.endpoint_path.write_text(json.dumps({"host": EMULATOR_HOST, "port": _free_port()}))
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509_name(ca.profile.issuer))
@@ -253,7 +253,7 @@ class IssuingCa:
         if subject.organization:
             attrs.append(NameAttribute("O", subject.organization))
         attrs += [NameAttribute("CN", subject.common_name), NameAttribute("UID", self.profile.subject_uid_prefix + subject.uid)]
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         serial = int.from_bytes(secrets.token_bytes(16), "big") >> 1
         usage = set(self.profile.key_usage)
         builder = (
@@ -315,7 +315,7 @@ class IssuingCa:
     def _create_tsa(self, cert_path: Path, key_path: Path) -> None:
         ca_cert, ca_key = self.certificate(), self.key()
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         serial = int.from_bytes(secrets.token_bytes(16), "big") >> 1
         name = x509_name((NameAttribute("C", "VN"), *[a for a in self.profile.issuer if a.kind == "O"],
                           NameAttribute("CN", f"{self.profile.display_name} TSA (TEST)")))
@@ -357,7 +357,7 @@ class IssuingCa:
             if entry is None:
                 raise CertificateUnknown(f"{self.profile.display_name} never issued serial {serial:x}")
             if "revoked_at" not in entry:
-                entry["revoked_at"] = datetime.now(timezone.utc).isoformat()
+                entry["revoked_at"] = datetime.now(UTC).isoformat()
                 entry["reason"] = reason.value
         return self.status(serial)
 

@@ -1,6 +1,6 @@
 """Sample documents: a treasury payment order (PDF) and an XML payment file.
 
-The payment order gets its two signature fields before anyone signs (DESIGN decision 14):
+The payment order gets its two signature fields before anyone signs (never reuse a field):
 the chief accountant's field, locked once signed, and the account holder's.
 """
 

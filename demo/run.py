@@ -108,7 +108,7 @@ def main() -> None:
         shutil.copy(info["trust_anchors"][0], OUT / "trust" / "national-root-test.pem")
         client = KysoClient(info["base_url"], client_id=info["client_id"], client_secret=info["client_secret"])
         portal_flow(client, info)
-        # The CLI beside a running server: its HSM work goes through the admin socket (decision 16).
+        # The CLI beside a running server: its HSM work goes through the admin socket.
         run(*KYSO, "audit", "checkpoint")
     finally:
         sandbox.send_signal(signal.SIGTERM)
@@ -179,7 +179,7 @@ def portal_flow(client: KysoClient, info: dict) -> None:  # type: ignore[type-ar
                                          "documents": [{"content": base64.b64encode(xml.read_bytes()).decode(),
                                                         "title": "payment-order.xml"}]})
         done = signed(client, request, "account holder, in the provider's app (emulated)")
-        shutil.copy(xml, OUT / "payment-order.vnpt-smartca.xml")  # decision 6: each .p7s beside its content
+        shutil.copy(xml, OUT / "payment-order.vnpt-smartca.xml")  # each .p7s beside its content
         client.download(done["documents"][0], OUT / "payment-order.vnpt-smartca.xml.p7s")
 
         step("verify offline from the embedded data (hard-fail revocation checking, nothing fetched)")

@@ -1,4 +1,4 @@
-"""Re-initialise a PKCS#11 module so that it uses OS locking (STACK_NOTES trap 1).
+"""Re-initialise a PKCS#11 module so that it uses OS locking.
 
 python-pkcs11 calls ``C_Initialize(NULL)``, which makes SoftHSM2 switch its mutexes off:
 two threads on two sessions then corrupt memory. We call the same module's

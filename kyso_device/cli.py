@@ -2,31 +2,58 @@
 
 from __future__ import annotations
 
+import re
 import sys
+import time
 from pathlib import Path
+from typing import IO
 
 import typer
 
 from biometrics import Decision
-from kyso_device.client import DeviceApiError, DeviceClient, DeviceState, enroll
+from kyso_device.client import DeviceApiError, DeviceClient, DeviceState, RequestRefused, checked_binding, enroll
 
 app = typer.Typer(name="kyso-device", help="Reference approval device for kyso.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 STATE = typer.Option(Path("kyso-device.json"), "--state", help="Device state file (0600: holds the device key).")
+# What a server sends (titles, summaries, error details) is shown as text: controls, ESC, newlines
+# and bidi overrides become visible escapes, so it cannot restyle the terminal or fake a line.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return {10: "\\n", 13: "\\r", 9: "\\t"}.get(code) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def _say(text: str, *, file: IO[str] | None = None, flush: bool = False) -> None:
+    print(_UNSAFE.sub(_escape, text), file=file or sys.stdout, flush=flush)
 
 
 def _client(state: Path) -> DeviceClient:
     if not state.is_file():
-        print(f"error [no_device]: no device state at {state}; run 'kyso-device enroll' first", file=sys.stderr)
+        _say(f"error [no_device]: no device state at {state}; run 'kyso-device enroll' first", file=sys.stderr)
         raise typer.Exit(2)
     return DeviceClient(DeviceState.load(state))
 
 
+_OPTION_LABELS = {"certify": "certifies the document (later changes: only form filling and signing)",
+                  "field_name": "signature field", "reason": "reason", "location": "location",
+                  "stamp_text": "visible stamp"}
+
+
 def _show(request: dict) -> None:  # type: ignore[type-arg]
-    print(f"request {request['request_id']}  code {request['verification_code']}  from {request['relying_system']}"
-          f"  expires {request['expires_at']}")
+    _say(f"request {request['request_id']}  code {request['verification_code']}  from {request['relying_system']}"
+         f"  expires {request['expires_at']}")
     for doc in request["documents"]:
-        print(f"  [{doc['position']}] {doc['title']} — {doc['summary']}")
+        _say(f"  [{doc['position']}] {doc['title']} — {doc['summary']}")
+        for name, value in (doc.get("options") or {}).items():
+            shown = ("yes" if value else "no") if isinstance(value, bool) else value
+            _say(f"      {_OPTION_LABELS.get(name, name)}: {shown}")
+    try:  # what is shown must be what the binding covers
+        checked_binding(request)
+    except RequestRefused as exc:
+        _say(f"  REFUSED [{exc.code}]: {exc.detail}")
 
 
 @app.command("enroll")
@@ -39,7 +66,7 @@ def enroll_cmd(
     """Register this device's key with a one-time activation code."""
     device = enroll(base_url, code, name)
     device.save(state)
-    print(f"device {device.device_id} enrolled for {device.username}; state in {state}")
+    _say(f"device {device.device_id} enrolled for {device.username}; state in {state}")
 
 
 @app.command("list")
@@ -49,21 +76,25 @@ def list_cmd(state: Path = STATE, wait: float = typer.Option(0, "--wait", help="
     for r in requests:
         _show(r)
     if not requests:
-        print("no pending request")
+        _say("no pending request")
 
 
 def _decide(state: Path, request_id: str, code: str | None, decision: Decision) -> None:
     client = _client(state)
     match = [r for r in client.pending() if r["request_id"] == request_id]
     if not match:
-        print(f"error [not_found]: no pending request {request_id}", file=sys.stderr)
+        _say(f"error [not_found]: no pending request {request_id}", file=sys.stderr)
         raise typer.Exit(2)
     if code is not None and code != match[0]["verification_code"]:
-        print("error [code_mismatch]: the verification code differs from the portal's; nothing sent", file=sys.stderr)
+        _say("error [code_mismatch]: the verification code differs from the portal's; nothing sent", file=sys.stderr)
         raise typer.Exit(2)
-    result = client.decide(match[0], decision)
+    try:
+        result = client.decide(match[0], decision)
+    except RequestRefused as exc:
+        _say(f"error [{exc.code}]: {exc.detail}", file=sys.stderr)
+        raise typer.Exit(2) from None
     client.state.save(state)
-    print(f"request {request_id}: {result['state']}")
+    _say(f"request {request_id}: {result['state']}")
 
 
 @app.command("approve")
@@ -82,24 +113,31 @@ def refuse_cmd(request_id: str, state: Path = STATE) -> None:
 @app.command("watch")
 def watch_cmd(state: Path = STATE, count: int = typer.Option(0, "--count", help="Stop after N approvals (0: never).")) -> None:
     """Approve every request of this device's user as it arrives. For sandboxes only."""
-    print("kyso-device watch: approving EVERY request of this user automatically — sandbox use only", flush=True)
+    _say("kyso-device watch: approving EVERY request of this user automatically — sandbox use only", flush=True)
     client = _client(state)
-    approved = 0
+    approved, refused = 0, set[str]()
     while count == 0 or approved < count:
-        for request in client.pending(wait=25):
+        fresh = [r for r in client.pending(wait=25) if r["request_id"] not in refused]
+        if not fresh:  # only refused ones still pending: the long poll returns at once
+            time.sleep(1)
+        for request in fresh:
             try:
                 result = client.decide(request, Decision.APPROVE)
+            except RequestRefused as exc:  # stays pending until it expires; never signed
+                refused.add(request["request_id"])
+                _say(f"request {request['request_id']}: refused [{exc.code}]: {exc.detail}", flush=True)
+                continue
             except DeviceApiError as exc:
-                print(f"request {request['request_id']}: {exc}", flush=True)
+                _say(f"request {request['request_id']}: {exc}", flush=True)
                 continue
             client.state.save(state)
             approved += 1
-            print(f"approved {request['request_id']} ({result['state']})", flush=True)
+            _say(f"approved {request['request_id']} ({result['state']})", flush=True)
 
 
 def main() -> None:
     try:
         app()
-    except DeviceApiError as exc:
-        print(f"error [{exc.code}]: {exc.detail}", file=sys.stderr)
+    except (DeviceApiError, RequestRefused) as exc:
+        _say(f"error [{exc.code}]: {exc.detail}", file=sys.stderr)
         sys.exit(2)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +16,72 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from biometrics import Decision, sign_decision
+from biometrics import BindingInput, BoundDocument, Decision, compute_binding, sign_decision, verification_code
+from biometrics.text import describe, unsafe_character
 
 
 class DeviceApiError(Exception):
     def __init__(self, status: int, code: str, detail: str) -> None:
         super().__init__(f"{status} {code}: {detail}")
         self.status, self.code, self.detail = status, code, detail
+
+
+class RequestRefused(Exception):
+    """The device will not decide on this request: what it would show is not what the binding covers,
+    or cannot be shown faithfully. Nothing is signed or sent."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code, self.detail = code, detail
+
+
+# Option name: whether its text may hold newlines (see biometrics.binding).
+_MULTILINE_OPTIONS = {"stamp_text": True}
+
+
+def _text(value: object, what: str, multiline: bool = False) -> str:
+    if not isinstance(value, str):
+        raise RequestRefused("malformed_request", f"{what} is not a text")
+    found = unsafe_character(value, multiline=multiline)
+    if found is not None:
+        raise RequestRefused("invalid_text", f"{what} holds {describe(found[1])}; it cannot be shown as it is")
+    return value
+
+
+def _options(value: object, what: str) -> dict[str, str | bool]:
+    if not isinstance(value, dict):
+        raise RequestRefused("malformed_request", f"{what} options are not an object")
+    options: dict[str, str | bool] = {}
+    for name, option in value.items():
+        options[_text(name, f"{what} option name")] = option if isinstance(option, bool) else \
+            _text(option, f"{what} {name}", _MULTILINE_OPTIONS.get(name, False))
+    return options
+
+
+def checked_binding(request: Mapping[str, Any]) -> bytes:
+    """Recompute the binding from every field this device shows, and refuse unless it is the one the
+    server sent (and its verification code the one shown). Raises :class:`RequestRefused`."""
+    try:
+        docs = sorted(request["documents"], key=lambda d: int(d["position"]))
+        if [int(d["position"]) for d in docs] != list(range(len(docs))) or not docs:
+            raise RequestRefused("malformed_request", "the documents' positions are not 0, 1, 2...")
+        bound = [BoundDocument(bytes.fromhex(d["hash"]), _text(d["title"], f"document {n} title"),
+                               _text(d["summary"], f"document {n} summary", multiline=True),
+                               _options(d.get("options") or {}, f"document {n}")) for n, d in enumerate(docs)]
+        expires_at = datetime.fromisoformat(request["expires_at"])
+        recomputed = compute_binding(BindingInput(
+            _text(request["request_id"], "request id"), _text(request["credential_id"], "credential id"),
+            _text(request["relying_system"], "relying system"), _text(request["hash_algorithm"], "hash algorithm"),
+            bound, expires_at, _text(request["nonce"], "nonce")))
+        sent = base64.b64decode(request["binding"], validate=True)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RequestRefused("malformed_request", f"the request lacks a field or has a bad one ({type(exc).__name__})") \
+            from None
+    if not hmac.compare_digest(recomputed, sent):
+        raise RequestRefused("binding_mismatch", "the binding does not cover what this device shows; nothing signed")
+    if request.get("verification_code") != verification_code(recomputed):
+        raise RequestRefused("binding_mismatch", "the verification code is not the binding's; nothing signed")
+    return recomputed
 
 
 @dataclass
@@ -81,9 +143,10 @@ class DeviceClient:
         return list(data["requests"])
 
     def decide(self, request: dict[str, Any], decision: Decision) -> dict[str, Any]:
-        """Sign the decision over the request's binding with the next counter value."""
+        """Sign the decision over the binding recomputed from what is shown, with the next counter value.
+        A request whose binding is not that one is refused (:class:`RequestRefused`) before anything is signed."""
+        binding = checked_binding(request)
         self.state.counter += 1
-        binding = base64.b64decode(request["binding"])
         signature = sign_decision(self.state.private_key(), binding, decision, self.state.counter)
         body = {"decision": decision.value, "counter": self.state.counter,
                 "signature": base64.b64encode(signature).decode()}

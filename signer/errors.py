@@ -31,3 +31,15 @@ class InvalidDocument(SignerError):
     """Not a PDF, an encrypted PDF, a damaged one, or a field that cannot be signed."""
 
     code = "invalid_document"
+
+
+class InvalidStamp(SignerError):
+    """A visible-stamp template other than text with ``%(signer)s`` and ``%(ts)s``, or too long."""
+
+    code = "invalid_input"
+
+
+class InvalidXml(InvalidDocument):
+    """An XML document that is not well-formed or not safe to parse; subclasses name the reason."""
+
+    code = "invalid_xml"

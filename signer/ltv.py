@@ -3,7 +3,7 @@
 The TSA is reached over RFC 3161 HTTP (pyHanko's client); OCSP responses and CRLs are fetched
 from the URLs in the certificates by pyHanko's certificate validator, in hard-fail mode, so a
 revoked certificate or missing revocation data stops the signature instead of weakening it.
-For CMS (decision 13) the values go into the SignedData's ``certificates`` and ``crls``
+pyHanko embeds such data only in PDFs: for CMS the values go into the SignedData's ``certificates`` and ``crls``
 (OCSP responses as ``id-ri-ocsp-response`` other revocation info).
 """
 

@@ -12,8 +12,10 @@ import asyncio
 import hashlib
 import logging
 import os
+import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from io import BytesIO
@@ -24,7 +26,6 @@ from asn1crypto import cms, x509
 from fontTools import subset
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulator, GlyphAccumulatorFactory
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.writer import BasePdfFileWriter
 from pyhanko.pdf_utils.text import TextBoxStyle
 from pyhanko.sign import fields, signers
@@ -40,7 +41,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signer import cades, ltv
 from signer.algorithms import DIGEST_SIZES, PssParams, Scheme, signature_algorithm
-from signer.errors import InvalidDocument, SignerError
+from signer.errors import InvalidDocument, InvalidStamp, SignerError
 from signer.keysigner import KeySigner
 
 VIETNAMESE_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -68,20 +69,59 @@ class PadesOptions:
     stamp_text: str | None = None
     """Text of the visible appearance; ``%(signer)s`` and ``%(ts)s`` are filled in."""
 
+    def __post_init__(self) -> None:
+        if self.stamp_text is not None:
+            check_stamp(self.stamp_text)
+
+
+STAMP_MAX_CHARS = 200
+STAMP_MAX_PLACEHOLDERS = 4
+_STAMP_TOKENS = re.compile(r"%%|%\((signer|ts)\)s|%|[^%]+")
+"""Left to right, as ``%`` formatting reads it: a lone ``%`` starts any other conversion."""
+
+
+def check_stamp(text: str) -> None:
+    """Only text, ``%(signer)s``, ``%(ts)s`` and ``%%``: pyHanko fills the template with ``%``, so any
+    other conversion would be the caller's format string (a width of millions, a ``%d`` that fails)."""
+    if len(text) > STAMP_MAX_CHARS:
+        raise InvalidStamp(f"the stamp is limited to {STAMP_MAX_CHARS} characters")
+    tokens = list(_STAMP_TOKENS.finditer(text))
+    if any(t.group() == "%" for t in tokens):
+        raise InvalidStamp("the stamp may use only the placeholders %(signer)s and %(ts)s (and %% for a percent sign)")
+    if sum(1 for t in tokens if t.group(1)) > STAMP_MAX_PLACEHOLDERS:
+        raise InvalidStamp(f"the stamp may hold at most {STAMP_MAX_PLACEHOLDERS} placeholders")
+
+
+@contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Whatever a malformed PDF makes the parser raise is the document's fault: InvalidDocument.
+
+    A hostile file reaches places pyHanko does not guard (a catalog that is an array, a missing
+    /Pages, arrays nested past the recursion limit, a loop in the form tree). Kyso's own errors and
+    the disk's pass through.
+    """
+    try:
+        yield
+    except (SignerError, OSError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the parser's errors are many and unlisted
+        detail = f"{type(exc).__name__}: {exc}"[:120]
+        raise InvalidDocument(f"{what}: {detail}") from None
+
 
 def _open_for_update(pdf_in: BinaryIO) -> IncrementalPdfFileWriter:
-    try:
+    with _reading("not a readable PDF"):
         writer = IncrementalPdfFileWriter(pdf_in, strict=False)
-    except (PdfError, ValueError, IndexError, KeyError, TypeError) as exc:
-        raise InvalidDocument(f"not a readable PDF: {exc}") from None
-    if writer.prev.encrypted:
+        encrypted = writer.prev.encrypted
+        writer.root  # noqa: B018 - the catalog must be a dictionary: fail here, not halfway through
+    if encrypted:
         raise InvalidDocument("the PDF is encrypted; kyso signs only unencrypted PDFs")
     return writer
 
 
 def add_signature_fields(input_path: Path, output_path: Path, specs: Sequence[FieldSpec]) -> None:
     """Add empty signature fields in one incremental update."""
-    with input_path.open("rb") as pdf_in:
+    with input_path.open("rb") as pdf_in, _reading("cannot add fields to this PDF"):
         writer = _open_for_update(pdf_in)
         existing = {name for name, _, _ in fields.enumerate_sig_fields(writer.prev)}
         for spec in specs:
@@ -237,7 +277,8 @@ async def _prepare(
 ) -> PreparedPdf:
     with input_path.open("rb") as pdf_in:
         writer = _open_for_update(pdf_in)
-        sig_fields = {name: value for name, value, _ in fields.enumerate_sig_fields(writer.prev)}
+        with _reading("cannot read this PDF's form"):
+            sig_fields = {name: value for name, value, _ in fields.enumerate_sig_fields(writer.prev)}
         if sig_fields.get(options.field_name) is not None:
             raise InvalidDocument(f"field {options.field_name!r} is already signed; a field is never reused")
         if options.certify and any(value is not None for value in sig_fields.values()):
@@ -257,15 +298,17 @@ async def _prepare(
         pdf_signer = signers.PdfSigner(meta, signer=external, stamp_style=stamp)
         work_path = output_path.with_name(output_path.name + ".part")
         try:
-            with work_path.open("w+b") as out:
+            # 0600 whatever the umask: the prepared PDF is the signer's document.
+            with _reading("cannot sign this PDF"), \
+                    os.fdopen(os.open(work_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600), "w+b") as out:
                 # Hex digits for the CMS: the bound spares pyHanko a dry-run signature to measure it.
                 reserved = 2 * ((TIMESTAMP_ROOM if timestamped else 0) + 4096 + signature_size
                                 + sum(len(c.dump()) for c in (certificate, *chain)))
                 prepared_digest, tbs, _ = await pdf_signer.async_digest_doc_for_signing(
                     writer, output=out, bytes_reserved=reserved)
-        except (PdfError, ValueError) as exc:
+        except BaseException:
             work_path.unlink(missing_ok=True)
-            raise InvalidDocument(f"cannot sign this PDF: {exc}") from None
+            raise
     der = cades.pades_signed_attributes(certificate, chain, prepared_digest.document_digest, hash_name)
     return PreparedPdf(work_path, output_path, prepared_digest, tbs.post_sign_instructions, der,
                        hashlib.new(hash_name, der).digest(), hash_name)

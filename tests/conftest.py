@@ -1,4 +1,4 @@
-"""Session fixtures: one SoftHSM token store and test PKI for this process (DESIGN decision 9)."""
+"""Session fixtures: one SoftHSM token store and test PKI for this process (SoftHSM reads its configuration once per process)."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def enrolled(runtime: Runtime) -> Enrolled:
 def load_credential(runtime: Runtime, credential_id: str) -> Credential:
     with transaction(runtime.sessions) as s:
         c = credentials.get_credential(s, credential_id)
-        _ = c.user.full_name
+        _ = c.user.full_name, c.user.unit.signing_mode
         return c
 
 

@@ -104,7 +104,7 @@ def show(
         c = credentials.get_credential(session, credential_id)
         if as_pem:
             for der in [c.certificate, *(base64.b64decode(x) for x in c.chain)]:
-                console.print(pem.armor("CERTIFICATE", der).decode(), end="", markup=False, highlight=False)
+                console.print(pem.armor("CERTIFICATE", der).decode(), end="", multiline=True)
             return
         cert, chain = credentials.certificate_chain(c)
         rows = [

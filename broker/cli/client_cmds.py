@@ -26,11 +26,16 @@ def rs_add(
     ctx: typer.Context,
     name: str = typer.Argument(...),
     unit: list[str] = typer.Option(..., "--unit", help="A unit code this system serves (repeat)."),
-    webhook_allow: Optional[list[str]] = typer.Option(None, "--webhook-allow", help="Allowed webhook URL prefix."),  # noqa: UP007
+    webhook_allow: Optional[list[str]] = typer.Option(  # noqa: UP007
+        None, "--webhook-allow",
+        help="Allowed webhook target, https://host[:port][/path] (repeat); a URL matches by scheme, host, port "
+             "and path prefix."),
 ) -> None:
     """Add a relying system serving the given units."""
-    with transaction(state(ctx).runtime().sessions) as session:
-        rs = clients.add_relying_system(session, cli_actor(), name, unit, webhook_allow or [])
+    runtime = state(ctx).runtime()
+    with transaction(runtime.sessions) as session:
+        rs = clients.add_relying_system(session, cli_actor(), name, unit, webhook_allow or [],
+                                        allow_private=runtime.settings.webhook_allow_private)
         secret = rs.webhook_secret
     console.print(f"relying system {name} added ({', '.join(unit)})")
     console.print(f"webhook signing secret: {secret}", markup=False)

@@ -35,7 +35,7 @@ class CliState:
     def server(self) -> admin_socket.AdminClient | None:
         """The running server's admin socket, if one serves this data dir: HSM work goes there.
 
-        Only one process at a time should be logged in to a SoftHSM token (STACK_NOTES trap 3);
+        Only one process at a time should be logged in to a SoftHSM token (each login rewrites its file);
         when no server runs, the CLI opens the token itself.
         """
         if not self._looked_for_server:

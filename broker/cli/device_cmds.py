@@ -13,7 +13,7 @@ from broker.cli.output import console, table
 from broker.db.engine import transaction
 from broker.services import approvals
 
-device_app = typer.Typer(help="Signers' approval devices (phones).", no_args_is_help=True)
+device_app = typer.Typer(help="Signers' approval devices (phones and browser authenticators).", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -27,28 +27,30 @@ def activate(ctx: typer.Context, user: str = typer.Option(..., "--user"),
     runtime = state(ctx).runtime()
     with transaction(runtime.sessions) as session:
         code, uri = approvals.issue_activation_code(session, runtime.settings, cli_actor(), user)
-    console.print(f"activation code for {user}: {code}", markup=False, highlight=False)
-    console.print(uri, markup=False, highlight=False)
+    console.print(f"activation code for {user}: {code}")
+    console.print(uri)
     if qr:
         out = io.StringIO()
         image = qrcode.QRCode(border=1)
         image.add_data(uri)
         image.print_ascii(out=out)
-        console.print(out.getvalue(), markup=False, highlight=False)
+        console.print(out.getvalue(), multiline=True)
 
 
 @device_app.command("list")
 def list_(ctx: typer.Context, user: str = typer.Option(..., "--user")) -> None:
-    """The user's devices."""
+    """The user's phones and browser (WebAuthn) authenticators, revoked ones included."""
     with transaction(state(ctx).runtime().sessions) as session:
-        rows = [(d.id, d.name, d.status.value, d.counter, d.created_at.strftime("%Y-%m-%d %H:%M"))
-                for d in approvals.list_devices(session, user)]
-    table(["device", "name", "status", "counter", "enrolled"], rows)
+        rows = [(a.id, a.kind, a.name, a.status.value, a.counter, f"{a.created_at:%Y-%m-%d %H:%M}",
+                 f"{a.revoked_at:%Y-%m-%d %H:%M}" if a.revoked_at else "")
+                for a in approvals.list_authenticators(session, user)]
+    table(["device", "kind", "name", "status", "counter", "enrolled", "revoked"], rows)
 
 
 @device_app.command("revoke")
 def revoke(ctx: typer.Context, device_id: str = typer.Argument(...), user: str = typer.Option(..., "--user")) -> None:
-    """Revoke a device: it can no longer approve anything."""
+    """Revoke a phone or a WebAuthn authenticator: it approves nothing more; its approval-page sessions end."""
     with transaction(state(ctx).runtime().sessions) as session:
-        approvals.revoke_device(session, cli_actor(), user, device_id)
-    console.print(f"device {device_id} revoked")
+        revoked = approvals.revoke_device(session, cli_actor(), user, device_id)
+    for item in revoked:
+        console.print(f"{item.kind} {item.id} of {user} revoked")

@@ -12,7 +12,8 @@ from broker.cli.context import state
 from broker.cli.output import console, table
 from broker.db.engine import transaction
 from broker.db.models import Role, SigningMode
-from broker.services import directory, setup
+from broker.notify import request_topic
+from broker.services import directory, setup, unit_mode
 
 
 class ModeChoice(str, enum.Enum):
@@ -82,9 +83,14 @@ def unit_set_mode(
     mode: ModeChoice = typer.Argument(..., help="remote or usb-token."),
 ) -> None:
     """Switch a unit between remote signing and USB tokens (one at a time)."""
-    with transaction(state(ctx).runtime().sessions) as session:
-        unit = directory.set_unit_mode(session, cli_actor(), code, mode.to_model())
-        console.print(f"unit {unit.code} now signs with {unit.signing_mode.value}")
+    runtime = state(ctx).runtime()
+    with transaction(runtime.sessions) as session:
+        unit, ended = unit_mode.set_mode(session, cli_actor(), code, mode.to_model())
+        console.print(f"unit {unit.code} now signs with {unit.signing_mode.value}", markup=False, highlight=False)
+    if ended:
+        runtime.notifier.notify(*(request_topic(request_id) for request_id in ended))
+        console.print(f"{len(ended)} open signing request(s) of the unit cancelled (reason unit_usb_token)",
+                      markup=False, highlight=False)
 
 
 @user_app.command("add")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import dataclasses
 import enum
+import json
+import logging
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 from urllib.parse import quote
 
 import typer
-from asn1crypto import pem, x509
 
 from broker.audit import cli_actor
 from broker.cli.context import state
@@ -19,8 +22,8 @@ from broker.db.engine import transaction
 from broker.db.models import RequestState
 from broker.errors import InvalidInput, PolicyViolation
 from broker.services import credentials, directory, document_signing, local_signing, sole_control
-from ca_adapters import provider_names
-from signer import pades, validate
+from ca_adapters import get_adapter, provider_names
+from signer import pades, reports, validation
 
 
 class Format(str, enum.Enum):
@@ -79,15 +82,19 @@ def sign(
         if unconfirmed and server is not None:
             chosen = credential.id  # the server signs in its own transaction, after this one ends
         elif unconfirmed:
+            provider = runtime.ca(credential.provider)
             if options is not None:
-                local_signing.sign_pdf(session, actor, runtime.hsm, credential, local_signing.PdfRequest(file, out, options))
+                local_signing.sign_pdf(session, actor, runtime.hsm, credential, provider,
+                                       local_signing.PdfRequest(file, out, options))
             else:
-                local_signing.sign_cades(session, actor, runtime.hsm, credential, file, out, detached=not enveloping)
+                local_signing.sign_cades(session, actor, runtime.hsm, credential, provider, file, out,
+                                         detached=not enveloping)
             console.print(f"signed {file} → {out} (unconfirmed, sandbox)")
             return
         else:
             pending = document_signing.start(session, runtime.settings, actor, credential, file, out,
-                                             pdf_options=options, detached=not enveloping)
+                                             provider=runtime.ca(credential.provider), pdf_options=options,
+                                             detached=not enveloping)
             signer_name = credential.user.username
     if unconfirmed and server is not None:
         server.call("POST", "/unconfirmed-signatures", {
@@ -117,48 +124,71 @@ def verify(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="A signed PDF, or a .p7s/.p7m CMS signature."),
     content: Optional[Path] = typer.Option(None, "--content", help="The content of a detached .p7s."),  # noqa: UP007
-    trust: Optional[list[Path]] = typer.Option(None, "--trust", help="Trust anchor PEM (default: the test root)."),  # noqa: UP007
-    long_term: bool = typer.Option(False, "--long-term", help="From the embedded validation data alone: "
-                                   "hard-fail revocation checking, nothing fetched (B-LT, B-LTA)."),
+    trust: Optional[list[Path]] = typer.Option(  # noqa: UP007
+        None, "--trust", envvar="KYSO_TRUST_STORE", help="Trust anchors: a PEM/DER file or a directory of them."),
+    at: Optional[str] = typer.Option(None, "--at", help="Validate as at this time (ISO 8601; default now)."),  # noqa: UP007
+    fetch: bool = typer.Option(False, "--fetch", help="Fetch OCSP/CRL named in the certificates if not embedded."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the human report: out.html or out.pdf."),  # noqa: UP007
+    lang: str = typer.Option("vi", "--lang", help="Language of the human report: vi or en."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Validate signatures against trust anchors; exit 1 unless every one is valid."""
-    if not file.is_file():
-        raise InvalidInput(f"no such file: {file}")
-    if content is not None and not content.is_file():
-        raise InvalidInput(f"no such file: {content}")
-    roots = _load_roots(trust) if trust else _default_roots(ctx)
-    if file.read_bytes()[:5] == b"%PDF-":
-        reports = validate.validate_pdf(file, roots, long_term=long_term)
+    """Validate every signature (ETSI indications); exit 0 if all are TOTAL_PASSED, 1 if not, 2 on bad input.
+
+    Needs no data dir: it opens neither the HSM nor the database.
+    """
+    for path in (file, content):
+        if path is not None and not path.is_file():
+            raise InvalidInput(f"no such file: {path}")
+    if report is not None and report.suffix.lower() not in (".html", ".htm", ".pdf"):
+        raise InvalidInput("--report writes .html or .pdf")
+    if lang not in reports.LANGUAGES:
+        raise InvalidInput("--lang is vi or en")
+    moment = _parse_time(at) if at else None
+    for name in ("pyhanko", "pyhanko_certvalidator"):  # their warnings are the report's reasons, not stderr noise
+        logging.getLogger(name).addHandler(logging.NullHandler())
+        logging.getLogger(name).propagate = False
+    store = validation.load_trust_store(*trust) if trust else _data_dir_trust(ctx)
+    options = validation.ValidationOptions(store, at=moment, fetch_revocation=fetch)
+    result = validation.validate_file(file, options, content=content)
+    if report is not None:
+        if report.suffix.lower() == ".pdf":
+            report.write_bytes(reports.render_pdf(result, lang))
+        else:
+            report.write_text(reports.render_html(result, lang), encoding="utf-8")
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_dict(), ensure_ascii=False, indent=2) + "\n")
     else:
-        reports = [validate.validate_cms(file.read_bytes(), roots, content.read_bytes() if content else None,
-                                         long_term=long_term)]
-    table(
-        ["signature", "signer", "intact", "trusted", "timestamp", "modifications", "result"],
-        [
-            (r.label, r.signer, r.intact, r.trusted, r.timestamp.isoformat(timespec="seconds") if r.timestamp else "-",
-             r.modification_level or "-", "VALID" if r.ok else f"INVALID {r.problem or ''}")
-            for r in reports
-        ],
-    )
-    if not all(r.ok for r in reports):
+        table(["signature", "signer", "indication", "sub-indication", "level", "proven time"],
+              [(v.id, v.signer, v.indication.value, v.sub_indication or "-", v.level or "-",
+                v.proven_signing_time.isoformat(timespec="seconds") if v.proven_signing_time else "-")
+               for v in result.signatures])
+        for v in result.signatures:
+            for reason in v.reasons:
+                console.print(f"{v.id}: {reason}", markup=False, highlight=False)
+    if not result.passed:
         raise typer.Exit(1)
 
 
-def _load_roots(paths: list[Path]) -> list[x509.Certificate]:
-    roots = []
-    for path in paths:
-        if not path.is_file():
-            raise InvalidInput(f"no such file: {path}")
-        data = path.read_bytes()
-        try:
-            for _, _, der in pem.unarmor(data, multiple=True) if pem.detect(data) else [(None, None, data)]:
-                roots.append(x509.Certificate.load(der))
-        except ValueError as exc:
-            raise InvalidInput(f"{path} is not a certificate: {exc}") from None
-    return roots
+def _data_dir_trust(ctx: typer.Context) -> validation.TrustStore:
+    """Without --trust: the data dir's trust store setting, else its providers' roots (files only: no HSM, no DB)."""
+    settings = state(ctx).settings()
+    if settings.trust_store is not None:
+        return validation.load_trust_store(settings.trust_store)
+    if not settings.config_path.exists():
+        raise InvalidInput("name the trust anchors: --trust FILE_OR_DIR or KYSO_TRUST_STORE")
+    ders = {der for name in provider_names() for der in get_adapter(
+        name, settings.pki_dir, test_mode=settings.sandbox, endpoints=settings.provider_endpoints.get(name)
+    ).trust_anchors()}
+    roots = [cert for der in ders for cert in validation.parse_certificates(der, "a provider's root")]
+    return validation.trust_store_of(roots, f"the providers' roots in {settings.data_dir}")
 
 
-def _default_roots(ctx: typer.Context) -> list[x509.Certificate]:
-    runtime = state(ctx).runtime()
-    ders = {der for name in provider_names() for der in runtime.ca(name).trust_anchors()}
-    return [x509.Certificate.load(der) for der in ders]
+def _parse_time(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"--at is an ISO 8601 time, not {value!r}") from None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    if moment > datetime.now(timezone.utc):
+        raise InvalidInput("--at cannot be in the future")
+    return moment

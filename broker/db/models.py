@@ -203,6 +203,10 @@ class SigningRequest(Base):
     finisher: Mapped[str | None] = mapped_column(String(64), nullable=True)
     finishing_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     """The worker building this request's documents, and until when its lease holds (coordination, not state)."""
+    blobs: Mapped[str | None] = mapped_column(String(8), nullable=True, index=True)
+    """Its files in the blob dir: ``live`` until it ends, ``kept`` (signed outputs, until retention), ``gone``."""
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """When housekeeping first saw it ended: the retention of its signed documents counts from here."""
 
     items: Mapped[list[RequestItem]] = relationship(back_populates="request", order_by="RequestItem.position")
     credential: Mapped[Credential] = relationship()
@@ -286,6 +290,8 @@ class WebAuthnCredential(Base):
     sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[DeviceStatus] = mapped_column(_enum(DeviceStatus, "device_status"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    name: Mapped[str] = mapped_column(String(128), default="browser authenticator")
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     user: Mapped[User] = relationship()
 
@@ -296,7 +302,8 @@ class WebAuthnChallenge(Base):
     __tablename__ = "webauthn_challenges"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True, nullable=True)
+    """None for a sign-in started with an unknown username (it can never succeed)."""
     purpose: Mapped[str] = mapped_column(String(16))
     challenge: Mapped[bytes] = mapped_column(LargeBinary)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -312,6 +319,9 @@ class WebSession(Base):
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    authenticator_id: Mapped[str | None] = mapped_column(ForeignKey("webauthn_credentials.id"), index=True,
+                                                         nullable=True)
+    """The authenticator that opened the session: revoking it ends the session."""
 
     user: Mapped[User] = relationship()
 
@@ -384,6 +394,10 @@ class Document(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    retained_from: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    """The upload, or the end of the last request that used it: retention counts from here."""
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """Deleted by housekeeping; the row stays so that the id answers 410 ``document_gone``."""
 
 
 class DeliveryState(str, enum.Enum):
@@ -410,3 +424,18 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ProviderCallback(Base):
+    """A provider's call back about a delegated request, kept so that a repeated delivery applies once."""
+
+    __tablename__ = "provider_callbacks"
+    __table_args__ = (UniqueConstraint("provider", "callback_id", name="uq_provider_callbacks_provider_callback"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    callback_id: Mapped[str] = mapped_column(String(191))
+    transaction: Mapped[str] = mapped_column(String(128))
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from datetime import datetime, timezone
 from typing import IO, Any
 
 from broker.observability import request_id
-from broker.observability.redaction import STANDARD_ATTRS, RedactingFilter
+from broker.observability.redaction import STANDARD_ATTRS, RedactingFilter, redact_text
 
 FORMATS = ("json", "text")
 ENV_FORMAT = "KYSO_LOG_FORMAT"
@@ -38,6 +39,27 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in STANDARD_ATTRS and k not in _DROPPED}
 
 
+def _exception(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
+    """The record's traceback, redacted (the filter normally did it already: this is the backstop)."""
+    if record.exc_info and not record.exc_text:
+        record.exc_text = formatter.formatException(record.exc_info)
+    return redact_text(record.exc_text) if record.exc_text else None
+
+
+# Controls (newlines first), ESC and the invisible characters that reorder text: in a text line
+# they would start a forged line or drive the terminal, so they are written as escapes.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return {10: "\\n", 13: "\\r", 9: "\\t"}.get(code) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def one_line(value: object) -> str:
+    return _UNSAFE.sub(_escape, str(value))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -49,20 +71,27 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in _extras(record).items():
             line.setdefault(key, value)
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+        exception = _exception(self, record)
+        if exception:
+            line["exception"] = exception
+        if record.stack_info:
+            line["stack"] = redact_text(record.stack_info)
+        return json.dumps(line, ensure_ascii=False, default=lambda v: redact_text(str(v)))
 
 
 class TextFormatter(logging.Formatter):
+    """One line per record; a traceback follows on lines of its own, each indented with ``  | ``,
+    so that nothing a message or an exception carries can pass for a record of its own."""
+
     def format(self, record: logging.LogRecord) -> str:
-        extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
+        extras = " ".join(f"{one_line(k)}={one_line(v)}" for k, v in _extras(record).items())
         rid = getattr(record, "request_id", None)
-        text = f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
-        text += f" [{rid}]" if rid else ""
+        text = f"{self.formatTime(record)} {record.levelname:<7} {one_line(record.name)}: {one_line(record.getMessage())}"
+        text += f" [{one_line(rid)}]" if rid else ""
         text += f" {extras}" if extras else ""
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
+        for block in (_exception(self, record), record.stack_info and redact_text(record.stack_info)):
+            if block:
+                text += "".join(f"\n  | {one_line(line)}" for line in block.splitlines())
         return text
 
 

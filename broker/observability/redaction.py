@@ -22,6 +22,13 @@ _PATTERNS = [
         ("[^"]*"|'[^']*'|[^\s,;&}}]+)"""), r"\1" + REDACTED),
     # PEM private keys
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL), REDACTED),
+    # JWTs, wherever they appear
+    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
+    # A bare random token (kyso's secrets and tokens: 43 base64url characters) without a name
+    # around it, as an exception quoting a value carries it: 32 or more characters mixing upper and
+    # lower case with a digit, "-" or "_" (ids and hashes in hex never match).
+    (re.compile(r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]*[A-Z])(?=[A-Za-z0-9_-]*[a-z])(?=[A-Za-z0-9_-]*[0-9_-])"
+                r"[A-Za-z0-9_-]{32,}(?![A-Za-z0-9_-])"), REDACTED),
 ]
 
 # LogRecord's own attributes: everything else on a record came in through ``extra``.
@@ -36,11 +43,19 @@ def redact_text(text: str) -> str:
 
 
 def redact_value(key: str, value: Any) -> Any:
+    """``value`` of the extra field ``key``, redacted: containers field by field; any other object
+    (an exception, say) as its redacted text, since a formatter would print its ``str`` anyway."""
     if _SECRET_NAME.search(key) or key.lower() in _CONTENT_NAMES:
         return REDACTED
     if isinstance(value, str):
         return redact_text(value)
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {k: redact_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_value(key, v) for v in value]
+    return redact_text(str(value))
 
 
 class RedactingFilter(logging.Filter):
@@ -55,4 +70,15 @@ class RedactingFilter(logging.Filter):
         for key, value in list(vars(record).items()):
             if key not in STANDARD_ATTRS:
                 setattr(record, key, redact_value(key, value))
+        # The traceback ends with the exception's message, which may quote a token: format it
+        # now, redacted; formatters use ``exc_text`` when it is set.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_text(record.stack_info)
         return True
+
+
+_TRACEBACKS = logging.Formatter()

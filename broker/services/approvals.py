@@ -9,14 +9,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import secrets
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TypeVar
 from urllib.parse import urlencode
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from biometrics import ConfirmationError, Decision, verify_decision
@@ -34,12 +36,14 @@ from broker.db.models import (
     RequestState,
     SigningRequest,
     User,
+    WebAuthnCredential,
+    WebSession,
 )
 from broker.errors import Conflict, InvalidInput, KysoError, NotFound
 from broker.observability import metrics
 from broker.services import signing_requests as requests
 from broker.services.directory import get_user
-from broker.settings import Settings
+from broker.settings import Settings, loopback_as_localhost
 
 T = TypeVar("T")
 
@@ -82,8 +86,23 @@ def issue_activation_code(session: Session, settings: Settings, actor: Actor, us
     )
     session.flush()
     audit.record(session, actor, "device.activation_code", target_type="user", target_id=username)
-    uri = "kyso://activate?" + urlencode({"base_url": settings.public_base_url, "code": code})
+    uri = "kyso://activate?" + urlencode({"base_url": activation_base_url(settings), "code": code})
     return code, uri
+
+
+def activation_base_url(settings: Settings) -> str:
+    """Where the phone should go: the configured public base URL, else the running server's
+    (``DATA_DIR/server.json``, for a CLI beside ``kyso serve``), else the default."""
+    if settings.base_url_is_explicit():
+        return settings.public_base_url.rstrip("/")
+    try:
+        described = json.loads((settings.data_dir / "server.json").read_text())
+    except (OSError, ValueError):
+        described = None
+    url = described.get("url") if isinstance(described, dict) else None
+    if isinstance(url, str) and url.startswith(("http://", "https://")):
+        return loopback_as_localhost(url)
+    return settings.public_base_url.rstrip("/")
 
 
 def redeem_activation_code(session: Session, code: str) -> User:
@@ -129,24 +148,70 @@ def device_for_token(session: Session, token: str) -> ApprovalDevice:
     return device
 
 
+@dataclass(frozen=True)
+class Authenticator:
+    """Anything that can approve for a signer: a phone (``phone``) or a WebAuthn authenticator (``webauthn``)."""
+
+    id: str
+    kind: str
+    name: str
+    status: DeviceStatus
+    counter: int
+    created_at: datetime
+    revoked_at: datetime | None
+
+
 def list_devices(session: Session, username: str) -> list[ApprovalDevice]:
     user = get_user(session, username)
     return list(session.scalars(select(ApprovalDevice).where(ApprovalDevice.user_id == user.id)
                                 .order_by(ApprovalDevice.created_at)))
 
 
-def revoke_device(session: Session, actor: Actor, username: str, device_id: str) -> ApprovalDevice:
+def _phone(d: ApprovalDevice) -> Authenticator:
+    return Authenticator(d.id, "phone", d.name, d.status, d.counter, d.created_at, d.revoked_at)
+
+
+def _webauthn(a: WebAuthnCredential) -> Authenticator:
+    return Authenticator(a.id, "webauthn", a.name, a.status, a.sign_count, a.created_at, a.revoked_at)
+
+
+def list_authenticators(session: Session, username: str) -> list[Authenticator]:
+    """The user's phones and WebAuthn authenticators, oldest first, revoked ones included."""
     user = get_user(session, username)
-    device = session.get(ApprovalDevice, device_id)
-    if device is None or device.user_id != user.id:
-        raise NotFound(f"user {username!r} has no device {device_id!r}")
-    if device.status is DeviceStatus.REVOKED:
-        raise DeviceNotActive(f"device {device_id} is already revoked")
-    device.status = DeviceStatus.REVOKED
-    device.revoked_at = requests.now()
-    audit.record(session, actor, "device.revoke", target_type="device", target_id=device_id,
-                 details={"user": username})
-    return device
+    found = [_phone(d) for d in session.scalars(select(ApprovalDevice).where(ApprovalDevice.user_id == user.id))]
+    found += [_webauthn(a) for a in
+              session.scalars(select(WebAuthnCredential).where(WebAuthnCredential.user_id == user.id))]
+    return sorted(found, key=lambda a: (requests.aware(a.created_at), a.id))
+
+
+def revoke_device(session: Session, actor: Actor, username: str, device_id: str) -> list[Authenticator]:
+    """Revoke the user's phone or WebAuthn authenticator ``device_id`` (both, should their ids
+    coincide): it approves nothing more, and the approval-page sessions it opened end now."""
+    user = get_user(session, username)
+    phone = session.get(ApprovalDevice, device_id)
+    web = session.get(WebAuthnCredential, device_id)
+    phone = phone if phone is not None and phone.user_id == user.id else None
+    web = web if web is not None and web.user_id == user.id else None
+    if phone is None and web is None:
+        raise NotFound(f"user {username!r} has no device {device_id[:100]!r}")
+    moment = requests.now()
+    revoked: list[Authenticator] = []
+    if phone is not None and phone.status is DeviceStatus.ACTIVE:
+        phone.status, phone.revoked_at = DeviceStatus.REVOKED, moment
+        audit.record(session, actor, "device.revoke", target_type="device", target_id=device_id,
+                     details={"user": username, "kind": "phone"})
+        revoked.append(_phone(phone))
+    if web is not None and web.status is DeviceStatus.ACTIVE:
+        web.status, web.revoked_at = DeviceStatus.REVOKED, moment
+        ended = session.execute(delete(WebSession).where(WebSession.authenticator_id == web.id))
+        audit.record(session, actor, "device.revoke", target_type="device", target_id=device_id[:64],
+                     details={"user": username, "kind": "webauthn", "authenticator": device_id,
+                              "sessions_ended": ended.rowcount})  # type: ignore[attr-defined]
+        revoked.append(_webauthn(web))
+    if not revoked:
+        raise DeviceNotActive(f"device {device_id[:100]} is already revoked")
+    session.flush()
+    return revoked
 
 
 # -- decisions ---------------------------------------------------------------------------------------

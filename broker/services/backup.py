@@ -1,8 +1,11 @@
-"""``kyso backup`` and ``kyso restore``: the database, the settings file and the audit anchors.
+"""``kyso backup`` and ``kyso restore``: the database, the settings file, the audit anchors and the
+test PKI; the documents on request.
 
-Never ``secrets.json`` (the PINs are supplied again on restore) and never a private key in the
-clear: the SoftHSM token store is copied only on request, and its keys stay encrypted under the
-token's PINs. A backup starts with a signed audit checkpoint, the anchor a restore returns to.
+Never ``secrets.json`` (the PINs are supplied again on restore): the SoftHSM token store is copied
+only on request, and its keys stay encrypted under the token's PINs. The test CA emulators' keys
+(``pki/``) are copied, 0600, so that a restore goes on with the same roots instead of new ones.
+A backup starts with a signed audit checkpoint, the anchor a restore returns to. A restore that
+fails leaves the data dir as it found it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 from pydantic import SecretStr
 from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 
 from broker import audit
 from broker.audit import Actor
@@ -31,7 +35,7 @@ from broker.audit_key import audit_public_key
 from broker.audit_verify import signature_problem
 from broker.db.engine import read_transaction, transaction
 from broker.db.migrate import upgrade
-from broker.db.models import AuditEvent
+from broker.db.models import AuditEvent, Document, SigningRequest
 from broker.errors import Conflict, InvalidInput, KysoError
 from broker.runtime import Runtime
 from broker.services import db_dump
@@ -45,11 +49,11 @@ MANIFEST = "manifest.json"
 SETTINGS_FILE = "kyso.toml"
 ANCHORS_FILE = "audit-anchors.jsonl"
 TOKEN_DIR = "token"
-EXCLUDED = [
-    "secrets.json: the PINs are supplied again on restore",
-    "pki/: the test CA emulators' keys, in the clear",
-    "blobs/: documents in transit; back up KYSO_BLOB_DIR's shared storage on its own",
-]
+PKI_DIR = "pki"
+BLOBS_DIR = "blobs"
+EXCLUDED = ["secrets.json: the PINs are supplied again on restore"]
+WITHOUT_DOCUMENTS = ("blobs/: the documents (uploads, signed documents, work files); back up with --with-documents, "
+                     "else their requests answer document_gone after a restore")
 
 
 class BackupTargetNotEmpty(Conflict):
@@ -68,6 +72,10 @@ class AuditKeyMismatch(KysoError):
     code = "audit_key_mismatch"
 
 
+class PinRequired(InvalidInput):
+    code = "pin_required"
+
+
 @dataclass(frozen=True)
 class BackupResult:
     dest: Path
@@ -82,14 +90,15 @@ class RestoreResult:
     token_restored: bool
     anchors_moved_to: Path | None
     """A previous anchors file that did not know the backup's anchor, kept aside (never deleted)."""
+    documents_restored: bool = False
 
 
 # -- backup ---------------------------------------------------------------------------------------
 
 
-def backup(runtime: Runtime, dest: Path, actor: Actor, *, include_token: bool,
+def backup(runtime: Runtime, dest: Path, actor: Actor, *, include_token: bool, include_documents: bool = False,
            sign_checkpoint: Callable[[], Checkpoint | None] | None = None) -> BackupResult:
-    """Write a backup directory ``dest`` (new or empty).
+    """Write a backup directory ``dest`` (new or empty); the blob dir too with ``include_documents``.
 
     ``sign_checkpoint`` signs the checkpoint the backup starts with: by default with this process's
     token, or through a running server that holds it (the CLI passes its admin socket).
@@ -115,6 +124,13 @@ def backup(runtime: Runtime, dest: Path, actor: Actor, *, include_token: bool,
         if include_token:
             shutil.copytree(tokens, dest / TOKEN_DIR)
             _private_tree(dest / TOKEN_DIR)
+        if settings.pki_dir.is_dir():
+            shutil.copytree(settings.pki_dir, dest / PKI_DIR)
+            _private_tree(dest / PKI_DIR)
+        if include_documents:
+            # After the database: every file the dump names is copied, unless housekeeping deleted it since.
+            if settings.blobs.is_dir():
+                _copy_blobs(settings.blobs, dest / BLOBS_DIR)
         manifest = {
             "format": FORMAT,
             "version": VERSION,
@@ -125,7 +141,10 @@ def backup(runtime: Runtime, dest: Path, actor: Actor, *, include_token: bool,
             "anchor": checkpoint.anchor,
             "token_included": include_token,
             "token_label": settings.hsm_token_label,
-            "excluded": EXCLUDED,
+            "pki_included": settings.pki_dir.is_dir(),
+            "documents_included": include_documents,
+            "blob_dir": str(settings.blobs.resolve()),
+            "excluded": EXCLUDED + ([] if include_documents else [WITHOUT_DOCUMENTS]),
             "files": _digests(dest),
         }
         manifest_path = dest / MANIFEST
@@ -138,6 +157,7 @@ def backup(runtime: Runtime, dest: Path, actor: Actor, *, include_token: bool,
         audit.record(session, actor, "backup.created", details={
             "dest": str(dest.resolve()), "manifest_sha256": _sha256(manifest_path),
             "returns_to_event": checkpoint.head_id, "token_included": include_token,
+            "documents_included": include_documents,
         })
     return BackupResult(dest, manifest)
 
@@ -194,16 +214,37 @@ def restore(src: Path, data_dir: Path, actor: Actor, *, user_pin: str, so_pin: s
         raise InvalidInput(f"{data_dir} has no SoftHSM token store: restore with --include-token"
                            + ("" if manifest.get("token_included") else " from a backup that holds one"))
     anchor = manifest["anchor"]
+    documents = bool(manifest.get("documents_included"))
+    if documents and not force and settings.blobs.is_dir() and any(settings.blobs.iterdir()):
+        raise RestoreTargetNotEmpty(f"the blob dir {settings.blobs} is not empty; pass --force to replace it")
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    undo = _Undo(data_dir)
+    try:
+        moved, restored_id, checkpoint = _restore_into(src, settings, manifest, manifest_sha256, actor, undo,
+                                                       user_pin, so_pin, include_token, documents, hsm)
+    except BaseException:
+        undo.roll_back()  # a wrong PIN, a foreign token...: nothing of this restore stays, a retry starts clean
+        raise
+    undo.done()
+    return RestoreResult(int(anchor["head_id"]), restored_id, checkpoint.event_id if checkpoint else None,
+                         include_token, moved, documents)
+
+
+def _restore_into(src: Path, settings: Settings, manifest: dict[str, Any], manifest_sha256: str, actor: Actor,
+                  undo: _Undo, user_pin: str, so_pin: str | None, include_token: bool, documents: bool,
+                  hsm: Hsm | None) -> tuple[Path | None, int, Checkpoint | None]:
+    data_dir, anchor = settings.data_dir, manifest["anchor"]
+    undo.make_dir(data_dir)
     os.chmod(data_dir, 0o700)
+    store = token_store_dir(data_dir)
+    undo.make_dir(store)
     if include_token:
-        tokens = token_store_dir(data_dir) / "tokens"
-        shutil.rmtree(tokens, ignore_errors=True)
-        tokens.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(tokens.parent, 0o700)
+        tokens = store / "tokens"
+        undo.set_aside(tokens)
+        os.chmod(store, 0o700)
         shutil.copytree(src / TOKEN_DIR, tokens)
         _private_tree(tokens)
+    undo.set_aside(store / "softhsm2.conf")  # rendered again for this data dir when the token opens
 
     runtime = Runtime(settings, hsm=hsm)
     try:
@@ -215,18 +256,108 @@ def restore(src: Path, data_dir: Path, actor: Actor, *, user_pin: str, so_pin: s
         if signature_problem(key, CHECKPOINT_KIND, CHECKPOINT_FIELDS, anchor):
             raise BackupCorrupt("the backup's checkpoint is not signed by the audit key")
         if (src / SETTINGS_FILE).exists():
+            undo.set_aside(settings.config_path)
             _copy_file(src / SETTINGS_FILE, settings.config_path)
+        undo.set_aside(settings.secrets_path)
         _write_pins(settings, user_pin, so_pin)
+        if (src / PKI_DIR).is_dir():  # the same test roots as before: what was signed stays valid
+            undo.set_aside(settings.pki_dir)
+            shutil.copytree(src / PKI_DIR, settings.pki_dir)
+            _private_tree(settings.pki_dir)
+        if documents:
+            _restore_blobs(src / BLOBS_DIR, settings.blobs, undo)
+        if db_dump.kind_of(settings.db_url) is db_dump.DatabaseKind.SQLITE:
+            database = Path(str(make_url(settings.db_url).database))
+            for part in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+                undo.set_aside(part)
         db_dump.load(settings.db_url, src / manifest["database"]["file"])
         upgrade(settings.db_url)
         _check_restored_chain(runtime, anchor)
+        _relocate_blobs(runtime, str(manifest.get("blob_dir") or ""), str(settings.blobs.resolve()))
+        undo.set_aside(settings.anchors_path, keep_copy=True)
         moved = _merge_anchors(settings.anchors_path, src / ANCHORS_FILE, anchor)
         restored_id = write_restored(runtime, actor, anchor, manifest_sha256)
         checkpoint = write_checkpoint(runtime, actor, "restore")
     finally:
         _close(runtime, owns_hsm=hsm is None)
-    return RestoreResult(int(anchor["head_id"]), restored_id, checkpoint.event_id if checkpoint else None,
-                         include_token, moved)
+    return moved, restored_id, checkpoint
+
+
+def _restore_blobs(source: Path, blobs: Path, undo: _Undo) -> None:
+    undo.set_aside(blobs)
+    if source.is_dir():
+        shutil.copytree(source, blobs)
+    else:
+        blobs.mkdir(parents=True)
+    _private_tree(blobs)
+
+
+def _relocate_blobs(runtime: Runtime, old: str, new: str) -> None:
+    """The database names blob files by absolute path: point them at this machine's blob dir."""
+    if not old or old == new:
+        return
+    prefix, target = old.rstrip("/") + "/", new.rstrip("/") + "/"
+    with transaction(runtime.sessions) as session:
+        for document in session.scalars(select(Document).where(Document.path.startswith(prefix))):
+            document.path = target + document.path[len(prefix):]
+        for request in session.scalars(select(SigningRequest).where(SigningRequest.payload.is_not(None))):
+            text_ = json.dumps(request.payload)
+            if prefix in text_:
+                request.payload = json.loads(text_.replace(json.dumps(prefix)[1:-1], json.dumps(target)[1:-1]))
+
+
+class _Undo:
+    """What a restore changed in the data dir, to put back if it fails: new paths are removed, replaced
+    ones come back from beside them."""
+
+    SUFFIX = ".restore-undo"
+
+    def __init__(self, data_dir: Path) -> None:
+        self._created: list[Path] = []
+        self._aside: list[tuple[Path, Path | None]] = []
+        self._data_dir = data_dir
+
+    def make_dir(self, path: Path) -> None:
+        if not path.exists():
+            missing = [p for p in (path, *path.parents) if not p.exists()]
+            path.mkdir(parents=True)
+            self._created.append(missing[-1])
+
+    def set_aside(self, path: Path, *, keep_copy: bool = False) -> None:
+        """Move ``path`` aside (or copy it, with ``keep_copy``) before it is replaced."""
+        if any(path == p or path.is_relative_to(p) for p in self._created) or \
+                any(path == p or path.is_relative_to(p) for p, _ in self._aside):
+            return  # already undone as a whole
+        if not path.exists() and not path.is_symlink():
+            self._aside.append((path, None))
+            return
+        aside = path.with_name(path.name + self.SUFFIX)
+        _remove(aside)
+        if keep_copy:
+            shutil.copy2(path, aside)
+        else:
+            path.replace(aside)
+        self._aside.append((path, aside))
+
+    def roll_back(self) -> None:
+        for path, aside in reversed(self._aside):
+            _remove(path)
+            if aside is not None and aside.exists():
+                aside.replace(path)
+        for path in reversed(self._created):
+            shutil.rmtree(path, ignore_errors=True)
+
+    def done(self) -> None:
+        for _, aside in self._aside:
+            if aside is not None:
+                _remove(aside)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _target_settings(src: Path, data_dir: Path, user_pin: str, so_pin: str | None) -> Settings:
@@ -313,6 +444,16 @@ def _copy_file(source: Path, target: Path) -> None:
     shutil.copyfile(source, tmp)
     os.chmod(tmp, 0o600)
     tmp.replace(target)
+
+
+def _copy_blobs(source: Path, target: Path) -> None:
+    """Copy the blob dir as it is; a file housekeeping deletes meanwhile is left out, any other error stops."""
+    try:
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.part"))
+    except shutil.Error as exc:
+        if any(Path(str(failed[0])).exists() for failed in exc.args[0]):
+            raise
+    _private_tree(target)
 
 
 def _private_tree(root: Path) -> None:

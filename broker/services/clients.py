@@ -31,6 +31,7 @@ from broker.errors import Conflict, InvalidInput, KysoError, NotFound
 from broker.services.approvals import token_hash
 from broker.services.directory import get_unit
 from broker.services.signing_requests import aware, now
+from broker.services.webhook_targets import validate_allowlist
 
 SCOPES = ("sign", "read")
 TOKEN_SECONDS = 600
@@ -69,18 +70,21 @@ class ClientContext:
 
 
 def add_relying_system(session: Session, actor: Actor, name: str, unit_codes: list[str],
-                       webhook_allowlist: list[str] | None = None) -> RelyingSystem:
+                       webhook_allowlist: list[str] | None = None, *, allow_private: bool = False) -> RelyingSystem:
+    """``webhook_allowlist``: ``https://host[:port][/path]`` entries, checked here and stored in
+    canonical form (``allow_private``: http and private addresses too, for tests and sandboxes)."""
     if not name or len(name) > 64:
         raise InvalidInput("a relying system needs a name of at most 64 characters")
+    allowlist = validate_allowlist(webhook_allowlist or [], allow_private=allow_private)
     if session.scalar(select(RelyingSystem).where(RelyingSystem.name == name)) is not None:
         raise Conflict(f"relying system {name!r} already exists")
     units = [get_unit(session, code) for code in unit_codes]
-    rs = RelyingSystem(name=name, webhook_allowlist=webhook_allowlist or [], units=units,
+    rs = RelyingSystem(name=name, webhook_allowlist=allowlist, units=units,
                        webhook_secret=secrets.token_urlsafe(32))
     session.add(rs)
     session.flush()
     audit.record(session, actor, "rs.add", target_type="relying_system", target_id=name,
-                 details={"units": unit_codes})
+                 details={"units": unit_codes, "webhook_allowlist": allowlist})
     return rs
 
 
@@ -179,7 +183,8 @@ _CALLER = (
     .where(AccessToken.token_hash == bindparam("token_hash"))
 )
 _VISIBLE_CREDENTIAL = (
-    select(Credential).join(Credential.user).options(contains_eager(Credential.user))
+    select(Credential).join(Credential.user).join(User.unit)
+    .options(contains_eager(Credential.user).contains_eager(User.unit))
     .where(Credential.id == bindparam("credential_id"), User.unit_id.in_(bindparam("unit_ids", expanding=True)))
 )
 
@@ -221,7 +226,10 @@ def visible_credentials(session: Session, ctx: ClientContext, username: str | No
 
 
 def visible_request(session: Session, ctx: ClientContext, request_id: str) -> SigningRequest:
+    """A request belongs to the relying system that made it: to any other (even one serving the same
+    unit) it does not exist. The unit check stays, so a unit taken off the system hides it too."""
     request = session.get(SigningRequest, request_id)
-    if request is None or request.client_id is None or request.user.unit_id not in ctx.unit_ids:
+    if (request is None or request.client_id is None or request.relying_system != ctx.relying_system
+            or request.user.unit_id not in ctx.unit_ids):
         raise NotFound(f"no signing request {request_id!r}")
     return request

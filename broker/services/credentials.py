@@ -14,8 +14,15 @@ from sqlalchemy.orm import Session
 
 from broker import audit
 from broker.audit import Actor
-from broker.db.models import Credential, CredentialStatus, SigningMode, User
-from broker.errors import CertificateRevoked, CredentialNotUsable, InvalidInput, NotFound, UnitInUsbTokenMode
+from broker.db.models import Credential, CredentialMode, CredentialStatus, SigningMode, Unit, User
+from broker.errors import (
+    CertificateRevoked,
+    Conflict,
+    CredentialNotUsable,
+    InvalidInput,
+    NotFound,
+    UnitInUsbTokenMode,
+)
 from broker.services.directory import get_user
 from ca_adapters import CaAdapter, CertificateUnknown, RevocationReason, Subject
 from hsm import Hsm, HsmError, KeyAlgorithm, SignScheme
@@ -56,18 +63,18 @@ def enroll(
     username: str,
     key_algorithm: KeyAlgorithm,
     scheme: Scheme | None = None,
+    renewing: bool = False,
 ) -> Credential:
     """Key in the HSM → CSR signed there → the provider's CA → chain stored.
 
-    Refused for a unit in USB-token mode. If any step after key generation fails, the key is
-    deleted again, so nothing is left half made.
+    Refused for a unit in USB-token mode, and while the user already has an active credential of
+    this provider (a second one is a renewal: :func:`renew`). If any step after key generation
+    fails, the key is deleted again, so nothing is left half made.
     """
     user = get_user(session, username)
-    if user.unit.signing_mode is not SigningMode.REMOTE:
-        raise UnitInUsbTokenMode(
-            f"unit {user.unit.code!r} signs with USB tokens; switch it to remote signing first "
-            "(kyso unit set-mode CODE remote)"
-        )
+    check_unit_remote(user.unit)
+    if not renewing:
+        check_no_active_credential(session, user, ca.name)
     scheme = scheme or (Scheme.ECDSA if not key_algorithm.is_rsa else Scheme.RSA_PKCS1_V15)
     if not ca.accepts_key_algorithm(key_algorithm.value):
         raise InvalidInput(f"{ca.profile.display_name} does not issue for {key_algorithm.value} keys")
@@ -139,10 +146,11 @@ def list_credentials(session: Session, username: str | None = None) -> list[Cred
 
 
 def default_credential(session: Session, user: User) -> Credential:
-    """The user's newest active credential."""
-    active = [c for c in user.credentials if c.status is CredentialStatus.ACTIVE]
+    """The user's newest active credential whose key is in kyso's HSM (a delegated one signs only
+    through its provider's app, which the CLI cannot drive)."""
+    active = [c for c in user.credentials if c.status is CredentialStatus.ACTIVE and not c.delegated]
     if not active:
-        raise NotFound(f"user {user.username!r} has no active credential")
+        raise NotFound(f"user {user.username!r} has no active credential in kyso's HSM")
     return max(active, key=lambda c: _aware(c.created_at))
 
 
@@ -180,7 +188,8 @@ def renew(session: Session, actor: Actor, hsm: Hsm, ca: CaAdapter, credential_id
     if old.delegated:
         raise InvalidInput(f"credential {credential_id!r} is delegated: {ca.profile.display_name} renews it; link the new one")
     new = enroll(session, actor, hsm, ca, username=old.user.username,
-                 key_algorithm=parse_key_algorithm(old.key_algorithm), scheme=Scheme(old.signature_scheme))
+                 key_algorithm=parse_key_algorithm(old.key_algorithm), scheme=Scheme(old.signature_scheme),
+                 renewing=True)
     revoke(session, actor, ca, credential_id, RevocationReason.SUPERSEDED)
     audit.record(session, actor, "credential.renew", target_type="credential", target_id=new.id,
                  details={"replaces": credential_id, "provider": ca.name})
@@ -212,6 +221,38 @@ def batch_limit(credential: Credential, settings_max: int) -> int:
         if provider_max is not None:
             return min(settings_max, provider_max)
     return settings_max
+
+
+class CredentialExists(Conflict):
+    """The user already has an active key of this provider in kyso's HSM: renew it instead. (A
+    delegated credential, whose key is at the provider, is linked, not enrolled.)"""
+
+    code = "credential_exists"
+
+
+def check_unit_remote(unit: Unit) -> None:
+    """The treasury's rule: a unit signs remotely or with USB tokens, never both."""
+    if unit.signing_mode is not SigningMode.REMOTE:
+        raise UnitInUsbTokenMode(
+            f"unit {unit.code!r} signs with USB tokens; remote signing is off until an administrator "
+            "switches it back (kyso unit set-mode CODE remote)"
+        )
+
+
+def check_no_active_credential(session: Session, user: User, provider: str) -> None:
+    existing = session.scalar(select(Credential.id).where(
+        Credential.user_id == user.id, Credential.provider == provider, Credential.status == CredentialStatus.ACTIVE,
+        Credential.mode == CredentialMode.HOSTED))
+    if existing is not None:
+        raise CredentialExists(f"user {user.username!r} already has an active {provider} credential {existing!r}; "
+                               f"renew it (kyso cert renew {existing}) or revoke it first")
+
+
+def check_signing_allowed(credential: Credential, at: datetime | None = None) -> None:
+    """What every signature checks, on every path, right before the key is used: the credential
+    is active and valid now, and its signer's unit signs remotely."""
+    check_usable(credential, at)
+    check_unit_remote(credential.user.unit)
 
 
 def check_usable(credential: Credential, at: datetime | None = None) -> None:
@@ -264,6 +305,6 @@ def key_signer(hsm: Hsm, credential: Credential) -> HsmKeySigner:
     """A signer over the credential's HSM key, carrying its certificate and intermediates."""
     if credential.delegated:
         raise CredentialNotUsable(f"credential {credential.id!r} is delegated: its key is at {credential.provider}")
-    check_usable(credential)
+    check_signing_allowed(credential)
     material = signing_material(credential)
     return HsmKeySigner(hsm, credential.id, material.certificate, material.intermediates, material.scheme)

@@ -8,6 +8,7 @@ SAD and the signature algorithm, then signs through :mod:`broker.services.sole_c
 
 from __future__ import annotations
 
+import functools
 import hmac
 import secrets
 from collections.abc import Callable
@@ -18,19 +19,21 @@ import anyio.to_thread
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from broker import audit
 from broker.audit import Actor
 from broker.db.engine import transaction
 from broker.db.models import Credential, RequestItem, RequestState, SigningRequest
 from broker.errors import InvalidInput, KysoError
 from broker.notify import Notifier, user_topic
 from broker.services import signing_requests as requests
-from broker.services import credentials, delegated, load_limits, sole_control
+from broker.services import delegated, load_limits, sole_control
 from broker.services.approvals import token_hash
 from broker.services.clients import ClientContext, visible_credential
 from broker.services.document_signing import wait_for_decision_async
 from broker.settings import Settings
 from ca_adapters import CaAdapter
 from hsm import Hsm
+from signer import SignerError
 from signer.algorithms import DIGEST_OIDS, DIGEST_SIZES, SIGNATURE_OIDS, PssParams, Scheme, digest_name
 
 _HASH_BY_SIZE = {size: name for name, size in DIGEST_SIZES.items()}
@@ -48,6 +51,10 @@ class SadExpired(KysoError):
 
 class SadInvalid(KysoError):
     code = "invalid_sad"
+
+
+REFUSALS = (KysoError, SignerError)
+"""What a refused CSC call raises (HSM and provider failures are audited where they happen)."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +113,15 @@ async def authorize(
     # The SAD is drawn now and stored hashed with the request, but handed out only once the signer
     # approved: it lives ``sad_seconds`` from that approval (no write after the decision).
     sad = secrets.token_urlsafe(32)
-    request_id, user_id = await anyio.to_thread.run_sync(
-        _open, factory, settings, ctx, actor, credential_id, digests, hash_algorithm, description, sad, ca_for)
+    try:
+        request_id, user_id = await anyio.to_thread.run_sync(
+            _open, factory, settings, ctx, actor, credential_id, digests, hash_algorithm, description, sad, ca_for)
+    except REFUSALS as exc:
+        if not hasattr(exc, "retry_after"):  # load shedding is counted in metrics, not written per call
+            await anyio.to_thread.run_sync(functools.partial(
+                audit.record_refusal, factory, actor, "csc.authorize", exc, target_type="credential",
+                target_id=credential_id, details={"hashes": len(digests)}))
+        raise
     notifier.notify(user_topic(user_id))
     state = await wait_for_decision_async(factory, notifier, request_id, actor, wait_seconds)
     if state is RequestState.PENDING:
@@ -129,9 +143,8 @@ def _open(factory: sessionmaker[Session], settings: Settings, ctx: ClientContext
         credential = visible_credential(session, ctx, credential_id)
         if credential.delegated and hash_algorithm != "sha256":
             raise InvalidInput("a delegated credential signs SHA-256 hashes only (the provider's API)")
-        credentials.check_not_revoked(credential, ca_for(credential.provider))
         request = requests.create(session, settings, actor, credential, docs, relying_system=ctx.relying_system,
-                                  hash_algorithm=hash_algorithm, client_id=ctx.client_id, sad_hash=token_hash(sad))
+                                  provider=ca_for(credential.provider), hash_algorithm=hash_algorithm, client_id=ctx.client_id, sad_hash=token_hash(sad))
         request_id, user_id = request.id, request.user_id
         forward = credential.delegated
     if forward:
@@ -167,7 +180,31 @@ def sign_hash(
 ) -> list[bytes]:
     ctx.require("sign")
     actor = ctx.actor(origin)
-    # One transaction checks the SAD and reserves its hashes: a refused call reserves nothing.
+    try:
+        checked = _check_and_reserve(factory, settings, hsm, ctx, credential_id, sad, digests, hash_algorithm,
+                                     sign_algo, sign_algo_params)
+    except REFUSALS as exc:  # wrong hashes, a spent, expired or foreign SAD, a lost race: each one audited
+        audit.record_refusal(factory, actor, "csc.sign_hash", exc, target_type="credential", target_id=credential_id,
+                             details={"hashes": len(digests)})
+        raise
+    if checked.reservation is None:
+        return delegated.release(factory, actor, checked.request_id)
+    return sole_control.sign_reserved(factory, actor, checked.reservation, scheme=checked.scheme, pss=checked.pss)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    request_id: str
+    reservation: sole_control.Reservation | None
+    """None for a delegated credential: the provider signed, nothing is reserved in kyso's HSM."""
+    scheme: Scheme
+    pss: PssParams | None
+
+
+def _check_and_reserve(factory: sessionmaker[Session], settings: Settings, hsm: Hsm, ctx: ClientContext,
+                       credential_id: str, sad: str, digests: list[bytes], hash_algorithm: str, sign_algo: str,
+                       sign_algo_params: bytes | None) -> _Checked:
+    """One transaction checks the SAD and reserves its hashes: a refused call reserves nothing."""
     with transaction(factory) as session:
         credential = visible_credential(session, ctx, credential_id)
         request = session.scalar(_BY_SAD, {"sad_hash": token_hash(sad)})
@@ -181,19 +218,16 @@ def sign_hash(
         if request.hash_algorithm != hash_algorithm:
             raise InvalidInput(f"the SAD covers {request.hash_algorithm} hashes, not {hash_algorithm}")
         scheme, pss = _signature_parameters(credential, sign_algo, sign_algo_params, hash_algorithm)
-        request_id = request.id
-        if credential.delegated:  # the provider signs: nothing to reserve in kyso's HSM
+        if credential.delegated:  # delegated.release checks the unit where it hands the signatures out
             reservation = None
-            covered = list(session.scalars(select(RequestItem.digest).where(RequestItem.request_id == request_id)
+            covered = list(session.scalars(select(RequestItem.digest).where(RequestItem.request_id == request.id)
                                            .order_by(RequestItem.position)))
         else:
             reservation = sole_control.reserve(session, hsm, request)
             covered = reservation.digests
         if covered != digests:
             raise SadInvalid("the SAD does not cover exactly these hashes, in this order")
-    if reservation is None:
-        return delegated.release(factory, actor, request_id)
-    return sole_control.sign_reserved(factory, actor, reservation, scheme=scheme, pss=pss)
+        return _Checked(request.id, reservation, scheme, pss)
 
 
 def sad_expired(request: SigningRequest, sad_seconds: int) -> bool:

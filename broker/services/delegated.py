@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 from asn1crypto import x509 as asn1_x509
@@ -33,18 +36,20 @@ from broker.db.models import (
     ItemState,
     RequestItem,
     RequestState,
-    SigningMode,
     SigningRequest,
 )
-from broker.errors import InvalidInput, KysoError, UnitInUsbTokenMode
+from broker.errors import InvalidInput, KysoError
+from broker.services import credentials as credential_service
 from broker.services import signing_requests as requests
 from broker.services.directory import get_user
 from ca_adapters import CaAdapter
-from ca_adapters.remote_clients import MisaClient, NacencommClient
+from ca_adapters.remote_clients import NacencommClient
 from ca_adapters.remote_signing import (
     DigestToSign,
     ProviderApiError,
+    ProviderSessionRevoked,
     RemoteCredential,
+    RemoteResult,
     RemoteSigningClient,
     RemoteStatus,
 )
@@ -73,9 +78,23 @@ def client_for(ca: CaAdapter, credential: Credential) -> RemoteSigningClient:
     """The provider's API client, resumed with the signer's session where the provider needs one."""
     client = ca.remote_signing()
     ref = credential.provider_ref or {}
-    if isinstance(client, MisaClient) and ref.get("session"):
+    if ref.get("session"):
         client.resume(ref["user_id"], ref["session"])
     return client
+
+
+def _keep_session(factory: sessionmaker[Session], credential_id: str, client: RemoteSigningClient,
+                  user_id: str, before: Any) -> None:
+    """The provider renewed the signer's session (MISA's refresh): keep the new one, no password needed."""
+    after = client.session_state(user_id)
+    if after is None or after == before:
+        return
+    with transaction(factory) as session:
+        credential = session.get(Credential, credential_id)
+        if credential is not None:
+            credential.provider_ref = {**(credential.provider_ref or {}), "session": after}
+            audit.record(session, Actor("system", "provider-session"), "credential.session_renewed",
+                         target_type="credential", target_id=credential_id, details={"provider": credential.provider})
 
 
 def remote_credential(credential: Credential) -> RemoteCredential:
@@ -93,13 +112,11 @@ def link(session: Session, actor: Actor, ca: CaAdapter, client: RemoteSigningCli
     ``client`` is already signed in where the provider needs it (MISA's second factor).
     """
     user = get_user(session, username)
-    if user.unit.signing_mode is not SigningMode.REMOTE:
-        raise UnitInUsbTokenMode(f"unit {user.unit.code!r} signs with USB tokens; switch it to remote signing first")
+    credential_service.check_unit_remote(user.unit)
     try:
-        if isinstance(client, NacencommClient):
-            remote = client.credential(provider_user_id, serial_hex)
-        else:
-            remote = client.credential(provider_user_id)
+        # By serial when given, else a personal, valid certificate: never an organisation seal.
+        # (Nacencomm names its certificates by an integer id, given here in place of the serial.)
+        remote = client.credential(provider_user_id, serial_hex)
     except httpx.HTTPError as exc:
         raise ProviderUnavailable(f"{ca.profile.display_name} did not answer: {type(exc).__name__}") from None
     cert = x509.load_der_x509_certificate(remote.chain_der[0])
@@ -113,9 +130,9 @@ def link(session: Session, actor: Actor, ca: CaAdapter, client: RemoteSigningCli
     if existing is not None:
         raise InvalidInput(f"certificate {serial} of {ca.profile.display_name} is already credential {existing.id}")
     asn1_cert = asn1_x509.Certificate.load(remote.chain_der[0])
-    ref = {"user_id": remote.user_id, "credential_ref": remote.credential_ref}
-    if isinstance(client, MisaClient) and client.session(remote.user_id):
-        ref["session"] = str(client.session(remote.user_id))
+    ref: dict[str, Any] = {"user_id": remote.user_id, "credential_ref": remote.credential_ref}
+    if (provider_session := client.session_state(remote.user_id)) is not None:
+        ref["session"] = provider_session  # kept so that signing goes on without the signer's password
     credential = Credential(
         id=uuid.uuid4().hex, user=user, provider=ca.name, key_algorithm=f"rsa-{key.key_size}",
         signature_scheme=Scheme.RSA_PKCS1_V15.value, status=CredentialStatus.ACTIVE,
@@ -154,16 +171,20 @@ def forward(factory: sessionmaker[Session], ca_for: Callable[[str], CaAdapter], 
         request = requests.get(session, request_id)
         credential = request.credential
         remote = remote_credential(credential)
-        digests = [DigestToSign(f"{request_id[:24]}-{i.position}", i.title, i.digest) for i in request.items]
+        digests = [DigestToSign(_document_id(request_id, i.position), i.title, i.digest) for i in request.items]
         description = f"kyso {request.verification_code}: {request.items[0].title}"[:99]
         provider = credential.provider
+        credential_id = credential.id
+        session_before = (credential.provider_ref or {}).get("session")
         ca = ca_for(provider)
         client = client_for(ca, credential)
     try:
         transaction_id = client.start(remote, digests, description)
+        _keep_session(factory, credential_id, client, remote.user_id, session_before)
     except (ProviderApiError, httpx.HTTPError) as exc:
         reason = exc.message if isinstance(exc, ProviderApiError) else f"{ca.profile.display_name} did not answer"
-        _fail(factory, actor, request_id, f"provider_refused: {reason}")
+        code = exc.code if isinstance(exc, ProviderApiError) else "provider_refused"
+        _fail(factory, actor, request_id, f"{'provider_refused' if code == 'provider_api_error' else code}: {reason}")
         return
     finally:
         client.close()
@@ -181,40 +202,108 @@ def pending(factory: sessionmaker[Session]) -> list[str]:
             SigningRequest.state == RequestState.PENDING, SigningRequest.provider_transaction.is_not(None))))
 
 
+_poll_lock = threading.Lock()
+_next_poll: dict[str, float] = {}
+_reported: set[tuple[str, str]] = set()
+
+
+def _poll_due(request_id: str, every: float) -> bool:
+    """At most one poll per transaction every ``every`` seconds: the provider's documented cadence."""
+    now = time.monotonic()
+    with _poll_lock:
+        if _next_poll.get(request_id, 0.0) > now:
+            return False
+        _next_poll[request_id] = now + every
+        return True
+
+
+def _forget(request_id: str) -> None:
+    with _poll_lock:
+        _next_poll.pop(request_id, None)
+        for key in [k for k in _reported if k[0] == request_id]:
+            _reported.discard(key)
+
+
+def _anomaly(factory: sessionmaker[Session], actor: Actor, request_id: str, provider: str, kind: str,
+             detail: str) -> None:
+    """Audit, once per request and kind, that the provider answered outside its documented shapes."""
+    with _poll_lock:
+        if (request_id, kind) in _reported:
+            return
+        _reported.add((request_id, kind))
+    log.warning("provider %s, request %s: %s", provider, request_id, kind)
+    with transaction(factory) as session:
+        audit.record(session, actor, "request.provider_anomaly", outcome="refused", target_type="request",
+                     target_id=request_id, details={"provider": provider, "kind": kind, "detail": detail[:120]})
+
+
 def follow(factory: sessionmaker[Session], ca_for: Callable[[str], CaAdapter], actor: Actor, request_id: str) -> RequestState:
-    """Ask the provider where the request stands and move it accordingly; its state afterwards."""
+    """Ask the provider where the request stands (at its cadence) and move it accordingly; its state afterwards.
+
+    The fallback when the provider calls back (:mod:`broker.services.provider_callbacks`): both feed
+    :func:`apply_result`.
+    """
     with read_transaction(factory) as session:
         request = requests.get(session, request_id)
         if request.state is not RequestState.PENDING or request.provider_transaction is None:
+            _forget(request_id)
             return request.state
         credential = request.credential
         remote = remote_credential(credential)
         provider = credential.provider
+        credential_id = credential.id
+        session_before = (credential.provider_ref or {}).get("session")
         ca = ca_for(provider)
         client = client_for(ca, credential)
         transaction_id = request.provider_transaction
         expired_here = requests.aware(request.expires_at) <= requests.now()
-        digests = [i.digest for i in request.items]
-        certificate = credential.certificate
     try:
         if expired_here:
             if isinstance(client, NacencommClient):
                 client.cancel(transaction_id)
+            _forget(request_id)
             with transaction(factory) as session:
                 requests.expire_if_due(session, actor, requests.get(session, request_id))
                 return requests.get(session, request_id).state
+        if not _poll_due(request_id, client.poll_seconds):
+            return RequestState.PENDING
         result = client.poll(remote, transaction_id)
+        _keep_session(factory, credential_id, client, remote.user_id, session_before)
+    except ProviderSessionRevoked as exc:
+        result = RemoteResult(RemoteStatus.FAILED, detail=exc.message)
     except (ProviderApiError, httpx.HTTPError) as exc:
-        log.warning("provider poll for request %s failed: %s", request_id, type(exc).__name__)
-        return RequestState.PENDING  # a transient failure: ask again next round
+        # Transient, or a reply outside the documented shapes: still pending, asked again, audited once.
+        kind = exc.code if isinstance(exc, ProviderApiError) else f"no_answer:{type(exc).__name__}"
+        _anomaly(factory, actor, request_id, provider, kind, exc.message if isinstance(exc, ProviderApiError) else kind)
+        return RequestState.PENDING
     finally:
         client.close()
+    return apply_result(factory, actor, request_id, provider, transaction_id, result)
+
+
+def apply_result(factory: sessionmaker[Session], actor: Actor, request_id: str, provider: str, transaction_id: str,
+                 result: RemoteResult) -> RequestState:
+    """Move a pending request by the provider's outcome (polled or called back); its state afterwards.
+
+    Nothing becomes approved without signatures that verify against the credential's certificate.
+    """
+    if result.anomaly:
+        _anomaly(factory, actor, request_id, provider, result.anomaly, result.detail)
     if result.status is RemoteStatus.PENDING:
         return RequestState.PENDING
+    with read_transaction(factory) as session:
+        request = requests.get(session, request_id)
+        if request.state is not RequestState.PENDING:
+            return request.state
+        items = list(request.items)
+        certificate = request.credential.certificate
+    digests = [i.digest for i in items]
+    _forget(request_id)
     if result.status is RemoteStatus.SUCCESS:
-        problem = _check_signatures(certificate, digests, list(result.signatures))
+        signatures = _in_our_order(request_id, [i.position for i in items], result)
+        problem = _check_signatures(certificate, digests, signatures)
         if problem is None:
-            _approve(factory, actor, request_id, provider, transaction_id, list(result.signatures))
+            _approve(factory, actor, request_id, provider, transaction_id, signatures)
             return RequestState.APPROVED
         _fail(factory, actor, request_id, f"provider_signature_invalid: {problem}")
         return RequestState.FAILED
@@ -231,6 +320,22 @@ def follow(factory: sessionmaker[Session], ca_for: Callable[[str], CaAdapter], a
             return request.state
         _void(session, request_id)
     return to
+
+
+def _document_id(request_id: str, position: int) -> str:
+    return f"{request_id[:24]}-{position}"
+
+
+def _in_our_order(request_id: str, positions: list[int], result: RemoteResult) -> list[bytes]:
+    """The provider's signatures in the request's item order, by the document ids it echoes when it does."""
+    signatures = list(result.signatures)
+    if not result.document_ids or len(result.document_ids) != len(signatures):
+        return signatures
+    by_id = dict(zip(result.document_ids, signatures))
+    wanted = [_document_id(request_id, p) for p in positions]
+    if set(wanted) != set(by_id):
+        return signatures  # ids the provider shortened or renamed: its order stands (and is verified)
+    return [by_id[w] for w in wanted]
 
 
 def _check_signatures(certificate_der: bytes, digests: list[bytes], signatures: list[bytes]) -> str | None:
@@ -283,6 +388,7 @@ def release(factory: sessionmaker[Session], actor: Actor, request_id: str) -> li
     """CSC ``signHash`` for a delegated credential: the provider's signatures, once (the SAD is used up)."""
     with transaction(factory) as session:
         request = requests.get(session, request_id)
+        credential_service.check_signing_allowed(request.credential)
         signatures = [i.signature for i in request.items]
         if any(s is None for s in signatures) or any(i.state is not ItemState.CONSUMED for i in request.items):
             raise ProviderUnavailable(f"request {request_id} has no signatures from the provider")

@@ -42,16 +42,6 @@ def list_units(session: Session) -> list[Unit]:
     return list(session.scalars(select(Unit).order_by(Unit.code)))
 
 
-def set_unit_mode(session: Session, actor: Actor, code: str, mode: SigningMode) -> Unit:
-    unit = get_unit(session, code)
-    before = unit.signing_mode
-    unit.signing_mode = mode
-    audit.record(
-        session, actor, "unit.set_mode", target_type="unit", target_id=code, details={"from": before.value, "to": mode.value}
-    )
-    return unit
-
-
 def add_user(
     session: Session,
     actor: Actor,

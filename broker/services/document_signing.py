@@ -20,6 +20,7 @@ from broker.notify import Notifier, request_topic
 from broker.services import approvals, credentials
 from broker.services import signing_requests as requests
 from broker.settings import Settings
+from ca_adapters import CaAdapter
 from signer import cades, pades
 from signer.algorithms import file_digest
 
@@ -45,12 +46,13 @@ class PendingDocument:
 
 def start(
     session: Session, settings: Settings, actor: Actor, credential: Credential, input_path: Path, output_path: Path,
-    *, pdf_options: pades.PadesOptions | None, detached: bool = True, relying_system: str = "kyso-cli",
+    *, provider: CaAdapter, pdf_options: pades.PadesOptions | None, detached: bool = True,
+    relying_system: str = "kyso-cli",
 ) -> PendingDocument:
     """Prepare the document and open a request bound to its data-to-be-signed."""
     if not input_path.is_file():
         raise InvalidInput(f"no such file: {input_path}")
-    credentials.check_usable(credential)
+    credentials.check_signing_allowed(credential)
     m = credentials.signing_material(credential)
     document_hash = file_digest(input_path).hex()
     prepared_pdf = prepared_cms = None
@@ -69,8 +71,9 @@ def start(
         request = requests.create(
             session, settings, actor, credential,
             [requests.DocumentToSign(dtbs, input_path.name[:255],
-                                     f"{kind} signature of {input_path.name}, SHA-256 {document_hash}")],
-            relying_system=relying_system,
+                                     f"{kind} signature of {input_path.name}, SHA-256 {document_hash}",
+                                     _shown(pdf_options))],
+            relying_system=relying_system, provider=provider,
         )
     except BaseException:
         if prepared_pdf is not None:
@@ -78,6 +81,14 @@ def start(
         raise
     return PendingDocument(request.id, request.verification_code, requests.aware(request.expires_at).isoformat(),
                            prepared_pdf, prepared_cms, output_path)
+
+
+def _shown(options: pades.PadesOptions | None) -> dict[str, str | bool]:
+    """The PAdES options the signer is shown and approves (none for CAdES)."""
+    if options is None:
+        return {}
+    return requests.pades_options(field_name=options.field_name, certify=options.certify, reason=options.reason,
+                                  location=options.location, stamp_text=options.stamp_text)
 
 
 def wait_for_decision(factory: sessionmaker[Session], notifier: Notifier, request_id: str, actor: Actor,

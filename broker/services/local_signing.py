@@ -17,9 +17,11 @@ from broker.audit import Actor
 from broker.db.models import Credential
 from broker.errors import InvalidInput
 from broker.services import credentials as credential_service
+from ca_adapters import CaAdapter
 from hsm import Hsm
 from signer import cades, pades
 from signer.algorithms import file_digest
+from signer.hsm_signer import HsmKeySigner
 
 
 @dataclass(frozen=True)
@@ -29,9 +31,10 @@ class PdfRequest:
     options: pades.PadesOptions
 
 
-def sign_pdf(session: Session, actor: Actor, hsm: Hsm, credential: Credential, request: PdfRequest) -> None:
+def sign_pdf(session: Session, actor: Actor, hsm: Hsm, credential: Credential, provider: CaAdapter,
+             request: PdfRequest) -> None:
     _check_input(request.input_path)
-    key = credential_service.key_signer(hsm, credential)
+    key = _key(hsm, credential, provider)
     pades.sign(key, request.input_path, request.output_path, request.options)
     audit.record(
         session,
@@ -53,13 +56,14 @@ def sign_cades(
     actor: Actor,
     hsm: Hsm,
     credential: Credential,
+    provider: CaAdapter,
     input_path: Path,
     output_path: Path,
     *,
     detached: bool,
 ) -> None:
     _check_input(input_path)
-    key = credential_service.key_signer(hsm, credential)
+    key = _key(hsm, credential, provider)
     if detached:
         digest = file_digest(input_path).hex()
         signature = cades.sign(key, content_digest=bytes.fromhex(digest), detached=True)
@@ -78,6 +82,13 @@ def sign_cades(
         target_id=credential.id,
         details={"confirmation": "none (unconfirmed, sandbox)", "detached": detached, "document_sha256": digest},
     )
+
+
+def _key(hsm: Hsm, credential: Credential, provider: CaAdapter) -> HsmKeySigner:
+    """The same checks as a confirmed signature: usable, unit signing remotely, not revoked at the provider."""
+    credential_service.check_signing_allowed(credential)
+    credential_service.check_not_revoked(credential, provider)
+    return credential_service.key_signer(hsm, credential)
 
 
 def _check_input(path: Path) -> None:

@@ -1,4 +1,4 @@
-"""What a dead worker or a vanished client left behind (DESIGN decision 21).
+"""What a dead worker or a vanished client left behind: after a crash, never sign twice.
 
 A reserved hash may have been signed by the HSM just before its worker died, so it is never
 authorised again: after ``reservation_timeout_seconds`` the request ends ``failed`` with

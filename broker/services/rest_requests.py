@@ -28,6 +28,7 @@ from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from broker import audit
 from broker.db.engine import read_connection, read_transaction, transaction
 from broker.db.models import (
     Credential,
@@ -42,7 +43,7 @@ from broker.errors import Conflict, InvalidInput, KysoError, NotFound
 from broker.services import credentials as credential_service
 from broker.services import signing_requests as requests
 from broker.services import delegated, load_limits, sole_control, webhooks
-from broker.services.clients import ClientContext, visible_credential
+from broker.services.clients import ClientContext, visible_credential, visible_request
 from broker.settings import Settings
 from ca_adapters import CaAdapter
 from hsm import Hsm
@@ -57,6 +58,12 @@ class DocumentTooLarge(KysoError):
 
 class IdempotencyConflict(Conflict):
     code = "idempotency_key_reused"
+
+
+class DocumentGone(KysoError):
+    """The document's file is no longer stored: deleted after its retention, or not restored (410)."""
+
+    code = "document_gone"
 
 
 @dataclass(frozen=True)
@@ -104,23 +111,54 @@ def fingerprint(body: Any) -> str:
 # -- documents -------------------------------------------------------------------------------------------
 
 
-def upload_target(settings: Settings) -> tuple[str, Path]:
-    folder = settings.blobs / "documents"
-    folder.mkdir(parents=True, exist_ok=True)
+def private_dir(path: Path) -> Path:
+    """A blob directory 0700, whatever the umask (mkdir's mode is masked by it; chmod is not)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.chmod(path, 0o700)
+    except PermissionError:  # a shared mount point owned by another account: what kyso creates inside is 0700
+        pass
+    return path
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` empty and 0600 (the umask does not apply to os.open's mode after a chmod)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    os.chmod(path, 0o600)
+
+
+def upload_target(factory: sessionmaker[Session], settings: Settings, ctx: ClientContext,
+                  declared_size: int = 0) -> tuple[str, Path]:
+    """Admit an upload under the relying system's load limits, then create its empty 0600 file."""
+    ctx.require("sign")
+    with read_transaction(factory) as session:
+        load_limits.admit_upload(session, settings, ctx.relying_system, declared_size)
+    private_dir(settings.blobs)
+    folder = private_dir(settings.blobs / "documents")
     document_id = uuid.uuid4().hex
+    private_file(folder / document_id)
     return document_id, folder / document_id
 
 
 def register_upload(factory: sessionmaker[Session], ctx: ClientContext, document_id: str, path: Path, size: int,
-                    sha256_hex: str, media_type: str) -> Document:
+                    sha256_hex: str, media_type: str, settings: Settings | None = None) -> Document:
+    """Record an upload streamed to ``path``; with ``settings``, checked again against the stored-upload caps
+    with its real size (a body without Content-Length was admitted as empty)."""
     ctx.require("sign")
     if size == 0:
         path.unlink(missing_ok=True)
         raise InvalidInput("the document is empty")
-    with transaction(factory) as session:
-        document = Document(id=document_id, client_id=ctx.client_id, path=str(path), media_type=media_type[:64],
-                            size=size, sha256=sha256_hex)
-        session.add(document)
+    try:
+        with transaction(factory) as session:
+            document = Document(id=document_id, client_id=ctx.client_id, path=str(path), media_type=media_type[:64],
+                                size=size, sha256=sha256_hex)
+            session.add(document)
+            session.flush()
+            if settings is not None:
+                load_limits.admit_upload(session, settings, ctx.relying_system, size, counted=True)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     return document
 
 
@@ -128,7 +166,16 @@ def _document(session: Session, ctx: ClientContext, document_id: str) -> Documen
     document = session.get(Document, document_id)
     if document is None or document.client_id != ctx.client_id:
         raise NotFound(f"no document {document_id!r}")
+    if document.deleted_at is not None:
+        raise DocumentGone(f"document {document_id} was deleted after its retention period")
     return document
+
+
+def _hold_uploads(session: Session, document_ids: list[str], until: Any) -> None:
+    """Keep the uploads a new request signs at least until it can end (housekeeping moves this to its end)."""
+    if document_ids:
+        session.execute(update(Document).where(Document.id.in_(document_ids), Document.retained_from < until)
+                        .values(retained_from=until))
 
 
 # -- creation ----------------------------------------------------------------------------------------------
@@ -137,7 +184,19 @@ def _document(session: Session, ctx: ClientContext, document_id: str) -> Documen
 def create(factory: sessionmaker[Session], settings: Settings, ctx: ClientContext, origin: str | None,
            new: NewRequest, idempotency_key: str | None, ca_for: Callable[[str], CaAdapter],
            webhook_url: str | None = None) -> tuple[SigningRequest, bool]:
-    """Create a request (or return the one an earlier call with the same key created)."""
+    """Create a request (or return the one an earlier call with the same key created); a refusal is audited."""
+    try:
+        return _create(factory, settings, ctx, origin, new, idempotency_key, ca_for, webhook_url)
+    except (KysoError, SignerError) as exc:
+        if not hasattr(exc, "retry_after"):  # load shedding is counted in metrics, not written per call
+            audit.record_refusal(factory, ctx.actor(origin), "request.create", exc, target_type="credential",
+                                 target_id=new.credential_id, details={"format": new.format[:16]})
+        raise
+
+
+def _create(factory: sessionmaker[Session], settings: Settings, ctx: ClientContext, origin: str | None,
+            new: NewRequest, idempotency_key: str | None, ca_for: Callable[[str], CaAdapter],
+            webhook_url: str | None) -> tuple[SigningRequest, bool]:
     ctx.require("sign")
     if idempotency_key is not None:
         existing = _by_key(factory, ctx, idempotency_key, new.fingerprint)
@@ -148,8 +207,7 @@ def create(factory: sessionmaker[Session], settings: Settings, ctx: ClientContex
     with read_transaction(factory) as session:
         load_limits.admit(session, settings, ctx.relying_system)
         credential = visible_credential(session, ctx, new.credential_id)
-        credential_service.check_usable(credential)
-        credential_service.check_not_revoked(credential, ca_for(credential.provider))
+        credential_service.check_signing_allowed(credential)  # before any document work; again at creation
         if webhook_url is not None:
             rs = session.scalar(select(RelyingSystem).where(RelyingSystem.name == ctx.relying_system))
             webhooks.check_url(webhook_url, rs.webhook_allowlist if rs else [],
@@ -161,10 +219,13 @@ def create(factory: sessionmaker[Session], settings: Settings, ctx: ClientContex
             credential = visible_credential(session, ctx, new.credential_id)
             request = requests.create(
                 session, settings, ctx.actor(origin), credential, docs, relying_system=ctx.relying_system,
-                hash_algorithm=hash_name, client_id=ctx.client_id, idempotency_key=idempotency_key,
+                provider=ca_for(credential.provider), hash_algorithm=hash_name, client_id=ctx.client_id, idempotency_key=idempotency_key,
                 request_fingerprint=new.fingerprint, format=new.format,
                 payload={"work": str(work), "documents": payload, "webhook_url": webhook_url,
                          "level": level.value, "accept_lower_level": new.accept_lower_level})
+            if new.format != "raw":
+                request.blobs = "live"  # its work dir: housekeeping removes it when the request ends
+                _hold_uploads(session, [d.document_id for d in new.files if d.document_id], request.expires_at)
             delegated_request = request.credential.delegated
         if delegated_request:
             delegated.forward(factory, ca_for, ctx.actor(origin), request.id)
@@ -213,7 +274,14 @@ def _prepare(factory: sessionmaker[Session], settings: Settings, ctx: ClientCont
         raise InvalidInput(f"at most {limit} documents per request with credential {credential.id}")
     if hash_name != "sha256":
         raise InvalidInput("documents are signed with SHA-256")
-    work.mkdir(parents=True)
+    # What the signer will be shown, checked before any work: the PAdES options are bound too.
+    shown = [_shown_options(doc) if new.format == "pades" else {} for doc in new.files]
+    for n, doc in enumerate(new.files):
+        requests.check_shown(doc.title, doc.summary, shown[n], f"document {n}")
+    private_dir(settings.blobs)
+    private_dir(work.parent)
+    work.mkdir(mode=0o700)
+    os.chmod(work, 0o700)
     m = credential_service.signing_material(credential)
     docs, payload = [], []
     previous = _previous_results(factory, ctx, new.after_request_id) if new.after_request_id else []
@@ -223,8 +291,8 @@ def _prepare(factory: sessionmaker[Session], settings: Settings, ctx: ClientCont
         if new.format == "pades":
             if _head(source) != b"%PDF-":
                 raise InvalidInput(f"document {n} is not a PDF")
-            options = pades.PadesOptions(doc.field_name, doc.certify, doc.reason, doc.location,
-                                         credential.user.full_name, doc.stamp_text)
+            options = pades.PadesOptions(doc.field_name, doc.certify, doc.reason or None, doc.location or None,
+                                         credential.user.full_name, doc.stamp_text or None)
             prepared = pades.prepare(m.certificate, m.intermediates, m.scheme, m.signature_size, source,
                                      work / f"out-{n}.pdf", options, timestamped=new.level != "B-B")
             dtbs = prepared.dtbs_digest
@@ -245,9 +313,16 @@ def _prepare(factory: sessionmaker[Session], settings: Settings, ctx: ClientCont
                             "content": str(source) if doc.enveloping else None,
                             "output": str(work / f"out-{n}.{'p7m' if doc.enveloping else 'p7s'}")})
             summary_kind = "CAdES"
+        if doc.document_id:
+            payload[-1]["upload"] = doc.document_id
         summary = doc.summary or f"{summary_kind}, SHA-256 {document_hash}"
-        docs.append(requests.DocumentToSign(dtbs, doc.title, summary))
+        docs.append(requests.DocumentToSign(dtbs, doc.title, summary, shown[n]))
     return docs, payload
+
+
+def _shown_options(doc: FileDocument) -> dict[str, str | bool]:
+    return requests.pades_options(field_name=doc.field_name, certify=doc.certify, reason=doc.reason,
+                                  location=doc.location, stamp_text=doc.stamp_text)
 
 
 def _head(path: Path) -> bytes:
@@ -256,12 +331,12 @@ def _head(path: Path) -> bytes:
 
 
 def _previous_results(factory: sessionmaker[Session], ctx: ClientContext, request_id: str) -> list[Path]:
-    from broker.services.clients import visible_request
-
     with read_transaction(factory) as session:
         previous = visible_request(session, ctx, request_id)
         if previous.state is not RequestState.SIGNED or previous.format == "raw":
             raise InvalidInput(f"request {request_id} has no signed documents to sign after")
+        if previous.blobs == "gone":
+            raise DocumentGone(f"the signed documents of request {request_id} were deleted after their retention period")
         return [Path(d["output"]) for d in (previous.payload or {}).get("documents", [])]
 
 
@@ -271,6 +346,7 @@ def _source(factory: sessionmaker[Session], ctx: ClientContext, doc: FileDocumen
     if sum(given) != 1:
         raise InvalidInput("each document needs exactly one of content, document_id, or after_request_id's result")
     if doc.content is not None:
+        private_file(target)
         target.write_bytes(doc.content)
         return target
     if previous is not None:
@@ -278,12 +354,32 @@ def _source(factory: sessionmaker[Session], ctx: ClientContext, doc: FileDocumen
     else:
         with read_transaction(factory) as session:
             stored = Path(_document(session, ctx, str(doc.document_id)).path)
+    if not stored.is_file():
+        raise DocumentGone("the document to sign is no longer stored (deleted, or not restored)")
     try:
-        os.link(stored, target)
-    except OSError:
+        os.link(stored, target)  # from here on the request holds its own link: deleting the upload leaves it
+    except FileNotFoundError:
+        raise DocumentGone("the document to sign is no longer stored (deleted, or not restored)") from None
+    except OSError:  # another file system
+        private_file(target)
         shutil.copyfile(stored, target)
+    os.chmod(target, 0o600)
     return target
 
+
+
+def cancel(factory: sessionmaker[Session], ctx: ClientContext, origin: str | None, request_id: str) -> int:
+    """Cancel one of the caller's pending requests (the ``sign`` scope); the signer's user id."""
+    try:
+        ctx.require("sign")
+        with transaction(factory) as session:
+            request = visible_request(session, ctx, request_id)
+            requests.cancel(session, ctx.actor(origin), request)
+            return request.user_id
+    except KysoError as exc:
+        audit.record_refusal(factory, ctx.actor(origin), "request.cancel", exc, target_type="request",
+                             target_id=request_id)
+        raise
 
 
 # -- after approval -----------------------------------------------------------------------------------
@@ -453,8 +549,6 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def result_file(session: Session, ctx: ClientContext, request_id: str, position: int) -> tuple[Path, str]:
-    from broker.services.clients import visible_request
-
     request = visible_request(session, ctx, request_id)
     if request.state is not RequestState.SIGNED or request.format == "raw":
         raise NotFound(f"request {request_id} has no signed document (state {request.state.value})")
@@ -462,6 +556,8 @@ def result_file(session: Session, ctx: ClientContext, request_id: str, position:
     if not 0 <= position < len(documents):
         raise NotFound(f"request {request_id} has no document {position}")
     path = Path(documents[position]["output"])
+    if request.blobs == "gone" or not path.is_file():
+        raise DocumentGone(f"the signed document {position} of request {request_id} is no longer stored")
     media = "application/pdf" if path.suffix == ".pdf" else "application/pkcs7-signature" if path.suffix == ".p7s" \
         else "application/pkcs7-mime"
     return path, media

@@ -7,8 +7,8 @@ from __future__ import annotations
 import functools
 import secrets
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -17,13 +17,15 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from biometrics import BindingInput, BoundDocument, compute_binding, verification_code
+from biometrics.text import describe, unsafe_character
 from broker import audit
 from broker.audit import Actor
 from broker.observability import metrics
 from broker.db.models import FINAL_STATES, Credential, CredentialMode, ItemState, RequestItem, RequestState, SigningRequest
-from broker.errors import Conflict, InvalidInput, NotFound, PolicyViolation
-from broker.services.credentials import batch_limit, check_usable
+from broker.errors import Conflict, InvalidInput, InvalidText, NotFound, PolicyViolation
+from broker.services.credentials import batch_limit, check_not_revoked, check_signing_allowed
 from broker.settings import Settings
+from ca_adapters import CaAdapter
 from signer.algorithms import check_digest
 
 
@@ -44,6 +46,57 @@ class DocumentToSign:
     digest: bytes
     title: str
     summary: str = ""
+    options: Mapping[str, str | bool] = field(default_factory=dict)
+    """What changes the signature's meaning (PAdES: :func:`pades_options`): shown to the signer and bound."""
+
+
+# Option name: (longest, multi-line); booleans have no length. See biometrics.binding.
+SHOWN_OPTIONS: dict[str, tuple[int, bool] | None] = {
+    "field_name": (64, False), "certify": None, "reason": (255, False), "location": (255, False),
+    "stamp_text": (500, True)}
+
+
+def pades_options(*, field_name: str, certify: bool, reason: str | None = None, location: str | None = None,
+                  stamp_text: str | None = None) -> dict[str, str | bool]:
+    """The PAdES options a signer is shown and approves; a text not given is left out."""
+    given = {"reason": reason, "location": location, "stamp_text": stamp_text}
+    return {"field_name": field_name, "certify": certify, **{k: v for k, v in given.items() if v}}
+
+
+def check_shown_text(value: str, what: str, *, multiline: bool = False) -> None:
+    """Refuse text that could display as something else (an RLO turning "000,000,1" into "1,000,000")."""
+    found = unsafe_character(value, multiline=multiline)
+    if found is not None:
+        raise InvalidText(f"{what} holds {describe(found[1])} at character {found[0]}: text shown to the signer "
+                          f"may not hold control, format or bidirectional characters"
+                          f"{' (a newline is allowed)' if multiline else ''}")
+
+
+def check_shown(title: str, summary: str, options: Mapping[str, object], what: str = "document") -> None:
+    """Everything of a document that the signer is shown: title, summary and options."""
+    check_shown_text(title, f"{what} title")
+    check_shown_text(summary, f"{what} summary", multiline=True)
+    for name, value in options.items():
+        if name not in SHOWN_OPTIONS:
+            raise InvalidInput(f"{what} has an unknown option {name[:64]!r}")
+        limits = SHOWN_OPTIONS[name]
+        if limits is None:
+            if not isinstance(value, bool):
+                raise InvalidInput(f"{what} option {name} is true or false")
+            continue
+        if not isinstance(value, str) or len(value) > limits[0]:
+            raise InvalidInput(f"{what} option {name} is a text of at most {limits[0]} characters")
+        check_shown_text(value, f"{what} {name}", multiline=limits[1])
+
+
+SHOWN_OPTIONS_KEY = "shown_options"
+"""The payload key of each document's bound options, in position order."""
+
+
+def shown_options(request: SigningRequest) -> list[dict[str, str | bool]]:
+    """Each document's bound options, in position order (empty ones without options)."""
+    kept = (request.payload or {}).get(SHOWN_OPTIONS_KEY) or []
+    return [dict(kept[n]) if n < len(kept) else {} for n in range(len(request.items))]  # type: ignore[arg-type, index]
 
 
 def now() -> datetime:
@@ -70,26 +123,33 @@ def create(
     documents: Sequence[DocumentToSign],
     *,
     relying_system: str,
+    provider: CaAdapter,
     hash_algorithm: str = "sha256",
     ttl_seconds: int | None = None,
     **columns: object,
 ) -> SigningRequest:
     """A pending request whose binding covers every hash, title and summary, in order;
-    ``columns`` are more of its columns (its client, format, payload...), written in the same INSERT."""
+    ``columns`` are more of its columns (its client, format, payload...), written in the same INSERT.
+
+    Every path that opens a request comes here, so every path checks the same things: the
+    credential is usable, its unit signs remotely, and ``provider`` (the credential's CA) neither
+    revoked nor forgot its certificate."""
     if not documents:
         raise InvalidInput("a signing request needs at least one hash")
     limit = batch_limit(credential, settings.max_batch)
     if len(documents) > limit:
         raise InvalidInput(f"at most {limit} hashes per request with credential {credential.id}")
-    for doc in documents:
+    for position, doc in enumerate(documents):
         check_digest(doc.digest, hash_algorithm)
+        check_shown(doc.title, doc.summary, doc.options, f"document {position}")
         if not doc.title.strip():
             raise InvalidInput("every document needs a title the signer can read")
         if len(doc.title) > 255 or len(doc.summary) > 2000:
             raise InvalidInput("a title has at most 255 characters, a summary 2000")
     moment = now()
-    check_usable(credential, moment)
+    check_signing_allowed(credential, moment)
     check_not_locked(credential, moment)
+    check_not_revoked(credential, provider)
     connection = session.connection()
     pending = connection.execute(_PENDING_FOR_USER, {"user_id": credential.user_id, "moment": moment}).scalar()
     if (pending or 0) >= settings.max_pending_per_user:
@@ -103,11 +163,14 @@ def create(
             credential_id=credential.id,
             relying_system=relying_system,
             hash_algorithm=hash_algorithm,
-            documents=[BoundDocument(d.digest, d.title, d.summary) for d in documents],
+            documents=[BoundDocument(d.digest, d.title, d.summary, d.options) for d in documents],
             expires_at=expires_at,
             nonce=nonce,
         )
     )
+    if any(d.options for d in documents):  # kept to show them again: they are bound
+        kept = [dict(d.options) for d in documents]
+        columns["payload"] = {**(columns.get("payload") or {}), SHOWN_OPTIONS_KEY: kept}  # type: ignore[dict-item]
     request = SigningRequest(
         id=request_id,
         credential_id=credential.id,

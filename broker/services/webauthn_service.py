@@ -4,10 +4,13 @@ approval page, and approve a request with an assertion whose challenge is the re
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 import uuid
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,7 +39,7 @@ from broker.db.models import (
     WebAuthnCredential,
     WebSession,
 )
-from broker.errors import KysoError, NotFound
+from broker.errors import KysoError, NotFound, PolicyViolation
 from broker.services import signing_requests as requests
 from broker.services.approvals import (
     ActivationRefused,
@@ -46,7 +49,6 @@ from broker.services.approvals import (
     redeem_activation_code,
     token_hash,
 )
-from broker.services.directory import get_user
 from broker.settings import Settings
 
 CHALLENGE_SECONDS = 300
@@ -56,13 +58,39 @@ class NotSignedIn(KysoError):
     code = "not_signed_in"
 
 
+class OriginRefused(PolicyViolation):
+    code = "origin_refused"
+
+
+def _origin_of(url: str) -> str | None:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    default = {"http": 80, "https": 443}[parts.scheme]
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def check_origin(settings: Settings, origin: str | None, referer: str | None) -> None:
+    """A state-changing call must come from one of the WebAuthn origins (Origin header, else Referer's)."""
+    claimed = origin if origin is not None else referer
+    allowed = {_origin_of(o) for o in settings.webauthn_origins} - {None}
+    if claimed is None or _origin_of(claimed) not in allowed:
+        shown = "none" if claimed is None else repr(claimed[:100])
+        raise OriginRefused(f"a call from origin {shown} is refused: only the approval page's own origin may call")
+
+
 def relying_party(settings: Settings) -> RelyingParty:
     return RelyingParty(settings.webauthn_rp_id, settings.webauthn_rp_name, tuple(settings.webauthn_origins))
 
 
-def _new_challenge(session: Session, user: User, purpose: str) -> tuple[str, bytes]:
+def _new_challenge(session: Session, user: User | None, purpose: str) -> tuple[str, bytes]:
     challenge_id, challenge = uuid.uuid4().hex, secrets.token_bytes(32)
-    session.add(WebAuthnChallenge(id=challenge_id, user_id=user.id, purpose=purpose, challenge=challenge,
+    session.add(WebAuthnChallenge(id=challenge_id, user_id=user.id if user else None, purpose=purpose, challenge=challenge,
                                   expires_at=requests.now() + timedelta(seconds=CHALLENGE_SECONDS)))
     session.flush()
     return challenge_id, challenge
@@ -86,16 +114,20 @@ def _authenticators(session: Session, user_id: int) -> list[WebAuthnCredential]:
                                                                   WebAuthnCredential.status == DeviceStatus.ACTIVE)))
 
 
-def _open_web_session(session: Session, settings: Settings, user: User) -> str:
+def _open_web_session(session: Session, settings: Settings, user: User, authenticator_id: str) -> str:
     token = secrets.token_urlsafe(32)
-    session.add(WebSession(token_hash=token_hash(token), user_id=user.id,
+    session.add(WebSession(token_hash=token_hash(token), user_id=user.id, authenticator_id=authenticator_id,
                            expires_at=requests.now() + timedelta(seconds=settings.web_session_seconds)))
     return token
 
 
 def web_session_user(session: Session, token: str | None) -> User:
+    """The signed-in user, while the session lasts and the authenticator that opened it is active."""
     row = session.get(WebSession, token_hash(token)) if token else None
-    if row is None or requests.aware(row.expires_at) <= requests.now():
+    if row is None or requests.aware(row.expires_at) <= requests.now() or row.authenticator_id is None:
+        raise NotSignedIn("sign in with your authenticator first")
+    opener = session.get(WebAuthnCredential, row.authenticator_id)
+    if opener is None or opener.user_id != row.user_id or opener.status is not DeviceStatus.ACTIVE:
         raise NotSignedIn("sign in with your authenticator first")
     return row.user
 
@@ -118,35 +150,47 @@ def start_registration(session: Session, settings: Settings, code: str) -> tuple
 
 
 def finish_registration(
-    session: Session, settings: Settings, actor: Actor, challenge_id: str, code: str, credential_json: str
+    session: Session, settings: Settings, actor: Actor, challenge_id: str, code: str, credential_json: str,
+    name: str | None = None,
 ) -> tuple[User, str]:
     """Verify the attestation (user verification required), use up the code, sign the user in."""
     challenge = _use_challenge(session, challenge_id, "register")
     registered = verify_registration(relying_party(settings), credential_json, challenge.challenge)
+    if len(registered.credential_id) > 255:  # the column's size; WebAuthn allows ids of up to 1023 bytes
+        raise BadProof("this authenticator's credential id is too long to register")
     user = redeem_activation_code(session, code)
     if user.id != challenge.user_id:
         raise ActivationRefused("the activation code belongs to another user")
+    label = (name or "").strip()[:128] or "browser authenticator"
     session.add(WebAuthnCredential(id=registered.credential_id, user_id=user.id, public_key=registered.public_key,
-                                   sign_count=registered.sign_count, status=DeviceStatus.ACTIVE))
+                                   sign_count=registered.sign_count, status=DeviceStatus.ACTIVE, name=label))
     session.flush()
     audit.record(session, actor, "webauthn.register", target_type="user", target_id=user.username,
-                 details={"authenticator": registered.credential_id})
-    return user, _open_web_session(session, settings, user)
+                 details={"authenticator": registered.credential_id, "name": label})
+    return user, _open_web_session(session, settings, user, registered.credential_id)
 
 
 # -- sign-in --------------------------------------------------------------------------------------------
 
 
 def start_login(session: Session, settings: Settings, username: str) -> tuple[str, str]:
-    user = get_user(session, username)
-    allowed = _authenticators(session, user.id)
-    if not allowed:
-        raise NotFound(f"user {username!r} has no registered authenticator")
+    """Sign-in options. An unknown user, a user without an authenticator and one with answer alike
+    (decoy credential ids stand in for missing ones), so the page does not tell who is enrolled."""
+    user = session.scalar(select(User).where(User.username == username))
+    allowed = [a.id for a in _authenticators(session, user.id)] if user is not None else []
     challenge_id, challenge = _new_challenge(session, user, "login")
-    return challenge_id, authentication_options(relying_party(settings), challenge, [a.id for a in allowed])
+    return challenge_id, authentication_options(relying_party(settings), challenge,
+                                                allowed or [_decoy_credential_id(settings, username)])
 
 
-def _check_assertion(session: Session, settings: Settings, user_id: int, credential_json: str, challenge: bytes) -> str:
+def _decoy_credential_id(settings: Settings, username: str) -> str:
+    """A credential id no authenticator has, the same for a username at every ask (and in every worker)."""
+    key = hashlib.sha256(b"kyso sign-in decoy ids\0" + settings.user_pin().encode()).digest()
+    return base64.urlsafe_b64encode(hmac.new(key, username.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
+
+
+def _check_assertion(session: Session, settings: Settings, user_id: int | None, credential_json: str,
+                     challenge: bytes) -> str:
     """Verify an assertion by one of the user's active authenticators; move its sign count forward."""
     credential_id = credential_id_of(credential_json)
     authenticator = session.get(WebAuthnCredential, credential_id)
@@ -166,12 +210,13 @@ def _check_assertion(session: Session, settings: Settings, user_id: int, credent
 
 def finish_login(session: Session, settings: Settings, actor: Actor, challenge_id: str, credential_json: str) -> tuple[User, str]:
     challenge = _use_challenge(session, challenge_id, "login")
+    # A sign-in started for an unknown user has no user: the check below refuses it like a stranger's key.
     credential_id = _check_assertion(session, settings, challenge.user_id, credential_json, challenge.challenge)
     user = session.get(User, challenge.user_id)
     assert user is not None
     audit.record(session, actor, "webauthn.login", target_type="user", target_id=user.username,
                  details={"authenticator": credential_id})
-    return user, _open_web_session(session, settings, user)
+    return user, _open_web_session(session, settings, user, credential_id)
 
 
 # -- approving a request ------------------------------------------------------------------------------

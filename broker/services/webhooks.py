@@ -4,23 +4,21 @@ Each delivery is claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` and leased, 
 sends it when several run; it carries ``Kyso-Event-Id`` and ``Kyso-Signature: t=TIME,v1=HEX``
 (HMAC-SHA256 over ``TIME.BODY`` with the relying system's webhook secret) and is retried with
 exponential backoff; the rows are the delivery log. URLs must match the relying system's
-allowlist, and private or loopback addresses are refused unless ``KYSO_WEBHOOK_ALLOW_PRIVATE`` is
-set (no SSRF).
+allowlist by origin, and private, loopback or special-purpose addresses are refused unless
+``KYSO_WEBHOOK_ALLOW_PRIVATE`` is set (no SSRF); each attempt checks the URL again against the
+current allowlist and connects to the address it checked (see :mod:`webhook_targets`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
-import socket
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import ColumnElement, and_, bindparam, select
@@ -31,29 +29,13 @@ from broker.db.models import DeliveryState, RelyingSystem, SigningRequest, Webho
 from broker.errors import InvalidInput
 from broker.observability import metrics
 from broker.services.signing_requests import aware, now
+from broker.services.webhook_targets import InvalidWebhookUrl, WebhookNotAllowed, WebhookTargetRefused, check_url
+
+__all__ = ["check_url", "deliver_due", "deliveries_for", "enqueue", "signature_header", "verify_signature"]
 
 log = logging.getLogger("kyso.webhooks")
 MAX_ATTEMPTS = 8
 LEASE_SECONDS = 30
-
-
-def check_url(url: str, allowlist: list[str], *, allow_private: bool) -> None:
-    """Refuse a URL outside the allowlist, of another scheme, or resolving to a private address."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise InvalidInput("a webhook URL is http(s)://host/...")
-    if not any(url.startswith(prefix) for prefix in allowlist):
-        raise InvalidInput("the webhook URL is not in this relying system's allowlist")
-    if allow_private:
-        return
-    try:
-        addresses = {str(info[4][0]) for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
-    except OSError:
-        raise InvalidInput("the webhook host does not resolve") from None
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
-            raise InvalidInput("webhooks to private or loopback addresses are refused")
 
 
 def signature_header(secret: str, timestamp: int, body: str) -> str:
@@ -95,6 +77,7 @@ class _Claim:
     url: str
     body: str
     secret: str
+    allowlist: tuple[str, ...]
     attempts: int
     lease_until: datetime
 
@@ -110,7 +93,7 @@ def deliver_due(factory: sessionmaker[Session], *, allow_private: bool, limit: i
         if claim is None:
             break
         attempted += 1
-        status, error = _send(claim.url, claim.body, claim.id, claim.secret, allow_private)
+        status, error = _send(claim, allow_private)
         _record(factory, claim, status, error)
     return attempted
 
@@ -141,7 +124,7 @@ def _claim_next(factory: sessionmaker[Session]) -> _Claim | None:
         delivery.next_attempt_at = lease_until
         rs = session.get(RelyingSystem, delivery.relying_system_id)
         return _Claim(delivery.id, delivery.url, delivery.body, (rs.webhook_secret if rs else None) or "",
-                      delivery.attempts, lease_until)
+                      tuple(rs.webhook_allowlist if rs else ()), delivery.attempts, lease_until)
 
 
 def _record(factory: sessionmaker[Session], claim: _Claim, status: int | None, error: str | None) -> None:
@@ -161,19 +144,26 @@ def _record(factory: sessionmaker[Session], claim: _Claim, status: int | None, e
             outcome = "failed"
         else:
             delivery.next_attempt_at = now() + timedelta(seconds=min(3600, 2 ** delivery.attempts))
-            outcome = "refused" if error == InvalidInput.__name__ else "retry"
+            outcome = "refused" if error in _REFUSALS else "retry"
     metrics.record_webhook(outcome)
 
 
-def _send(url: str, body: str, event_id: str, secret: str, allow_private: bool) -> tuple[int | None, str | None]:
+_REFUSALS = frozenset({InvalidWebhookUrl.code, WebhookNotAllowed.code, WebhookTargetRefused.code, InvalidInput.code})
+
+
+def _send(claim: _Claim, allow_private: bool) -> tuple[int | None, str | None]:
+    """One attempt; the error is a refusal's stable code or the transport error's name."""
     try:
-        check_url(url, [url], allow_private=allow_private)
+        pinned = check_url(claim.url, claim.allowlist, allow_private=allow_private)
         timestamp = int(time.time())
-        response = httpx.post(url, content=body, timeout=10, follow_redirects=False, headers={
-            "Content-Type": "application/json", "Kyso-Event-Id": event_id,
-            "Kyso-Signature": signature_header(secret, timestamp, body)})
+        with httpx.Client(transport=pinned.transport(), timeout=10, follow_redirects=False, trust_env=False) as http:
+            response = http.post(pinned.url, content=claim.body, headers={
+                "Content-Type": "application/json", "Kyso-Event-Id": claim.id,
+                "Kyso-Signature": signature_header(claim.secret, timestamp, claim.body)})
         return response.status_code, None if response.is_success else f"HTTP {response.status_code}"
-    except (httpx.HTTPError, InvalidInput) as exc:
+    except InvalidInput as exc:
+        return None, exc.code
+    except httpx.HTTPError as exc:
         return None, type(exc).__name__
 
 

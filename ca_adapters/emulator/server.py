@@ -7,13 +7,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from ca_adapters.emulator.pki_routes import pki_router
-from ca_adapters.emulator.state import EmulatorState
+from ca_adapters.emulator.state import CallbackTarget, EmulatorState
 from ca_adapters.registry import PROVIDERS
 from ca_adapters.testpki import EMULATOR_HOST, TestPki
 
@@ -30,9 +32,35 @@ class NewProviderUser(BaseModel):
     user_id: str
     full_name: str
     organization: str | None = None
+    seal: bool = False
 
 
-def _control_router(state: EmulatorState) -> APIRouter:
+class TokenPolicy(BaseModel):
+    ttl_seconds: float = 3600.0
+    revoke: list[str] = []
+    """Users whose sessions the provider revokes."""
+
+
+class CallbackRegistration(BaseModel):
+    """What an integrator registers with the provider out of band."""
+
+    url: str | None = None
+    token_url: str | None = None
+    client_id: str = ""
+    client_secret: str = ""
+
+
+def register_callback(state: EmulatorState, provider: str, target: CallbackTarget | None) -> None:
+    """Where the provider calls back (None: nowhere), with its way of delivering."""
+    from ca_adapters.emulator.provider_apis import callback_sender
+
+    sender = callback_sender(provider)
+    if target is not None and sender is None:
+        raise HTTPException(400, f"{provider} does not call back")
+    state.set_callback(target, sender)
+
+
+def _control_router(state: EmulatorState, provider: str) -> APIRouter:
     """Test controls, under a prefix no real provider uses."""
     router = APIRouter(prefix="/_emulator")
 
@@ -48,8 +76,22 @@ def _control_router(state: EmulatorState) -> APIRouter:
 
     @router.post("/users")
     def add_user(body: NewProviderUser) -> dict[str, str]:
-        user = state.add_user(body.user_id, body.full_name, body.organization)
-        return {"user_id": user.user_id, "password": user.password, "serial": f"{user.certificate.serial_number:x}"}
+        user = state.add_user(body.user_id, body.full_name, body.organization, seal=body.seal)
+        return {"user_id": user.user_id, "password": user.password, "serial": f"{user.certificate.serial_number:x}",
+                "idcts": str(user.idcts)}
+
+    @router.put("/callback")
+    def callback(body: CallbackRegistration) -> dict[str, str | None]:
+        target = CallbackTarget(body.url, body.token_url, body.client_id, body.client_secret) if body.url else None
+        register_callback(state, provider, target)
+        return {"url": body.url}
+
+    @router.put("/tokens")
+    def tokens(body: TokenPolicy) -> dict[str, float]:
+        state.token_ttl_seconds = body.ttl_seconds
+        for user_id in body.revoke:
+            state.revoked_sessions.add(user_id)
+        return {"ttl_seconds": state.token_ttl_seconds}
 
     return router
 
@@ -62,8 +104,18 @@ def emulator_app(pki_dir: Path, provider: str, *, ttl_seconds: float = 300.0) ->
     state = EmulatorState(adapter.ca, ttl_seconds=ttl_seconds)
     app = FastAPI(title=f"{adapter.profile.display_name} emulator (TEST)", docs_url=None, redoc_url=None)
     app.state.emulator = state
+
+    @app.middleware("http")
+    async def misbehave(request: Request, call_next: Any) -> Any:
+        # Test control: the provider answers an HTML error page, or too slowly (its API only).
+        if not request.url.path.startswith("/_emulator") and state.reply_mode == "html":
+            return HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=200)
+        if not request.url.path.startswith("/_emulator") and state.reply_mode == "slow":
+            await asyncio.sleep(state.slow_seconds)
+        return await call_next(request)
+
     app.include_router(pki_router(state))
-    app.include_router(_control_router(state))
+    app.include_router(_control_router(state, provider))
     app.include_router(signing_api_router(provider, state))
     return app
 

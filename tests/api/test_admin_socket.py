@@ -66,8 +66,10 @@ def test_the_cli_trusts_only_its_own_socket(tmp_path: Path) -> None:
 
 def test_the_admin_sign_route_refuses_a_relying_systems_request(runtime: Runtime, enrolled: Enrolled) -> None:
     with transaction(runtime.sessions) as s:
-        request = requests.create(s, runtime.settings, ACTOR, credentials.get_credential(s, enrolled.ec),
-                                  [requests.DocumentToSign(hashlib.sha256(b"rs").digest(), "UNC")], relying_system="dvc")
+        credential = credentials.get_credential(s, enrolled.ec)
+        request = requests.create(s, runtime.settings, ACTOR, credential,
+                                  [requests.DocumentToSign(hashlib.sha256(b"rs").digest(), "UNC")], relying_system="dvc",
+                                  provider=runtime.ca(credential.provider))
         approvals.apply_decision(s, ACTOR, request, Decision.APPROVE, via="test", evidence={})
         s.execute(update(SigningRequest).where(SigningRequest.id == request.id).values(client_id="dvc-client"))
         rid = request.id

@@ -60,8 +60,9 @@ def new_request(runtime: Runtime, credential_id: str, title: str) -> tuple[str, 
     doc = requests.DocumentToSign(hashlib.sha256(f"{title}{time.time()}".encode()).digest(), title,
                                   "Đơn vị nhận: Công ty Việt Hưng · 125.000.000 VND")
     with transaction(runtime.sessions) as s:
-        request = requests.create(s, runtime.settings, ACTOR, credentials.get_credential(s, credential_id), [doc],
-                                  relying_system="dvc-portal")
+        credential = credentials.get_credential(s, credential_id)
+        request = requests.create(s, runtime.settings, ACTOR, credential, [doc], relying_system="dvc-portal",
+                                  provider=runtime.ca(credential.provider))
         return request.id, request.verification_code
 
 

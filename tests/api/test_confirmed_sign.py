@@ -1,4 +1,4 @@
-"""``kyso sign`` waits for the signer's approval (DESIGN decision 1), then signs exactly what was approved."""
+"""``kyso sign`` waits for the signer's approval, then signs exactly what was approved."""
 
 from __future__ import annotations
 

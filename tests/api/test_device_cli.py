@@ -43,8 +43,9 @@ def test_activate_enroll_list_approve_revoke(runtime: Runtime, live_server: str,
 
     doc = requests.DocumentToSign(hashlib.sha256(str(time.time()).encode()).digest(), "UNC-CLI", "125.000.000 VND")
     with transaction(runtime.sessions) as s:
-        request = requests.create(s, runtime.settings, ACTOR, credentials.get_credential(s, enrolled.rsa), [doc],
-                                  relying_system="dvc")
+        credential = credentials.get_credential(s, enrolled.rsa)
+        request = requests.create(s, runtime.settings, ACTOR, credential, [doc], relying_system="dvc",
+                                  provider=runtime.ca(credential.provider))
         request_id, verification = request.id, request.verification_code
     listed = cli.invoke(device_app, ["list", "--state", str(state)])
     assert request_id in listed.output and verification in listed.output and "UNC-CLI" in listed.output

@@ -44,7 +44,7 @@ def new_request(runtime: Runtime, credential_id: str, n: int = 2, ttl: int | Non
     with transaction(runtime.sessions) as s:
         credential = credentials.get_credential(s, credential_id)
         return requests.create(s, runtime.settings, ACTOR, credential, docs, relying_system="dvc-test",
-                               ttl_seconds=ttl).id
+                               provider=runtime.ca(credential.provider), ttl_seconds=ttl).id
 
 
 def state_of(runtime: Runtime, request_id: str) -> RequestState:

@@ -106,7 +106,7 @@ def test_pades_upload_sign_download(api: httpx.Client, enrolled: Enrolled, tmp_p
     [report] = validate.validate_pdf(signed, trust_roots)
     assert report.ok and report.label == CHIEF_ACCOUNTANT_FIELD
 
-    # The account holder signs the chief accountant's result (decision 19).
+    # The account holder signs the chief accountant's result, by naming its request.
     second = api.post("/v1/requests", json={"credential_id": enrolled.ec, "format": "pades",
                                             "after_request_id": done["request_id"], "documents": [
         {"title": "Ủy nhiệm chi UNC-7", "field": "ChuTaiKhoan"}]})
@@ -251,9 +251,10 @@ def json_state(body: str) -> tuple[str, str]:
 
 def test_webhook_urls_outside_the_allowlist_or_private_are_refused(api: httpx.Client, enrolled: Enrolled) -> None:
     body = {"credential_id": enrolled.ec, "hashes": [{"hash": b64(bytes(32)), "title": "x"}]}
-    for url in ("http://127.0.0.1:9/hook", "https://example.invalid/hook", "file:///etc/passwd"):
+    for url, code in (("http://127.0.0.1:9/hook", "invalid_webhook_url"), ("https://example.invalid/hook",
+                      "webhook_not_allowed"), ("file:///etc/passwd", "invalid_webhook_url")):
         response = api.post("/v1/requests", json={**body, "webhook_url": url})
-        assert response.status_code == 400 and response.json()["code"] == "invalid_input", url
+        assert response.status_code == 400 and response.json()["code"] == code, url
 
 
 # -- baseline levels above B-B: the credential's provider TSA, OCSP and CRLs (the emulators) ---------------
@@ -319,9 +320,14 @@ def test_a_certificate_revoked_at_the_ca_is_refused_before_signing(api: httpx.Cl
     from broker.services import credentials
     from hsm import KeyAlgorithm
 
-    with transaction(runtime.sessions) as s:
-        credential = credentials.enroll(s, ACTOR, runtime.hsm, runtime.ca("nacencomm"), username="lan",
-                                        key_algorithm=KeyAlgorithm.RSA_2048)
+    from broker.db.models import Role
+    from broker.services import directory
+
+    with transaction(runtime.sessions) as s:  # a signer of its own: other tests sign as lan's newest credential
+        directory.add_user(s, ACTOR, username="lan.revoked", unit_code="U001", full_name="Nguyễn Thị Lan",
+                           national_id="001185000124", role=Role.CHIEF_ACCOUNTANT)
+        credential = credentials.enroll(s, ACTOR, runtime.hsm, runtime.ca("nacencomm"), username="lan.revoked",
+                                        key_algorithm=KeyAlgorithm.EC_P256)
         credential_id, serial = credential.id, int(credential.serial_hex, 16)
     runtime.ca("nacencomm").revoke(serial)  # at the provider, behind kyso's back
     response = api.post("/v1/requests", json={"credential_id": credential_id,

@@ -24,13 +24,14 @@ KEYS = {"base_url", "access_token", "client_id", "client_secret", "token_url", "
 
 def test_sandbox_start_sign_and_stop(tmp_path: Path) -> None:
     data_dir = tmp_path / "sandbox"
+    log = tmp_path / "sandbox.log"  # a file, not a pipe: the sandbox logs every request, and a full pipe blocks it
     process = subprocess.Popen([sys.executable, "-m", "broker.cli", "sandbox", "--data-dir", str(data_dir),
-                                "--port", "0"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                "--port", "0"], cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
         described = data_dir / "sandbox.json"
         deadline = time.monotonic() + 240
         while not described.exists():
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert process.poll() is None, log.read_text(errors="replace")
             assert time.monotonic() < deadline, "the sandbox did not become ready"
             time.sleep(0.5)
         info = json.loads(described.read_text())
@@ -78,7 +79,7 @@ def test_sandbox_start_sign_and_stop(tmp_path: Path) -> None:
         stop.set()
         signer.join(timeout=60)
         assert enrolled.returncode == 0, enrolled.stderr
-        assert "through the running server" in enrolled.stdout  # decision 16: the server's token session
+        assert "through the running server" in enrolled.stdout  # the server's token session
         assert not errors and signed[0] > 0
         assert len(client.credentials("sbx.chutk")) == 3
         _admin_socket_checks(data_dir, info["base_url"], tmp_path)

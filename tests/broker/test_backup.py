@@ -1,7 +1,7 @@
 """Backup → wipe → restore, then ``kyso audit verify`` passes and signing works, on SQLite and PostgreSQL.
 
-A restored data dir has its own token store, and SoftHSM serves one store per process (DESIGN
-decision 9): each phase runs the real CLI in a subprocess, several commands per process.
+A restored data dir has its own token store, and SoftHSM serves one store per process 
+(it reads its configuration once): each phase runs the real CLI in a subprocess, several commands per process.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def cli_process(data_dir: Path, steps: list[Any], env: dict[str, str] | None = N
     environment = {k: v for k, v in os.environ.items() if not k.startswith("KYSO_") and k != "SOFTHSM2_CONF"}
     environment.update(env or {})
     result = subprocess.run([sys.executable, "-c", _DRIVER, json.dumps(plan)], cwd=REPO, env=environment,
-                            capture_output=True, text=True, timeout=300)
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return list(json.loads(result.stdout.strip().splitlines()[-1]))
 
@@ -78,6 +78,7 @@ def first_phase(data_dir: Path, work: Path, env: dict[str, str] | None = None) -
     for result in results:
         ok(result)
     assert "protected by the token's PINs" in results[-1]["out"]
+    assert "documents are not included" in results[-1]["out"]
     shutil.copy(data_dir / "pki" / "root" / "cert.pem", work / "root.pem")
     return results
 
@@ -85,14 +86,15 @@ def first_phase(data_dir: Path, work: Path, env: dict[str, str] | None = None) -
 def assert_backup_holds_no_secret(backup: Path, pin: str) -> None:
     manifest = json.loads((backup / "manifest.json").read_text())
     names = set(manifest["files"])
-    assert "secrets.json" not in names and not any(name.startswith("pki/") for name in names)
+    assert "secrets.json" not in names and "pki/root/cert.pem" in names  # the test roots go on after a restore
     assert manifest["token_included"] and any(name.startswith("token/") for name in names)
+    assert not manifest["documents_included"] and not any(name.startswith("blobs/") for name in names)
     assert {"database.sqlite", "database.pgdump"} & names and "kyso.toml" in names and "audit-anchors.jsonl" in names
     for path in backup.rglob("*"):
         if path.is_file():
             data = path.read_bytes()
             assert pin.encode() not in data, path
-            assert b"PRIVATE KEY" not in data, path
+            assert b"PRIVATE KEY" not in data or path.relative_to(backup).parts[0] == "pki", path
             assert path.stat().st_mode & 0o077 == 0, path
 
 
@@ -132,6 +134,8 @@ def test_backup_wipe_restore_sqlite(tmp_path: Path) -> None:
     assert "audit chain intact" in out and "superseded by 2 restore" in out, out
     ok(signed_again)
     assert ok(listed).count("audit.restored") == 1  # the first restore's event went with its timeline
+    # The same test root as before the loss: no CA was generated again.
+    assert (data_dir / "pki" / "root" / "cert.pem").read_bytes() == (tmp_path / "root.pem").read_bytes()
     assert (data_dir / "secrets.json").stat().st_mode & 0o777 == 0o600
     for name in ("after.p7s", "again.p7s"):
         assert openssl_cms_verify(tmp_path / name, tmp_path / "root.pem", tmp_path / "order.xml").returncode == 0
@@ -185,3 +189,38 @@ def _wipe_postgres(url: str) -> None:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
+
+
+def test_a_failed_restore_leaves_nothing_and_documents_come_on_request(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    first_phase(data_dir, tmp_path)
+    upload = data_dir / "blobs" / "documents" / "d1"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b"%PDF-1.7 uploaded")
+    [with_documents] = cli_process(data_dir, [["backup", str(tmp_path / "full"), "--include-token", "--with-documents"]])
+    assert "documents included" in ok(with_documents)
+    assert "blobs/documents/d1" in json.loads((tmp_path / "full" / "manifest.json").read_text())["files"]
+    pin = user_pin(data_dir)
+    shutil.rmtree(data_dir)
+
+    [wrong] = cli_process(data_dir, [(["restore", str(tmp_path / "full"), "--include-token"],
+                                      {"KYSO_HSM_USER_PIN": "not-the-pin"})])
+    assert wrong["code"] == 2 and wrong["err"].startswith("error ["), wrong
+    assert not data_dir.exists()  # no softhsm/, nothing: the retry is not refused
+
+    pin_file = tmp_path / "pin.txt"
+    pin_file.write_text(pin + "\n")
+    no_terminal, restored, verified, housekeeping = cli_process(data_dir, [
+        ["restore", str(tmp_path / "full"), "--include-token"],  # stdin is not a terminal, no PIN given
+        ["restore", str(tmp_path / "full"), "--include-token", "--pin-file", str(pin_file)],
+        ["audit", "verify"],
+        ["housekeeping"],
+    ])
+    assert no_terminal["code"] == 2 and no_terminal["err"].startswith("error [pin_required]:"), no_terminal
+    assert len(no_terminal["err"].strip().splitlines()) == 1 and "GetPassWarning" not in no_terminal["err"]
+    assert "documents restored" in ok(restored)
+    assert "audit chain intact" in ok(verified)
+    assert "0 upload(s) past 30 days deleted" in ok(housekeeping)
+    assert upload.read_bytes() == b"%PDF-1.7 uploaded" and upload.stat().st_mode & 0o777 == 0o600
+    assert upload.parent.stat().st_mode & 0o777 == 0o700
+    assert (data_dir / "pki" / "root" / "cert.pem").read_bytes() == (tmp_path / "root.pem").read_bytes()

@@ -19,9 +19,10 @@ from tests.conftest import ACTOR, Enrolled
 
 def _approved(runtime: Runtime, credential_id: str, text: bytes) -> str:
     with transaction(runtime.sessions) as s:
-        request = requests.create(s, runtime.settings, ACTOR, credentials.get_credential(s, credential_id),
+        credential = credentials.get_credential(s, credential_id)
+        request = requests.create(s, runtime.settings, ACTOR, credential,
                                   [requests.DocumentToSign(hashlib.sha256(text).digest(), "UNC")],
-                                  relying_system="test")
+                                  relying_system="test", provider=runtime.ca(credential.provider))
         approvals.apply_decision(s, ACTOR, request, Decision.APPROVE, via="test", evidence={})
         return request.id
 

@@ -10,7 +10,7 @@ from broker.db.engine import transaction
 from broker.db.models import AuditEvent, Credential, CredentialStatus, Role, SigningMode, Unit, User
 from broker.errors import Conflict, CredentialNotUsable, InvalidInput, NotFound, UnitInUsbTokenMode
 from broker.runtime import Runtime
-from broker.services import credentials, directory
+from broker.services import credentials, directory, unit_mode
 from ca_adapters import EnrollmentRefused, RevocationReason
 from hsm import KeyAlgorithm
 from tests.conftest import ACTOR
@@ -55,7 +55,7 @@ def test_usb_token_unit_is_refused_and_nothing_is_left(db_runtime: Runtime) -> N
     assert refused.value.code == "unit_in_usb_token_mode"
     assert counts(db_runtime) == before
     with transaction(db_runtime.sessions) as s:
-        directory.set_unit_mode(s, ACTOR, "U9", SigningMode.REMOTE)
+        unit_mode.set_mode(s, ACTOR, "U9", SigningMode.REMOTE)
     with transaction(db_runtime.sessions) as s:
         credentials.enroll(s, ACTOR, db_runtime.hsm, db_runtime.ca("vnpt"), username="thu",
                            key_algorithm=KeyAlgorithm.EC_P256)
@@ -126,8 +126,8 @@ def test_a_revoked_credential_never_signs(db_runtime: Runtime) -> None:
 def test_audit_chain_detects_alteration_removal_and_reordering(db_runtime: Runtime) -> None:
     seed(db_runtime)
     with transaction(db_runtime.sessions) as s:
-        directory.set_unit_mode(s, ACTOR, "U9", SigningMode.USB_TOKEN)
-        directory.set_unit_mode(s, ACTOR, "U9", SigningMode.REMOTE)
+        unit_mode.set_mode(s, ACTOR, "U9", SigningMode.USB_TOKEN)
+        unit_mode.set_mode(s, ACTOR, "U9", SigningMode.REMOTE)
     with transaction(db_runtime.sessions) as s:
         assert audit.verify_chain(s) is None
         s.execute(update(AuditEvent).where(AuditEvent.id == 2).values(actor="cli:someone-else"))

@@ -1,4 +1,4 @@
-"""Sole control (DESIGN decision 25): no service path uses a signer's key without a consumed
+"""Sole control: no service path uses a signer's key without a consumed
 authorisation. Only ``sole_control`` signs for requests; ``local_signing`` is the sandbox-only
 unconfirmed path (refused elsewhere, tested in test_cli); the CLI's ``cert enroll`` signs its own
 CSR with a key that has no certificate yet.
@@ -53,8 +53,9 @@ def test_sole_control_refuses_what_was_not_approved(runtime, enrolled) -> None: 
     from tests.conftest import ACTOR
 
     with transaction(runtime.sessions) as s:
-        request = requests.create(s, runtime.settings, ACTOR, credentials.get_credential(s, enrolled.ec),
+        credential = credentials.get_credential(s, enrolled.ec)
+        request = requests.create(s, runtime.settings, ACTOR, credential,
                                   [requests.DocumentToSign(hashlib.sha256(b"never approved").digest(), "x")],
-                                  relying_system="test")
+                                  relying_system="test", provider=runtime.ca(credential.provider))
     with pytest.raises(sole_control.NotAuthorised):
         sole_control.sign_approved(runtime.sessions, runtime.hsm, ACTOR, request.id)

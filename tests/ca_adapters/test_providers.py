@@ -9,7 +9,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from broker.runtime import Runtime
-from ca_adapters import CaError, CertificateUnknown, EnrollmentRefused, RevocationReason, Subject, UnknownProvider, get_adapter
+from ca_adapters import (
+    CaError,
+    CertificateUnknown,
+    EnrollmentRefused,
+    RevocationReason,
+    Subject,
+    UnknownProvider,
+    get_adapter,
+)
 from ca_adapters.registry import provider_names
 
 ISSUERS = {

@@ -25,7 +25,8 @@ RELYING_SYSTEM = "dvc-ops"
 SIGNER = "ops.ketoan"
 
 
-def prepare(data_dir: Path, key: KeyAlgorithm = KeyAlgorithm.EC_P256, phones: int = 1) -> dict[str, object]:
+def prepare(data_dir: Path, key: KeyAlgorithm = KeyAlgorithm.EC_P256, phones: int = 1,
+            webhook_allow: list[str] | None = None) -> dict[str, object]:
     setup.init_data_dir(load_settings(data_dir), ACTOR, sandbox=True)
     runtime = Runtime(load_settings(data_dir))
     try:
@@ -33,7 +34,8 @@ def prepare(data_dir: Path, key: KeyAlgorithm = KeyAlgorithm.EC_P256, phones: in
             directory.add_unit(s, ACTOR, "OPS-001", "Trường Tiểu học Vận Hành", SigningMode.REMOTE)
             directory.add_user(s, ACTOR, username=SIGNER, unit_code="OPS-001", full_name="Lê Thị Vận Hành",
                                national_id="001185000777", role=Role.CHIEF_ACCOUNTANT)
-            clients.add_relying_system(s, ACTOR, RELYING_SYSTEM, ["OPS-001"], webhook_allowlist=["http://127.0.0.1:"])
+            clients.add_relying_system(s, ACTOR, RELYING_SYSTEM, ["OPS-001"], webhook_allowlist=webhook_allow or [],
+                                       allow_private=runtime.settings.webhook_allow_private)
             client, secret = clients.add_client(s, ACTOR, RELYING_SYSTEM)
             client_id = client.client_id
         with transaction(runtime.sessions) as s:
@@ -53,5 +55,6 @@ if __name__ == "__main__":
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--key", type=KeyAlgorithm, default=KeyAlgorithm.EC_P256)
     parser.add_argument("--phones", type=int, default=1)
+    parser.add_argument("--webhook-allow", action="append", help="a webhook allowlist entry (repeat)")
     args = parser.parse_args()
-    print(json.dumps(prepare(args.data_dir, args.key, args.phones)))
+    print(json.dumps(prepare(args.data_dir, args.key, args.phones, args.webhook_allow)))

@@ -1,7 +1,7 @@
 """Crash safety: SIGKILL a worker of ``kyso serve --workers 2`` 20 times at random moments while CSC
 batches and CAdES requests run, let the supervisor restart it, then check that every request ended,
 that the HSM signed exactly what consumed authorisations cover (OpenSC's pkcs11-spy counts
-``C_SignInit`` between kyso and SoftHSM, DESIGN decision 24), that every signed document is whole,
+``C_SignInit`` between kyso and SoftHSM; python-pkcs11 calls ``C_Sign`` twice per signature), that every signed document is whole,
 and that ``kyso audit verify`` passes."""
 
 from __future__ import annotations

@@ -60,6 +60,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+RECEIVER_PORT = free_port()  # the webhook allowlist names the receiver's port
+
+
 def kyso(*args: str) -> list[str]:
     return [sys.executable, "-m", "broker.cli", *args]
 
@@ -103,7 +106,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     data_dir = root / "data"
     env = {**os.environ, "KYSO_DATABASE_URL": url, "KYSO_WEBHOOK_ALLOW_PRIVATE": "true"}
     env.pop("KYSO_DATA_DIR", None)
-    prepared = subprocess.run([sys.executable, "-m", "tests.ops.prepare_data_dir", str(data_dir)], cwd=REPO, env=env,
+    prepared = subprocess.run([sys.executable, "-m", "tests.ops.prepare_data_dir", str(data_dir),
+                               "--webhook-allow", f"http://127.0.0.1:{RECEIVER_PORT}/hooks/"], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=180, check=False)
     assert prepared.returncode == 0, prepared.stderr
     info = json.loads(prepared.stdout.strip().splitlines()[-1])
@@ -261,8 +265,8 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/kyso"
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", RECEIVER_PORT), Handler)
+        self.url = f"http://127.0.0.1:{RECEIVER_PORT}/hooks/kyso"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:

@@ -1,5 +1,5 @@
-"""DESIGN decision 11: signing a 50 MB PDF grows the process's peak RSS by less than 4× the file's
-size (decision 10: pyHanko reads and writes files; nothing holds the document twice)."""
+"""Signing a 50 MB PDF grows the process's peak RSS by less than 4× the file's
+size (pyHanko reads and writes files; nothing holds the document twice)."""
 
 from __future__ import annotations
 
