@@ -182,13 +182,14 @@ def portal_flow(client: KysoClient, info: dict) -> None:  # type: ignore[type-ar
         shutil.copy(xml, OUT / "payment-order.vnpt-smartca.xml")  # each .p7s beside its content
         client.download(done["documents"][0], OUT / "payment-order.vnpt-smartca.xml.p7s")
 
-        step("verify offline from the embedded data (hard-fail revocation checking, nothing fetched)")
-        run(*KYSO, "verify", "--long-term", str(OUT / "payment-order.chief-accountant.pdf"), "--trust", str(root))
-        run(*KYSO, "verify", "--long-term", str(final), "--trust", str(root))
-        run(*KYSO, "verify", "--long-term", str(OUT / "payment-order.xml.p7s"), "--content", str(xml), "--trust", str(root))
-        run(*KYSO, "verify", "--long-term", str(OUT / "payment-order.xml.p7m"), "--trust", str(root))
+        step("validate (ETSI verdicts) from the embedded data alone: nothing fetched, revocation required")
+        run(*KYSO, "verify", str(OUT / "payment-order.chief-accountant.pdf"), "--trust", str(root))
+        run(*KYSO, "verify", str(final), "--trust", str(root))
+        run(*KYSO, "verify", str(OUT / "payment-order.xml.p7s"), "--content", str(xml), "--trust", str(root))
+        run(*KYSO, "verify", str(OUT / "payment-order.xml.p7m"), "--trust", str(root))
+        step("validate a B-B signature: its revocation data fetched from the provider's OCSP/CRL")
         run(*KYSO, "verify", str(OUT / "payment-order.vnpt-smartca.xml.p7s"), "--content",
-            str(OUT / "payment-order.vnpt-smartca.xml"), "--trust", str(root))
+            str(OUT / "payment-order.vnpt-smartca.xml"), "--trust", str(root), "--fetch")
 
         step("verify independently: OpenSSL (CMS) and poppler's pdfsig (PDF)")
         run("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(OUT / "payment-order.xml.p7s"),
