@@ -10,8 +10,8 @@ The CLI names its OS user and host, which go into the audit events.
 from __future__ import annotations
 
 import base64
-from datetime import datetime
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,13 +21,16 @@ from sqlalchemy import select
 
 from api import problems
 from api.deps import runtime
-from broker import audit_checkpoint, audit_export, audit_key
+from broker import credentials
 from broker.audit import Actor
+from broker.audit import checkpoint as audit_checkpoint
+from broker.audit import export as audit_export
+from broker.audit import key as audit_key
 from broker.db.engine import read_transaction, transaction
 from broker.db.models import SigningRequest
 from broker.errors import InvalidInput, PolicyViolation
+from broker.lifecycle import sole_control, unconfirmed_signing
 from broker.runtime import Runtime
-from broker.services import credentials, local_signing, sole_control
 from signer.pades import PadesOptions
 
 Scope = MutableMapping[str, Any]
@@ -126,10 +129,10 @@ def sign_unconfirmed(body: UnconfirmedIn, actor: Actor = Depends(cli_actor), rt:
         credential = credentials.get_credential(session, body.credential_id)
         provider = rt.ca(credential.provider)
         if body.pdf_options is not None:
-            local_signing.sign_pdf(session, actor, rt.hsm, credential, provider,
-                                   local_signing.PdfRequest(source, target, body.pdf_options))
+            unconfirmed_signing.sign_pdf(session, actor, rt.hsm, credential, provider,
+                                   unconfirmed_signing.PdfRequest(source, target, body.pdf_options))
         else:
-            local_signing.sign_cades(session, actor, rt.hsm, credential, provider, source, target,
+            unconfirmed_signing.sign_cades(session, actor, rt.hsm, credential, provider, source, target,
                                      detached=body.detached)
 
 

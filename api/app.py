@@ -9,14 +9,25 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 
-from api import approval_page, body_limits, csc, devices, oauth, operations, problems, provider_callbacks, rest, validations
+from api import (
+    approval_page,
+    body_limits,
+    csc,
+    devices,
+    oauth,
+    operations,
+    problems,
+    provider_callbacks,
+    rest,
+    validations,
+)
 from api.admin import AdminSocketRouting, create_admin_app
-from broker import admin_socket
 from api.middleware import RequestContextMiddleware
 from api.security_headers import SecurityHeadersMiddleware
-from broker.audit_checkpoint import checkpoint_on_shutdown
+from broker import admin_socket
+from broker.audit.checkpoint import checkpoint_on_shutdown
+from broker.lifecycle.worker import SigningWorker
 from broker.runtime import Runtime
-from broker.worker import SigningWorker
 
 
 def create_app(runtime: Runtime, *, close_runtime: bool = False) -> FastAPI:

@@ -16,12 +16,12 @@ from api.problems import PROBLEM_RESPONSES
 from api.schemas import PendingList, PendingRequest, RequestStatus
 from api.views import pending_view, status_view
 from biometrics import Decision
+from broker.approvals import authenticators
 from broker.audit import Actor
 from broker.db.engine import read_transaction, transaction
+from broker.lifecycle import signing_requests
 from broker.notify import request_topic, user_topic
 from broker.runtime import Runtime
-from broker.services import signing_requests as requests
-from broker.services import webauthn_service as webauthn
 
 PAGE = Path(__file__).resolve().parent / "static" / "approve.html"
 COOKIE = "kyso_session"
@@ -31,7 +31,7 @@ def same_origin(request: Request, rt: Runtime = Depends(runtime)) -> None:
     """Refuse a state-changing call from a page of another origin (Origin, else Referer): no cross-site forms."""
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
-    webauthn.check_origin(rt.settings, request.headers.get("origin"), request.headers.get("referer"))
+    authenticators.check_origin(rt.settings, request.headers.get("origin"), request.headers.get("referer"))
 
 
 router = APIRouter(prefix="/approve", tags=["approval page"], responses=PROBLEM_RESPONSES,
@@ -87,7 +87,7 @@ def page() -> HTMLResponse:
 @router.post("/api/register/options", response_model=CeremonyOut)
 def register_options(body: CodeIn, rt: Runtime = Depends(runtime)) -> CeremonyOut:
     with transaction(rt.sessions) as session:
-        challenge_id, options = webauthn.start_registration(session, rt.settings, body.activation_code)
+        challenge_id, options = authenticators.start_registration(session, rt.settings, body.activation_code)
     return CeremonyOut(challenge_id=challenge_id, options=json.loads(options))
 
 
@@ -95,7 +95,7 @@ def register_options(body: CodeIn, rt: Runtime = Depends(runtime)) -> CeremonyOu
 def register_verify(body: RegisterIn, response: Response, rt: Runtime = Depends(runtime),
                     origin: str | None = Depends(client_origin)) -> SignedIn:
     with transaction(rt.sessions) as session:
-        user, token = webauthn.finish_registration(session, rt.settings, Actor("webauthn", "registration", origin),
+        user, token = authenticators.finish_registration(session, rt.settings, Actor("webauthn", "registration", origin),
                                                    body.challenge_id, body.activation_code, json.dumps(body.credential),
                                                    body.name)
         return _signed_in(response, rt, user, token)
@@ -104,7 +104,7 @@ def register_verify(body: RegisterIn, response: Response, rt: Runtime = Depends(
 @router.post("/api/login/options", response_model=CeremonyOut)
 def login_options(body: UsernameIn, rt: Runtime = Depends(runtime)) -> CeremonyOut:
     with transaction(rt.sessions) as session:
-        challenge_id, options = webauthn.start_login(session, rt.settings, body.username)
+        challenge_id, options = authenticators.start_login(session, rt.settings, body.username)
     return CeremonyOut(challenge_id=challenge_id, options=json.loads(options))
 
 
@@ -112,7 +112,7 @@ def login_options(body: UsernameIn, rt: Runtime = Depends(runtime)) -> CeremonyO
 def login_verify(body: LoginIn, response: Response, rt: Runtime = Depends(runtime),
                  origin: str | None = Depends(client_origin)) -> SignedIn:
     with transaction(rt.sessions) as session:
-        user, token = webauthn.finish_login(session, rt.settings, Actor("webauthn", "login", origin),
+        user, token = authenticators.finish_login(session, rt.settings, Actor("webauthn", "login", origin),
                                             body.challenge_id, json.dumps(body.credential))
         return _signed_in(response, rt, user, token)
 
@@ -120,7 +120,7 @@ def login_verify(body: LoginIn, response: Response, rt: Runtime = Depends(runtim
 @router.post("/api/logout", status_code=204)
 def logout(response: Response, rt: Runtime = Depends(runtime), kyso_session: str | None = Cookie(default=None)) -> None:
     with transaction(rt.sessions) as session:
-        webauthn.sign_out(session, kyso_session)
+        authenticators.sign_out(session, kyso_session)
     response.delete_cookie(COOKIE, path="/approve")
 
 
@@ -128,11 +128,11 @@ def logout(response: Response, rt: Runtime = Depends(runtime), kyso_session: str
 async def pending(wait: float = Query(0, ge=0, le=60, allow_inf_nan=False), rt: Runtime = Depends(runtime),
                   kyso_session: str | None = Cookie(default=None)) -> PendingList:
     """The signed-in signer's pending requests; ``wait`` long-polls (in the event loop, holding no thread)."""
-    user_id, _ = await run_in_threadpool(webauthn.web_user, rt.sessions, kyso_session)
+    user_id, _ = await run_in_threadpool(authenticators.web_user, rt.sessions, kyso_session)
 
     def check() -> list[PendingRequest]:
         with read_transaction(rt.sessions) as session:
-            return [pending_view(r) for r in requests.pending_for_user(session, user_id)]
+            return [pending_view(r) for r in signing_requests.pending_for_user(session, user_id)]
 
     found = await rt.notifier.wait_for_async(check, bool, min(max(wait, 0), rt.settings.long_poll_seconds),
                                              topic=user_topic(user_id))
@@ -143,15 +143,15 @@ async def pending(wait: float = Query(0, ge=0, le=60, allow_inf_nan=False), rt: 
 def approval_options(request_id: str, rt: Runtime = Depends(runtime),
                      kyso_session: str | None = Cookie(default=None)) -> dict[str, Any]:
     with transaction(rt.sessions) as session:
-        user = webauthn.web_session_user(session, kyso_session)
-        return {"options": json.loads(webauthn.approval_options(session, rt.settings, user, request_id))}
+        user = authenticators.web_session_user(session, kyso_session)
+        return {"options": json.loads(authenticators.approval_options(session, rt.settings, user, request_id))}
 
 
 @router.post("/api/requests/{request_id}/approve", response_model=RequestStatus)
 def approve(request_id: str, body: AssertionIn, rt: Runtime = Depends(runtime),
             origin: str | None = Depends(client_origin), kyso_session: str | None = Cookie(default=None)) -> RequestStatus:
-    user_id, username = webauthn.web_user(rt.sessions, kyso_session)
-    request = webauthn.decide_with_webauthn(rt.sessions, rt.settings, origin, user_id, username, request_id,
+    user_id, username = authenticators.web_user(rt.sessions, kyso_session)
+    request = authenticators.decide_with_webauthn(rt.sessions, rt.settings, origin, user_id, username, request_id,
                                             Decision.APPROVE, json.dumps(body.credential))
     rt.notifier.notify(request_topic(request_id))
     return status_view(request)
@@ -160,8 +160,8 @@ def approve(request_id: str, body: AssertionIn, rt: Runtime = Depends(runtime),
 @router.post("/api/requests/{request_id}/refuse", response_model=RequestStatus)
 def refuse(request_id: str, rt: Runtime = Depends(runtime), origin: str | None = Depends(client_origin),
            kyso_session: str | None = Cookie(default=None)) -> RequestStatus:
-    user_id, username = webauthn.web_user(rt.sessions, kyso_session)
-    request = webauthn.decide_with_webauthn(rt.sessions, rt.settings, origin, user_id, username, request_id,
+    user_id, username = authenticators.web_user(rt.sessions, kyso_session)
+    request = authenticators.decide_with_webauthn(rt.sessions, rt.settings, origin, user_id, username, request_id,
                                             Decision.REFUSE, None)
     rt.notifier.notify(request_topic(request_id))
     return status_view(request)

@@ -26,9 +26,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import problem
+from broker import clients
 from broker.db.engine import read_connection
 from broker.runtime import Runtime
-from broker.services import clients
 
 MAX_JSON_DEPTH = 32
 """Deepest nesting of a JSON body: the deepest kyso reads (a WebAuthn credential) is 4."""

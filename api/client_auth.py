@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import Depends, Header
 
 from api.deps import runtime
+from broker.clients import ClientContext, authenticate
 from broker.db.engine import read_connection
 from broker.runtime import Runtime
-from broker.services.clients import ClientContext, authenticate
 
 
 def client_context(authorization: str | None = Header(default=None), rt: Runtime = Depends(runtime)) -> ClientContext:

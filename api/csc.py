@@ -16,18 +16,18 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from api import csc_schemas
 from api.body_limits import BodyRefused
 from api.deps import client_origin, runtime
-from api import csc_schemas
 from api.problems import CSC_RESPONSES, capped
 from biometrics import ConfirmationError
+from broker import clients, csc, timestamping
+from broker import credentials as credential_service
 from broker.db.engine import read_connection, read_transaction
 from broker.db.models import CredentialStatus
 from broker.errors import InvalidInput, InvalidText, KysoError, NotFound, PolicyViolation
+from broker.lifecycle.load_limits import RateLimited
 from broker.runtime import Runtime
-from broker.services import clients, csc, timestamping
-from broker.services import credentials as credential_service
-from broker.services.load_limits import RateLimited
 from ca_adapters import CaError
 from hsm import DeviceError, HsmError, TokenMissing
 from signer import SignerError

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import Header, Request
 
+from broker.approvals import DeviceNotActive
 from broker.runtime import Runtime
-from broker.services.approvals import DeviceNotActive
 
 
 def runtime(request: Request) -> Runtime:

@@ -11,13 +11,13 @@ from api.deps import bearer_token, client_origin, runtime
 from api.problems import PROBLEM_RESPONSES
 from api.schemas import DecisionIn, DeviceEnrollIn, DeviceEnrollOut, PendingList, PendingRequest, RequestStatus
 from api.views import pending_view, status_view
+from broker import approvals
 from broker.audit import Actor
 from broker.db.engine import read_transaction, transaction
 from broker.errors import InvalidInput
+from broker.lifecycle import signing_requests
 from broker.notify import request_topic, user_topic
 from broker.runtime import Runtime
-from broker.services import approvals
-from broker.services import signing_requests as requests
 
 router = APIRouter(prefix="/v1/devices", tags=["approval devices"], responses=PROBLEM_RESPONSES)
 
@@ -47,7 +47,7 @@ async def pending(
     def check() -> tuple[str, list[PendingRequest]]:
         with read_transaction(rt.sessions) as session:
             device = approvals.device_for_token(session, token)
-            return device.user_id, [pending_view(r) for r in requests.pending_for_user(session, device.user_id)]
+            return device.user_id, [pending_view(r) for r in signing_requests.pending_for_user(session, device.user_id)]
 
     user_id, found = await run_in_threadpool(check)
     timeout = min(wait, rt.settings.long_poll_seconds)

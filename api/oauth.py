@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse
 
 from api.deps import client_origin, runtime
 from api.problems import capped
+from broker import clients
 from broker.db.engine import transaction
 from broker.runtime import Runtime
-from broker.services import clients
 
 router = APIRouter(tags=["oauth2"])
 

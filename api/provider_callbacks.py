@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import client_origin, runtime
-from broker.services import provider_callbacks as service
+from broker.credentials import provider_callbacks as service
 
 router = APIRouter(prefix="/providers", include_in_schema=False)
 

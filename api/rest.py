@@ -16,14 +16,14 @@ from pydantic import BaseModel, Field
 from api.client_auth import client_context
 from api.deps import client_origin, runtime
 from api.problems import PROBLEM_RESPONSES
+from broker import clients
+from broker.clients import ClientContext
 from broker.db.engine import read_connection, read_transaction, transaction
 from broker.db.models import RequestState, SigningRequest
 from broker.errors import InvalidInput
+from broker.lifecycle import signing_requests, submissions, webhooks
 from broker.notify import request_topic, user_topic
 from broker.runtime import Runtime
-from broker.services import clients, rest_requests, webhooks
-from broker.services import signing_requests as requests
-from broker.services.clients import ClientContext
 
 router = APIRouter(prefix="/v1", tags=["signing API"], responses=PROBLEM_RESPONSES)
 
@@ -99,7 +99,7 @@ def _view(request: SigningRequest, base: str) -> RequestOut:
     count = len((request.payload or {}).get("documents", []))
     return RequestOut(
         request_id=request.id, state=request.state.value, format=request.format,
-        verification_code=request.verification_code, expires_at=requests.aware(request.expires_at),
+        verification_code=request.verification_code, expires_at=signing_requests.aware(request.expires_at),
         signatures=[base64.b64encode(i.signature).decode() for i in request.items if i.signature]
         if signed and request.format == "raw" else None,
         documents=[f"{base}/v1/requests/{request.id}/documents/{n}" for n in range(count)]
@@ -129,8 +129,8 @@ async def upload(request: Request, ctx: ClientContext = Depends(client_context),
     """Upload a document (raw body, streamed to disk) to sign later by ``document_id``."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > rt.settings.max_document_bytes:
-        raise rest_requests.DocumentTooLarge(f"documents are limited to {rt.settings.max_document_bytes} bytes")
-    document_id, path = await run_in_threadpool(rest_requests.upload_target, rt.sessions, rt.settings, ctx,
+        raise submissions.DocumentTooLarge(f"documents are limited to {rt.settings.max_document_bytes} bytes")
+    document_id, path = await run_in_threadpool(submissions.upload_target, rt.sessions, rt.settings, ctx,
                                                 int(declared) if declared and declared.isdigit() else 0)
     digest, size = hashlib.sha256(), 0
     try:
@@ -138,10 +138,10 @@ async def upload(request: Request, ctx: ClientContext = Depends(client_context),
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > rt.settings.max_document_bytes:
-                    raise rest_requests.DocumentTooLarge(f"documents are limited to {rt.settings.max_document_bytes} bytes")
+                    raise submissions.DocumentTooLarge(f"documents are limited to {rt.settings.max_document_bytes} bytes")
                 digest.update(chunk)
                 out.write(chunk)
-        document = await run_in_threadpool(rest_requests.register_upload, rt.sessions, ctx, document_id, path, size,
+        document = await run_in_threadpool(submissions.register_upload, rt.sessions, ctx, document_id, path, size,
                                            digest.hexdigest(), request.headers.get("content-type", "application/octet-stream"),
                                            rt.settings)
     except BaseException:
@@ -156,25 +156,25 @@ def create_request(body: RequestIn, response: Response, ctx: ClientContext = Dep
                    idempotency_key: str | None = Header(default=None, max_length=128)) -> RequestOut:
     """Ask a signer to approve and sign hashes (raw) or documents (CAdES, PAdES)."""
     try:
-        raw = [rest_requests.RawDocument(base64.b64decode(h.hash, validate=True), h.title, h.summary)
+        raw = [submissions.RawDocument(base64.b64decode(h.hash, validate=True), h.title, h.summary)
                for h in body.hashes]
-        files = [rest_requests.FileDocument(
+        files = [submissions.FileDocument(
             title=d.title, summary=d.summary,
             content=base64.b64decode(d.content, validate=True) if d.content is not None else None,
             document_id=d.document_id, enveloping=d.enveloping, field_name=d.field, certify=d.certify,
             reason=d.reason, location=d.location, stamp_text=d.stamp) for d in body.documents]
     except (binascii.Error, ValueError):
         raise InvalidInput("a hash or a document content is not valid base64") from None
-    new = rest_requests.NewRequest(body.credential_id, body.format, body.hash_algorithm, raw, files,
-                                   rest_requests.fingerprint(body.model_dump()), body.after_request_id,
+    new = submissions.NewRequest(body.credential_id, body.format, body.hash_algorithm, raw, files,
+                                   submissions.fingerprint(body.model_dump()), body.after_request_id,
                                    body.level, body.accept_lower_level)
-    request, created = rest_requests.create(rt.sessions, rt.settings, ctx, origin, new, idempotency_key,
+    request, created = submissions.create(rt.sessions, rt.settings, ctx, origin, new, idempotency_key,
                                             rt.ca, body.webhook_url)
     rt.notifier.notify(user_topic(request.user_id))
     if not created:
         response.status_code = 200
     with read_transaction(rt.sessions) as session:
-        return _view(requests.get(session, request.id), rt.settings.public_base_url)
+        return _view(signing_requests.get(session, request.id), rt.settings.public_base_url)
 
 
 @router.get("/requests/{request_id}", response_model=RequestOut)
@@ -188,17 +188,17 @@ async def get_request(request_id: str,
     def view() -> RequestOut:
         with read_transaction(rt.sessions) as session:  # the write lock only for an overdue request
             request = clients.visible_request(session, ctx, request_id)
-            if not requests.overdue(request):
+            if not signing_requests.overdue(request):
                 return _view(request, rt.settings.public_base_url)
         with transaction(rt.sessions) as session:
             request = clients.visible_request(session, ctx, request_id)
-            requests.expire_if_due(session, ctx.actor(None), request)
+            signing_requests.expire_if_due(session, ctx.actor(None), request)
             return _view(request, rt.settings.public_base_url)
 
     def still_open() -> bool:
         """One small query per wake-up (the request's notifications, and a re-check each second)."""
         with read_connection(rt.sessions) as connection:
-            found = requests.current_state(connection, request_id)
+            found = signing_requests.current_state(connection, request_id)
         assert found is not None  # view() found it; requests are never deleted
         state, overdue = found
         return state in _OPEN and not overdue
@@ -221,7 +221,7 @@ def signed_document(request_id: str, position: int, ctx: ClientContext = Depends
                     rt: Runtime = Depends(runtime)) -> FileResponse:
     """A signed document, streamed from disk."""
     with read_transaction(rt.sessions) as session:
-        path, media = rest_requests.result_file(session, ctx, request_id, position)
+        path, media = submissions.result_file(session, ctx, request_id, position)
     return FileResponse(path, media_type=media, filename=f"{request_id}-{position}{path.suffix}")
 
 
@@ -243,14 +243,14 @@ def webhook_log(request_id: str, ctx: ClientContext = Depends(client_context),
         clients.visible_request(session, ctx, request_id)
         return [DeliveryOut(event_id=d.id, url=d.url, state=d.state.value, attempts=d.attempts,
                             last_status=d.last_status, last_error=d.last_error,
-                            delivered_at=requests.aware(d.delivered_at) if d.delivered_at else None)
+                            delivered_at=signing_requests.aware(d.delivered_at) if d.delivered_at else None)
                 for d in webhooks.deliveries_for(session, request_id)]
 
 
 @router.post("/requests/{request_id}/cancel", response_model=RequestOut)
 def cancel(request_id: str, ctx: ClientContext = Depends(client_context), rt: Runtime = Depends(runtime),
            origin: str | None = Depends(client_origin)) -> RequestOut:
-    user_id = rest_requests.cancel(rt.sessions, ctx, origin, request_id)
+    user_id = submissions.cancel(rt.sessions, ctx, origin, request_id)
     rt.notifier.notify(request_topic(request_id), user_topic(user_id))
     with read_transaction(rt.sessions) as session:
-        return _view(requests.get(session, request_id), rt.settings.public_base_url)
+        return _view(signing_requests.get(session, request_id), rt.settings.public_base_url)

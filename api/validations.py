@@ -25,8 +25,8 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from api.client_auth import client_context
 from api.deps import runtime
 from api.problems import PROBLEM_RESPONSES, problem
+from broker.clients import ClientContext
 from broker.runtime import Runtime
-from broker.services.clients import ClientContext
 from ca_adapters import provider_names
 from signer import reports, validation
 from signer.errors import SignerError

@@ -6,7 +6,7 @@ import base64
 
 from api.schemas import DocumentView, PendingRequest, RequestStatus
 from broker.db.models import SigningRequest
-from broker.services.signing_requests import aware, shown_options
+from broker.lifecycle.signing_requests import aware, shown_options
 
 
 def pending_view(request: SigningRequest) -> PendingRequest:

@@ -31,7 +31,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 from bench.csc import percentile, run_threads, start_sandbox
 from bench.scratch import scratch_credential
 from bench.signing import rate
-from broker.services import credentials
+from broker import credentials
 from demo.documents import CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
 from kyso_client import KysoClient
 from signer import pades

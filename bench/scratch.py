@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from broker import credentials, directory
 from broker.audit import Actor
 from broker.db.engine import transaction
 from broker.db.models import Credential, Role, SigningMode
+from broker.operations import setup
 from broker.runtime import Runtime
-from broker.services import credentials, directory, setup
 from broker.settings import load_settings
 from hsm import KeyAlgorithm
 

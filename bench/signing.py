@@ -15,11 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.scratch import scratch_credential
-from broker.services import credentials
+from broker import credentials
 from demo.documents import write_payment_order_pdf
 from hsm import SignScheme
 from signer import cades, pades
-
 
 
 def rate(fn: Callable[[int], None], seconds: float, threads: int = 1) -> float:

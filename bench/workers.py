@@ -41,7 +41,7 @@ from bench.pades import INVISIBLE_FIELD, pyhanko_rates
 from bench.scratch import scratch_credential
 from bench.signing import rate
 from biometrics import Decision
-from broker.services import credentials
+from broker import credentials
 from demo.documents import write_payment_order_pdf
 from hsm import SignScheme
 from kyso_device.client import DeviceClient, DeviceState, enroll
@@ -98,7 +98,7 @@ def serving(data_dir: Path, env: dict[str, str], workers: int, log: Path) -> Ite
     """``kyso serve --workers N`` until the block ends; yields its URL once every worker answers."""
     port = free_port()
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "broker.cli", "--data-dir", str(data_dir), "serve",
+        process = subprocess.Popen([sys.executable, "-m", "broker.app.cli", "--data-dir", str(data_dir), "serve",
                                     "--workers", str(workers), "--port", str(port)],
                                    cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

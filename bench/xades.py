@@ -26,7 +26,7 @@ from signxml.xades import XAdESSigner
 
 from bench.scratch import scratch_credential
 from bench.signing import rate
-from broker.services import credentials
+from broker import credentials
 from signer import xades
 from signer.algorithms import PssParams, Scheme
 from signer.keysigner import KeySigner

@@ -12,7 +12,7 @@ from asn1crypto import x509 as asn1_x509
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker.audit_checkpoint import install_interval_checkpoints
+from broker.audit.checkpoint import install_interval_checkpoints
 from broker.db.engine import make_engine, session_factory
 from broker.notify import make_notifier
 from broker.settings import Settings

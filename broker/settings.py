@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from broker.errors import NotInitialised
+
 DEFAULT_DATA_DIR = Path("kyso-data")
 DEFAULT_PKCS11_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
@@ -163,8 +165,6 @@ class Settings(BaseSettings):
 
     def user_pin(self) -> str:
         if self.hsm_user_pin is None:
-            from broker.errors import NotInitialised
-
             raise NotInitialised(f"no HSM user PIN: run 'kyso init' or set KYSO_HSM_USER_PIN ({self.data_dir})")
         return self.hsm_user_pin.get_secret_value()
 

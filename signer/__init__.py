@@ -6,8 +6,7 @@
 """
 
 from signer.algorithms import PssParams, Scheme
-from signer.errors import (InvalidDocument, InvalidHash, InvalidParameters, InvalidXml, SignerError,
-                           UnsupportedAlgorithm)
+from signer.errors import InvalidDocument, InvalidHash, InvalidParameters, InvalidXml, SignerError, UnsupportedAlgorithm
 from signer.keysigner import KeySigner
 
 __all__ = [

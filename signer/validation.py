@@ -1,5 +1,6 @@
 """One validation core for any signed document: PDF (PAdES, other PDF signatures, document
-timestamps) and CMS (CAdES, detached or enveloping), made by kyso or by anyone else.
+timestamps), CMS (CAdES, detached or enveloping) and XML (XAdES, XMLDSig: ``signer.xades_validation``),
+made by kyso or by anyone else.
 
 The verdict of each signature follows ETSI EN 319 102-1 through pyHanko's AdES procedures: the
 basic validation for a signature without a timestamp, validation with time when a signature
@@ -165,9 +166,9 @@ def validate_file(path: Path, options: ValidationOptions, *, content: Path | Non
         raise NotSigned("the file is empty")
     if b"%PDF-" in head:
         fmt, verdicts, content_sha = "PDF", _validate_pdf(path, spec, timing, options), None
-    elif head.lstrip()[:1] == b"<":
+    elif looks_like_xml(head):
         fmt, content_sha = "XML", None
-        verdicts = _validate_xml(path, options)
+        verdicts = _validate_xml(path, spec, timing, options)
     else:
         fmt = "CMS"
         content_sha = _file_digest(content, "sha256")[0] if content is not None else None
@@ -176,14 +177,21 @@ def validate_file(path: Path, options: ValidationOptions, *, content: Path | Non
                             signatures=verdicts, detached_content_sha256=content_sha)
 
 
-def _validate_xml(path: Path, options: ValidationOptions) -> list[SignatureVerdict]:
-    """XAdES: the extension point. It plugs in here once ``signer.xades`` offers a verify function."""
-    from signer import xades
+def looks_like_xml(head: bytes) -> bool:
+    """XML starts with ``<`` (``<?xml`` or the root element), maybe after a byte order mark and blanks."""
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    elif head[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16: drop the zero halves to see the first character
+        head = head[2:].replace(b"\0", b"")
+    return head.lstrip()[:1] == b"<"
 
-    verify = getattr(xades, "verify", None)
-    if verify is None:
-        raise UnsupportedFormat("XML signatures (XAdES) are not validated yet; PDF and CMS are")
-    return list(verify(path, options))  # pragma: no cover - the contract for that function
+
+def _validate_xml(path: Path, spec: SignatureValidationSpec, timing: ValidationTimingInfo,
+                  options: ValidationOptions) -> list[SignatureVerdict]:
+    """XMLDSig and XAdES (``signer.xades_validation``), with the same policy and timing as PDF and CMS."""
+    from signer import xades_validation
+
+    return xades_validation.validate(path.read_bytes(), spec, timing, options)
 
 
 def _file_digest(path: Path, algorithm: str) -> tuple[str, int]:

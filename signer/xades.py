@@ -27,6 +27,8 @@ signxml builds the signature: references and their digests, ``KeyInfo``, the sig
   over ``signer.ltv``'s TSA and revocation fetching.
 
 The subclass leans on signxml 5's annotator methods; the dependency is pinned to 5.x for that.
+
+Validation (any XMLDSig or XAdES, kyso's or not) is ``verify`` here, done in ``signer.xades_validation``.
 """
 
 from __future__ import annotations
@@ -398,6 +400,17 @@ def finish(prepared: PreparedXml, signature: bytes, level: ltv.Level = ltv.Level
     if level is ltv.Level.B_B:  # nothing to fetch: no event loop to start
         return etree.tostring(_place_value(prepared, signature, level)[0], xml_declaration=True, encoding="UTF-8")
     return asyncio.run(async_finish(prepared, signature, level, services))[0]
+
+
+def verify(document: bytes, options: Any) -> list[Any]:
+    """A verdict (``signer.validation_report.SignatureVerdict``) for every signature of the XML ``document``,
+    with ``options`` a ``signer.validation.ValidationOptions``: trust anchors, time, fetching."""
+    from signer import validation, xades_validation
+
+    now = options.at or datetime.now(timezone.utc)
+    timing = validation.ValidationTimingInfo(validation_time=now, best_signature_time=now,
+                                             point_in_time_validation=options.at is not None)
+    return xades_validation.validate(document, validation._signature_spec(options), timing, options)
 
 
 def sign(key: KeySigner, document: bytes, options: XadesOptions, *, level: ltv.Level = ltv.Level.B_B,

@@ -11,12 +11,13 @@ import pytest
 from asn1crypto import x509
 from sqlalchemy import text
 
+from broker import credentials, directory
 from broker.audit import Actor
 from broker.db.engine import make_engine, transaction
 from broker.db.migrate import upgrade
 from broker.db.models import Credential, Role, SigningMode
+from broker.operations import setup
 from broker.runtime import Runtime
-from broker.services import credentials, directory, setup
 from broker.settings import Settings, load_settings
 from ca_adapters.emulator import EmulatorSet
 from hsm import Hsm, KeyAlgorithm

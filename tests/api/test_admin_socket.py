@@ -13,12 +13,11 @@ from sqlalchemy import update
 
 from api.admin import AdminSocketRouting, create_admin_app
 from biometrics import Decision
-from broker import admin_socket
+from broker import admin_socket, approvals, credentials
 from broker.db.engine import transaction
 from broker.db.models import SigningRequest
+from broker.lifecycle import signing_requests
 from broker.runtime import Runtime
-from broker.services import approvals, credentials
-from broker.services import signing_requests as requests
 from tests.conftest import ACTOR, Enrolled
 
 
@@ -67,8 +66,8 @@ def test_the_cli_trusts_only_its_own_socket(tmp_path: Path) -> None:
 def test_the_admin_sign_route_refuses_a_relying_systems_request(runtime: Runtime, enrolled: Enrolled) -> None:
     with transaction(runtime.sessions) as s:
         credential = credentials.get_credential(s, enrolled.ec)
-        request = requests.create(s, runtime.settings, ACTOR, credential,
-                                  [requests.DocumentToSign(hashlib.sha256(b"rs").digest(), "UNC")], relying_system="dvc",
+        request = signing_requests.create(s, runtime.settings, ACTOR, credential,
+                                  [signing_requests.DocumentToSign(hashlib.sha256(b"rs").digest(), "UNC")], relying_system="dvc",
                                   provider=runtime.ca(credential.provider))
         approvals.apply_decision(s, ACTOR, request, Decision.APPROVE, via="test", evidence={})
         s.execute(update(SigningRequest).where(SigningRequest.id == request.id).values(client_id="dvc-client"))
@@ -85,5 +84,5 @@ def test_the_admin_sign_route_refuses_a_relying_systems_request(runtime: Runtime
         nowhere = admin.post("/admin/v1/audit/exports", json={"output_path": "/nonexistent-dir/x.jsonl"})
         assert nowhere.status_code == 400 and not Path("/nonexistent-dir/x.jsonl.part").exists()
     with transaction(runtime.sessions) as s:
-        assert requests.get(s, rid).state.value == "approved"  # nothing signed
+        assert signing_requests.get(s, rid).state.value == "approved"  # nothing signed
 

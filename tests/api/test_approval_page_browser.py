@@ -10,11 +10,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import func, select
 
+from broker import approvals, credentials
 from broker.db.engine import transaction
 from broker.db.models import RequestState, WebAuthnCredential
+from broker.lifecycle import signing_requests, sole_control
 from broker.runtime import Runtime
-from broker.services import approvals, credentials, sole_control
-from broker.services import signing_requests as requests
 from tests.conftest import ACTOR, Enrolled
 from tests.support import in_ci
 
@@ -57,18 +57,18 @@ def activation_code(runtime: Runtime, username: str) -> str:
 
 
 def new_request(runtime: Runtime, credential_id: str, title: str) -> tuple[str, str]:
-    doc = requests.DocumentToSign(hashlib.sha256(f"{title}{time.time()}".encode()).digest(), title,
+    doc = signing_requests.DocumentToSign(hashlib.sha256(f"{title}{time.time()}".encode()).digest(), title,
                                   "Đơn vị nhận: Công ty Việt Hưng · 125.000.000 VND")
     with transaction(runtime.sessions) as s:
         credential = credentials.get_credential(s, credential_id)
-        request = requests.create(s, runtime.settings, ACTOR, credential, [doc], relying_system="dvc-portal",
+        request = signing_requests.create(s, runtime.settings, ACTOR, credential, [doc], relying_system="dvc-portal",
                                   provider=runtime.ca(credential.provider))
         return request.id, request.verification_code
 
 
 def state_of(runtime: Runtime, request_id: str) -> RequestState:
     with transaction(runtime.sessions) as s:
-        return requests.get(s, request_id).state
+        return signing_requests.get(s, request_id).state
 
 
 def authenticators(runtime: Runtime) -> int:
@@ -91,7 +91,7 @@ def test_register_sign_in_approve_and_refuse(browser, runtime: Runtime, live_ser
     page.locator("#message.ok", has_text="Approved").wait_for(timeout=20000)
     assert state_of(runtime, request_id) is RequestState.APPROVED
     with transaction(runtime.sessions) as s:
-        evidence = requests.get(s, request_id).evidence
+        evidence = signing_requests.get(s, request_id).evidence
     assert evidence and evidence["kind"] == "webauthn" and "assertion" in evidence
     assert len(sole_control.sign_approved(runtime.sessions, runtime.hsm, ACTOR, request_id)) == 1
 

@@ -12,12 +12,12 @@ import pytest
 
 from api import approval_page
 from api.approval_page import PAGE
+from broker import credentials
+from broker.approvals import token_hash
 from broker.db.engine import transaction
 from broker.db.models import ActivationCode, RequestState
+from broker.lifecycle import signing_requests
 from broker.runtime import Runtime
-from broker.services import credentials
-from broker.services import signing_requests as requests
-from broker.services.approvals import token_hash
 from hsm import KeyAlgorithm
 from tests.api.test_authenticator_lifecycle import (
     SoftAuthenticator,
@@ -151,10 +151,10 @@ def test_a_forged_cross_site_refusal_changes_nothing(runtime: Runtime, live_serv
         assert register(client, authenticator, activation_code(runtime, username)).status_code == 200
         cookie = client.cookies.get("kyso_session")
     assert cookie
-    doc = requests.DocumentToSign(hashlib.sha256(str(time.time()).encode()).digest(), "UNC-CSRF", "1 VND")
+    doc = signing_requests.DocumentToSign(hashlib.sha256(str(time.time()).encode()).digest(), "UNC-CSRF", "1 VND")
     with transaction(runtime.sessions) as s:
         credential = credentials.get_credential(s, credential_id)
-        request_id = requests.create(s, runtime.settings, ACTOR, credential, [doc], relying_system="dvc",
+        request_id = signing_requests.create(s, runtime.settings, ACTOR, credential, [doc], relying_system="dvc",
                                      provider=runtime.ca(credential.provider)).id
     code = activation_code(runtime, username)
 
@@ -164,7 +164,7 @@ def test_a_forged_cross_site_refusal_changes_nothing(runtime: Runtime, live_serv
     answer = httpx.post(f"{live_server}/approve/api/register/options", json={"activation_code": code}, headers=forged)
     assert answer.status_code == 403 and answer.json()["code"] == "origin_refused"
     with transaction(runtime.sessions) as s:
-        assert requests.get(s, request_id).state is RequestState.PENDING
+        assert signing_requests.get(s, request_id).state is RequestState.PENDING
         assert s.query(ActivationCode).filter_by(code_hash=token_hash(code)).one().used_at is None
 
     # The same cookie from the page itself is answered: only the origin made the difference.
@@ -172,4 +172,4 @@ def test_a_forged_cross_site_refusal_changes_nothing(runtime: Runtime, live_serv
     answer = httpx.post(f"{live_server}/approve/api/requests/{request_id}/refuse", headers=own)
     assert answer.status_code == 200, answer.text
     with transaction(runtime.sessions) as s:
-        assert requests.get(s, request_id).state is RequestState.REJECTED
+        assert signing_requests.get(s, request_id).state is RequestState.REJECTED

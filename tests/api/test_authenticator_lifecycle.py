@@ -23,11 +23,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
-from broker.cli import run
+from broker import approvals, directory
+from broker.app.cli import run
 from broker.db.engine import transaction
 from broker.db.models import AuditEvent, DeviceStatus, Role, WebAuthnCredential, WebSession
 from broker.runtime import Runtime
-from broker.services import approvals, directory
 from broker.settings import load_settings
 from tests.conftest import ACTOR, Enrolled
 

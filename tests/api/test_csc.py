@@ -20,10 +20,10 @@ from pyhanko.sign.fields import SigSeedSubFilter
 from sqlalchemy import select
 
 from biometrics import Decision
+from broker import clients
 from broker.db.engine import transaction
 from broker.db.models import RequestState
 from broker.runtime import Runtime
-from broker.services import clients
 from demo.documents import write_payment_order_pdf
 from kyso_client import KysoClient, KysoError, csc_signer
 from kyso_device.client import DeviceClient
@@ -146,7 +146,7 @@ def test_an_expired_sad_signs_nothing(runtime: Runtime, kyso: KysoClient, phones
     from sqlalchemy import update
 
     from broker.db.models import ItemState, RequestItem, SigningRequest
-    from broker.services import signing_requests as requests
+    from broker.lifecycle import signing_requests
 
     hashes = [hashlib.sha256(b"too late").digest()]
     auth = kyso.authorize(enrolled.rsa, hashes)
@@ -156,14 +156,14 @@ def test_an_expired_sad_signs_nothing(runtime: Runtime, kyso: KysoClient, phones
                                                         SigningRequest.credential_id == enrolled.rsa)
                            .order_by(SigningRequest.decided_at.desc()))
         s.execute(update(SigningRequest).where(SigningRequest.id == request.id)
-                  .values(decided_at=requests.now() - timedelta(seconds=runtime.settings.sad_seconds)))
+                  .values(decided_at=signing_requests.now() - timedelta(seconds=runtime.settings.sad_seconds)))
         request_id = request.id
     with pytest.raises(KysoError) as expired:
         kyso.sign_hash(enrolled.rsa, auth.sad, hashes, "1.2.840.113549.1.1.11")
     assert expired.value.status == 400 and expired.value.error == "expired_token"
     with transaction(runtime.sessions) as s:
-        assert requests.get(s, request_id).state is RequestState.APPROVED
-        assert {i.state for i in requests.get(s, request_id).items} == {ItemState.AUTHORISED}
+        assert signing_requests.get(s, request_id).state is RequestState.APPROVED
+        assert {i.state for i in signing_requests.get(s, request_id).items} == {ItemState.AUTHORISED}
         assert all(i.signature is None for i in s.scalars(select(RequestItem).where(RequestItem.request_id == request_id)))
 
 
@@ -232,8 +232,8 @@ def test_signature_algorithm_checks_before_the_hsm(kyso: KysoClient, phones: Aut
 
 
 def test_another_relying_systems_client_sees_nothing(runtime: Runtime, live_server: str, enrolled: Enrolled) -> None:
+    from broker import directory
     from broker.db.models import SigningMode
-    from broker.services import directory
 
     with transaction(runtime.sessions) as s:
         directory.add_unit(s, ACTOR, "OTHER1", "Another unit", SigningMode.REMOTE)

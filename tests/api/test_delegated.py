@@ -23,12 +23,13 @@ from cryptography.hazmat.primitives.asymmetric import padding, utils
 from sqlalchemy import select
 
 from biometrics import Decision
-from broker.cli import run as kyso
+from broker import approvals, clients
+from broker.app.cli import run as kyso
+from broker.credentials import delegated
 from broker.db.engine import transaction
 from broker.db.models import AuditEvent, Credential, CredentialMode, ProviderCallback, RequestState, SigningRequest
+from broker.lifecycle import signing_requests
 from broker.runtime import Runtime
-from broker.services import approvals, clients, delegated
-from broker.services import signing_requests as requests
 from ca_adapters.emulator import EmulatorSet
 from ca_adapters.emulator.provider_apis import misa_otp, vnpt_callback_body
 from ca_adapters.emulator.server import register_callback
@@ -212,22 +213,22 @@ def test_kyso_phone_neither_sees_nor_decides_a_delegated_request(runtime: Runtim
     emulator_reset.state("misa").set_phone("timeout")
     with transaction(runtime.sessions) as s:
         credential = s.get(Credential, linked["misa"])
-        request = requests.create(s, runtime.settings, ACTOR, credential,  # type: ignore[arg-type]
-                                  [requests.DocumentToSign(hashlib.sha256(b"p").digest(), "UNC-D4")],
+        request = signing_requests.create(s, runtime.settings, ACTOR, credential,  # type: ignore[arg-type]
+                                  [signing_requests.DocumentToSign(hashlib.sha256(b"p").digest(), "UNC-D4")],
                                   relying_system="dvc-delegated", provider=runtime.ca(credential.provider))
         request_id, user_id = request.id, request.user_id
     with transaction(runtime.sessions) as s:
-        assert request_id not in [r.id for r in requests.pending_for_user(s, user_id)]
+        assert request_id not in [r.id for r in signing_requests.pending_for_user(s, user_id)]
         with pytest.raises(approvals.ConfirmedAtProvider):
-            approvals.apply_decision(s, ACTOR, requests.get(s, request_id), Decision.APPROVE, via="device:x",
+            approvals.apply_decision(s, ACTOR, signing_requests.get(s, request_id), Decision.APPROVE, via="device:x",
                                      evidence={})
     with transaction(runtime.sessions) as s:
-        assert requests.get(s, request_id).state is RequestState.PENDING
+        assert signing_requests.get(s, request_id).state is RequestState.PENDING
 
 
 def test_a_hosted_signing_path_refuses_a_delegated_credential(runtime: Runtime, linked: dict[str, str]) -> None:
+    from broker import credentials
     from broker.errors import CredentialNotUsable
-    from broker.services import credentials
 
     with transaction(runtime.sessions) as s, pytest.raises(CredentialNotUsable):
         credentials.key_signer(runtime.hsm, s.get(Credential, linked["vnpt"]))  # type: ignore[arg-type]

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from broker.cli import run
+from broker import credentials
+from broker.app.cli import run
 from broker.db.engine import transaction
 from broker.db.models import RequestState
+from broker.lifecycle import signing_requests
 from broker.runtime import Runtime
-from broker.services import credentials
-from broker.services import signing_requests as requests
 from kyso_device.cli import app as device_app
 from tests.conftest import ACTOR, Enrolled
 
@@ -41,10 +41,10 @@ def test_activate_enroll_list_approve_revoke(runtime: Runtime, live_server: str,
     assert result.exit_code == 0, result.output
     assert oct(state.stat().st_mode & 0o777) == "0o600"
 
-    doc = requests.DocumentToSign(hashlib.sha256(str(time.time()).encode()).digest(), "UNC-CLI", "125.000.000 VND")
+    doc = signing_requests.DocumentToSign(hashlib.sha256(str(time.time()).encode()).digest(), "UNC-CLI", "125.000.000 VND")
     with transaction(runtime.sessions) as s:
         credential = credentials.get_credential(s, enrolled.rsa)
-        request = requests.create(s, runtime.settings, ACTOR, credential, [doc], relying_system="dvc",
+        request = signing_requests.create(s, runtime.settings, ACTOR, credential, [doc], relying_system="dvc",
                                   provider=runtime.ca(credential.provider))
         request_id, verification = request.id, request.verification_code
     listed = cli.invoke(device_app, ["list", "--state", str(state)])
@@ -55,7 +55,7 @@ def test_activate_enroll_list_approve_revoke(runtime: Runtime, live_server: str,
     approved = cli.invoke(device_app, ["approve", request_id, "--code", verification, "--state", str(state)])
     assert approved.exit_code == 0 and "approved" in approved.output
     with transaction(runtime.sessions) as s:
-        assert requests.get(s, request_id).state is RequestState.APPROVED
+        assert signing_requests.get(s, request_id).state is RequestState.APPROVED
 
     code, out, _ = admin(data_dir, capsys, "device", "list", "--user", "lan")
     assert code == 0 and "active" in out

@@ -20,12 +20,12 @@ from sqlalchemy import select, update
 
 from biometrics import Decision, sign_decision
 from biometrics.binding import BindingInput, BoundDocument, compute_binding
+from broker import approvals, credentials
 from broker.audit import Actor
 from broker.db.engine import transaction
 from broker.db.models import AuditEvent, Credential, ItemState, RequestItem, RequestState
+from broker.lifecycle import signing_requests, sole_control
 from broker.runtime import Runtime
-from broker.services import approvals, credentials, sole_control
-from broker.services import signing_requests as requests
 from kyso_device.client import DeviceApiError, DeviceClient, DeviceState, enroll
 from tests.conftest import ACTOR, Enrolled, load_credential
 
@@ -38,18 +38,18 @@ def make_device(runtime: Runtime, base_url: str, username: str) -> DeviceClient:
 
 
 def new_request(runtime: Runtime, credential_id: str, n: int = 2, ttl: int | None = None) -> str:
-    docs = [requests.DocumentToSign(hashlib.sha256(f"order {i} {time.time()}".encode()).digest(),
+    docs = [signing_requests.DocumentToSign(hashlib.sha256(f"order {i} {time.time()}".encode()).digest(),
                                     f"Ủy nhiệm chi số {i}", "Trả: Trường Nguyễn Trãi · Nhận: Việt Hưng · 125.000.000 VND")
             for i in range(n)]
     with transaction(runtime.sessions) as s:
         credential = credentials.get_credential(s, credential_id)
-        return requests.create(s, runtime.settings, ACTOR, credential, docs, relying_system="dvc-test",
+        return signing_requests.create(s, runtime.settings, ACTOR, credential, docs, relying_system="dvc-test",
                                provider=runtime.ca(credential.provider), ttl_seconds=ttl).id
 
 
 def state_of(runtime: Runtime, request_id: str) -> RequestState:
     with transaction(runtime.sessions) as s:
-        return requests.get(s, request_id).state
+        return signing_requests.get(s, request_id).state
 
 
 def refusals(runtime: Runtime, request_id: str) -> list[str]:
@@ -93,7 +93,7 @@ def test_good_approval_then_exactly_one_signing(runtime: Runtime, enrolled: Enro
     request_id = new_request(runtime, enrolled.rsa, n=3)
     shown = pending_one(lan_device, request_id)
     with transaction(runtime.sessions) as s:
-        assert shown["verification_code"] == requests.get(s, request_id).verification_code
+        assert shown["verification_code"] == signing_requests.get(s, request_id).verification_code
     assert [d["title"] for d in shown["documents"]] == [f"Ủy nhiệm chi số {i}" for i in range(3)]
     assert lan_device.decide(shown, Decision.APPROVE)["state"] == "approved"
     signatures = sole_control.sign_approved(runtime.sessions, runtime.hsm, ACTOR, request_id)
@@ -110,7 +110,7 @@ def test_an_approval_of_other_hashes_is_refused(runtime: Runtime, enrolled: Enro
     request_id = new_request(runtime, enrolled.rsa)
     pending_one(lan_device, request_id)
     with transaction(runtime.sessions) as s:
-        request = requests.get(s, request_id)
+        request = signing_requests.get(s, request_id)
         tampered = compute_binding(BindingInput(
             request.id, request.credential_id, request.relying_system, request.hash_algorithm,
             [BoundDocument(bytes(32), i.title, i.summary) for i in request.items], request.expires_at, request.nonce))
@@ -255,17 +255,17 @@ def test_failed_confirmations_lock_the_credential(runtime: Runtime, enrolled: En
     with pytest.raises(DeviceApiError) as locked:
         hung_device.decide(shown, Decision.APPROVE)
     assert locked.value.code == "credential_locked"
-    with pytest.raises(requests.CredentialLocked):
+    with pytest.raises(signing_requests.CredentialLocked):
         new_request(runtime, enrolled.rsa_pss)
     assert_nothing_signed(runtime, request_id)
 
 
 def test_pending_limit_per_user(runtime: Runtime, enrolled: Enrolled, monkeypatch: pytest.MonkeyPatch) -> None:
     with transaction(runtime.sessions) as s:
-        pending = len(requests.pending_for_user(s, credentials.get_credential(s, enrolled.ec).user_id))
+        pending = len(signing_requests.pending_for_user(s, credentials.get_credential(s, enrolled.ec).user_id))
     monkeypatch.setattr(runtime.settings, "max_pending_per_user", pending + 1)
     new_request(runtime, enrolled.ec)
-    with pytest.raises(requests.TooManyPending) as limited:
+    with pytest.raises(signing_requests.TooManyPending) as limited:
         new_request(runtime, enrolled.ec)
     assert limited.value.code == "too_many_pending_requests"
 
@@ -303,8 +303,8 @@ def test_bad_enrollment_and_tokens(runtime: Runtime, live_server: str, enrolled:
 
 def test_two_concurrent_approvals_one_wins_on_each_database(db_runtime: Runtime) -> None:
     """The same race at the service level, on SQLite and on PostgreSQL."""
+    from broker import directory
     from broker.db.models import Role, SigningMode
-    from broker.services import directory
     from hsm import KeyAlgorithm
 
     with transaction(db_runtime.sessions) as s:
@@ -321,7 +321,7 @@ def test_two_concurrent_approvals_one_wins_on_each_database(db_runtime: Runtime)
         _, token = approvals.enroll_device(s, Actor("device", "new"), code, public, "p")
     request_id = new_request(db_runtime, credential_id)
     with transaction(db_runtime.sessions) as s:
-        binding = requests.get(s, request_id).binding
+        binding = signing_requests.get(s, request_id).binding
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
 
@@ -350,8 +350,8 @@ def test_long_polls_hold_no_server_thread(runtime: Runtime, live_server: str, en
     that needs a thread is still answered at once, and every wait ends on time."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from broker import directory
     from broker.db.models import Role
-    from broker.services import directory
 
     with transaction(runtime.sessions) as s:
         directory.add_user(s, ACTOR, username="thu.quy", unit_code=enrolled.unit, full_name="Lê Thị Thu",

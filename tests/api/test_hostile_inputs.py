@@ -24,15 +24,16 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import func, select as sql_select, text
+from sqlalchemy import func, text
+from sqlalchemy import select as sql_select
 
 from api.app import create_app
 from biometrics import Decision, sign_decision
+from broker import clients, credentials, directory
 from broker.db.engine import make_engine, transaction
 from broker.db.migrate import upgrade
 from broker.db.models import RequestState, Role, SigningMode, SigningRequest
 from broker.runtime import Runtime
-from broker.services import clients, credentials, directory
 from broker.settings import Settings
 from hsm import Hsm, KeyAlgorithm
 from kyso_client import KysoClient

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from broker import clients
 from broker.db.engine import transaction
 from broker.runtime import Runtime
-from broker.services import clients
 from kyso_client import KysoClient, KysoError
 from tests.conftest import ACTOR, Enrolled
 

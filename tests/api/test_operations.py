@@ -28,10 +28,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
 from api.middleware import RequestContextMiddleware
+from broker import clients
 from broker.db.engine import transaction
 from broker.observability.logs import make_handler
 from broker.runtime import Runtime
-from broker.services import clients
 from broker.settings import Settings
 from ca_adapters.emulator import EmulatorSet
 from hsm import Hsm
@@ -312,7 +312,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     base = tmp_path_factory.mktemp("ops-server")
     data_dir, metrics_dir, log = base / "data", base / "prometheus", base / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KYSO_", "PROMETHEUS_", "SOFTHSM2_"))}
-    subprocess.run([sys.executable, "-m", "broker.cli", "--data-dir", str(data_dir), "init", "--sandbox"],
+    subprocess.run([sys.executable, "-m", "broker.app.cli", "--data-dir", str(data_dir), "init", "--sandbox"],
                    cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
     (metrics_dir / "counter_999999.db").parent.mkdir(parents=True)
     (metrics_dir / "counter_999999.db").write_bytes(b"left by an earlier run")  # must be wiped at start

@@ -15,9 +15,9 @@ from asn1crypto import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
+from broker import clients
 from broker.db.engine import transaction
 from broker.runtime import Runtime
-from broker.services import clients
 from demo.documents import CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
 from kyso_client import KysoClient
 from signer import validate
@@ -210,7 +210,7 @@ def test_webhook_delivered_once_with_hmac_after_a_retry(api: httpx.Client, runti
     import time
 
     from broker.db.models import RelyingSystem
-    from broker.services import webhooks
+    from broker.lifecycle import webhooks
 
     receiver = Receiver(fail_first=1)
     monkeypatch.setattr(runtime.settings, "webhook_allow_private", True)
@@ -317,11 +317,9 @@ def test_tsa_outage_fails_the_request_unless_a_lower_level_is_accepted(api: http
 
 def test_a_certificate_revoked_at_the_ca_is_refused_before_signing(api: httpx.Client, runtime: Runtime,
                                                                    enrolled: Enrolled) -> None:
-    from broker.services import credentials
-    from hsm import KeyAlgorithm
-
+    from broker import credentials, directory
     from broker.db.models import Role
-    from broker.services import directory
+    from hsm import KeyAlgorithm
 
     with transaction(runtime.sessions) as s:  # a signer of its own: other tests sign as lan's newest credential
         directory.add_user(s, ACTOR, username="lan.revoked", unit_code="U001", full_name="Nguyễn Thị Lan",
@@ -334,8 +332,9 @@ def test_a_certificate_revoked_at_the_ca_is_refused_before_signing(api: httpx.Cl
                                               "hashes": [{"hash": b64(hashlib.sha256(b"x").digest()), "title": "x"}]})
     assert (response.status_code, response.json()["code"]) == (403, "certificate_revoked"), response.text
     with transaction(runtime.sessions) as s:
-        from broker.db.models import SigningRequest
         from sqlalchemy import select
+
+        from broker.db.models import SigningRequest
 
         assert s.scalar(select(SigningRequest).where(SigningRequest.credential_id == credential_id)) is None
 

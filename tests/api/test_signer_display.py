@@ -23,11 +23,11 @@ from typer.testing import CliRunner
 from biometrics import Decision
 from biometrics.binding import BindingInput, BoundDocument, canonical_json, compute_binding, verification_code
 from biometrics.text import unsafe_character
+from broker import clients, credentials
 from broker.db.engine import transaction
 from broker.db.models import AuditEvent, RequestItem, RequestState, SigningRequest
+from broker.lifecycle import signing_requests
 from broker.runtime import Runtime
-from broker.services import clients, credentials
-from broker.services import signing_requests as requests
 from demo.documents import CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
 from kyso_client import KysoClient
 from kyso_device.cli import app as device_app
@@ -94,7 +94,7 @@ def last_refusal(runtime: Runtime) -> object:
 
 def cancel(runtime: Runtime, request_id: str) -> None:
     with transaction(runtime.sessions) as s:
-        requests.cancel(s, ACTOR, requests.get(s, request_id))
+        signing_requests.cancel(s, ACTOR, signing_requests.get(s, request_id))
 
 
 def assert_invalid_text(response: httpx.Response, char: str) -> None:
@@ -235,9 +235,9 @@ def test_service_refuses_bad_options(runtime: Runtime, enrolled: Enrolled) -> No
         ({"reason": "x" * 256}, "invalid_input"),
     ]
     for options, code in cases:
-        with transaction(runtime.sessions) as s, pytest.raises(requests.InvalidInput) as refused:
+        with transaction(runtime.sessions) as s, pytest.raises(signing_requests.InvalidInput) as refused:
             credential = credentials.get_credential(s, enrolled.rsa)
-            requests.create(s, runtime.settings, ACTOR, credential, [requests.DocumentToSign(digest, "UNC", "", options)],
+            signing_requests.create(s, runtime.settings, ACTOR, credential, [signing_requests.DocumentToSign(digest, "UNC", "", options)],
                             relying_system=RS, provider=runtime.ca(credential.provider))
         assert refused.value.code == code, options
 
@@ -268,7 +268,7 @@ def test_pades_options_are_shown_and_bound(api: httpx.Client, runtime: Runtime, 
     assert checked_binding(shown) == binding
     # The server's binding covers the options: without them (or with another reason) it is another binding.
     with transaction(runtime.sessions) as s:
-        request = requests.get(s, request_id)
+        request = signing_requests.get(s, request_id)
         item = request.items[0]
         bound = BindingInput(request.id, request.credential_id, request.relying_system, request.hash_algorithm,
                              [BoundDocument(item.digest, item.title, item.summary, SHOWN)], request.expires_at,
@@ -298,11 +298,11 @@ def test_pades_options_are_shown_and_bound(api: httpx.Client, runtime: Runtime, 
 
 
 def raw_request(runtime: Runtime, enrolled: Enrolled, n: int = 2) -> str:
-    docs = [requests.DocumentToSign(hashlib.sha256(f"tamper {i} {time.time()}".encode()).digest(), f"UNC-{i}",
+    docs = [signing_requests.DocumentToSign(hashlib.sha256(f"tamper {i} {time.time()}".encode()).digest(), f"UNC-{i}",
                                     "Nhận: Việt Hưng\n125.000.000 VND") for i in range(n)]
     with transaction(runtime.sessions) as s:
         credential = credentials.get_credential(s, enrolled.rsa)
-        return requests.create(s, runtime.settings, ACTOR, credential, docs, relying_system=RS,
+        return signing_requests.create(s, runtime.settings, ACTOR, credential, docs, relying_system=RS,
                                provider=runtime.ca(credential.provider)).id
 
 
@@ -350,7 +350,7 @@ def test_the_device_refuses_what_the_binding_does_not_cover(runtime: Runtime, en
     assert refused.value.code == code
     assert phone.state.counter == counter  # nothing signed
     with transaction(runtime.sessions) as s:
-        assert requests.get(s, request_id).state is RequestState.PENDING
+        assert signing_requests.get(s, request_id).state is RequestState.PENDING
         assert not s.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.target_id == request_id, AuditEvent.outcome == "refused"))  # nothing sent
     cancel(runtime, request_id)
@@ -373,7 +373,7 @@ def test_the_reference_device_cli_refuses_a_server_that_shows_other_text(runtime
     assert "binding_mismatch" in approved.output
     assert json.loads(state.read_text())["counter"] == before
     with transaction(runtime.sessions) as s:
-        assert requests.get(s, request_id).state is RequestState.PENDING
+        assert signing_requests.get(s, request_id).state is RequestState.PENDING
     cancel(runtime, request_id)
     phone.state = DeviceState.load(state)
 

@@ -19,13 +19,22 @@ import pytest
 from sqlalchemy import select, update
 
 from biometrics import Decision
-from broker.cli import run
+from broker import approvals, clients, credentials, directory
+from broker.app.cli import run
 from broker.db.engine import transaction
-from broker.db.models import AuditEvent, Credential, CredentialStatus, RequestState, Role, SigningMode, SigningRequest, Unit
+from broker.db.models import (
+    AuditEvent,
+    Credential,
+    CredentialStatus,
+    RequestState,
+    Role,
+    SigningMode,
+    SigningRequest,
+    Unit,
+)
 from broker.errors import UnitInUsbTokenMode
+from broker.lifecycle import signing_requests, sole_control
 from broker.runtime import Runtime
-from broker.services import approvals, clients, credentials, directory, sole_control
-from broker.services import signing_requests as requests
 from ca_adapters import RevocationReason
 from hsm import KeyAlgorithm
 from kyso_client import KysoClient
@@ -273,8 +282,8 @@ def test_the_signing_step_itself_checks_the_unit(setup: Setup, runtime: Runtime)
     with transaction(runtime.sessions) as s:
         credential = s.get(Credential, setup.kt)
         assert credential is not None
-        request = requests.create(s, runtime.settings, ACTOR, credential,
-                                  [requests.DocumentToSign(hashlib.sha256(b"race").digest(), "UNC")],
+        request = signing_requests.create(s, runtime.settings, ACTOR, credential,
+                                  [signing_requests.DocumentToSign(hashlib.sha256(b"race").digest(), "UNC")],
                                   relying_system="test", provider=runtime.ca(credential.provider))
         approvals.apply_decision(s, ACTOR, request, Decision.APPROVE, via="test", evidence={})
         request_id = request.id
@@ -284,7 +293,7 @@ def test_the_signing_step_itself_checks_the_unit(setup: Setup, runtime: Runtime)
         with pytest.raises(UnitInUsbTokenMode):
             sole_control.sign_approved(runtime.sessions, runtime.hsm, ACTOR, request_id)
         with transaction(runtime.sessions) as s:
-            request = requests.get(s, request_id)
+            request = signing_requests.get(s, request_id)
             assert request.state is RequestState.APPROVED
             assert all(item.signature is None for item in request.items)
     finally:

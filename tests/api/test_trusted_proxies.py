@@ -15,11 +15,11 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from api.app import create_app
+from broker import clients
+from broker.app.server import uvicorn_config
 from broker.db.engine import transaction
 from broker.db.models import AuditEvent
 from broker.runtime import Runtime
-from broker.server import uvicorn_config
-from broker.services import clients
 from broker.settings import Settings
 from tests.conftest import ACTOR, Enrolled, _free_port
 

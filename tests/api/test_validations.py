@@ -12,14 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from broker import clients
 from broker.db.engine import transaction
 from broker.runtime import Runtime
-from broker.services import clients
 from demo.documents import write_payment_order_pdf
 from kyso_client import KysoClient
+from signer import ltv, xades
 from tests.conftest import ACTOR
 from tests.signer import validation_pki as pki
 from tests.signer.test_validation_reports import CONTENT, World, world  # noqa: F401 - the session's outside PKI
+from tests.signer.test_xades import CHIEF, ORDER, XXE, _key
 from tests.support import flip_byte, require_tool
 
 
@@ -175,3 +177,20 @@ def test_bad_input_is_a_clear_4xx(api: httpx.Client, runtime: Runtime, files: di
     with _client(runtime, live_server, "dvc-sign-only", ["sign"]) as signer_only:
         refused = signer_only.post("/v1/validations", content=files["good"].read_bytes())
         assert refused.status_code == 403 and refused.json()["code"] == "insufficient_scope"
+
+
+def test_xml_signatures(api: httpx.Client, runtime: Runtime, enrolled: object, emulators: object) -> None:
+    key = _key(runtime, enrolled.rsa)  # type: ignore[attr-defined]
+    signed = xades.sign(key, ORDER, CHIEF, level=ltv.Level.B_LT, services=runtime.long_term_services("vnpt"))
+    raw = api.post("/v1/validations", content=signed, headers={"Content-Type": "application/xml"},
+                   params={"name": "unc.xml"})
+    assert _verdict(raw) == ("TOTAL_PASSED", None) and raw.json()["format"] == "XML"
+    assert raw.json()["signatures"][0]["level"] == "B-LT" and raw.json()["signatures"][0]["kind"] == "XAdES"
+    tampered = signed.replace(b"125000000", b"925000000")
+    multipart = {"document": ("unc.xml", b"\xef\xbb\xbf" + tampered, "text/xml")}
+    assert _verdict(api.post("/v1/validations", files=multipart)) == ("TOTAL_FAILED", "HASH_FAILURE")
+    page = api.post("/v1/validations", content=signed, headers={"Accept": "text/html"}, params={"lang": "en"})
+    assert page.status_code == 200 and "XAdES" in page.text and "PASSED" in page.text
+    for body, code in ((XXE, "xml_dtd_forbidden"), (ORDER, "not_signed")):
+        refused = api.post("/v1/validations", content=body, headers={"Content-Type": "application/xml"})
+        assert 400 <= refused.status_code < 500 and refused.json()["code"] == code, refused.text

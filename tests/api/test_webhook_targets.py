@@ -24,14 +24,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
-from broker.cli import run
+from broker import clients
+from broker.app.cli import run
 from broker.db.engine import transaction
 from broker.db.models import AuditEvent, DeliveryState, RelyingSystem, SigningRequest, WebhookDelivery
 from broker.errors import InvalidInput
+from broker.lifecycle import webhook_targets, webhooks
+from broker.lifecycle.signing_requests import now
+from broker.lifecycle.webhook_targets import is_special, validate_allowlist
 from broker.runtime import Runtime
-from broker.services import clients, webhook_targets, webhooks
-from broker.services.signing_requests import now
-from broker.services.webhook_targets import is_special, validate_allowlist
 from kyso_client import KysoClient
 from tests.conftest import ACTOR, Enrolled
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from broker.cli import run
+from broker.app.cli import run
 from broker.db.engine import transaction
 from broker.db.models import AuditEvent, Credential, Unit, User
 from broker.runtime import Runtime
@@ -126,7 +126,7 @@ def test_wrong_pin_in_a_fresh_process(data_dir: Path, enrolled: Enrolled, tmp_pa
     copy = tmp_path / "data"
     shutil.copytree(data_dir, copy)
     env = {**os.environ, "KYSO_HSM_USER_PIN": "not-the-pin"}
-    result = subprocess.run([sys.executable, "-m", "broker.cli", "--data-dir", str(copy), "cert", "enroll",
+    result = subprocess.run([sys.executable, "-m", "broker.app.cli", "--data-dir", str(copy), "cert", "enroll",
                              "--user", "lan", "--ca", "vnpt"], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 2

@@ -12,12 +12,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
 
-from broker.cli import run
-from broker.cli.output import fail, safe_text, table
+from broker import approvals, directory
+from broker.app.cli import run
+from broker.app.cli.output import fail, safe_text, table
 from broker.db.engine import transaction
 from broker.db.models import Role
 from broker.runtime import Runtime
-from broker.services import approvals, directory
 from kyso_device.cli import app as device_app
 from tests.conftest import ACTOR, Enrolled
 

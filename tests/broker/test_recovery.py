@@ -9,19 +9,19 @@ import pytest
 from sqlalchemy import update
 
 from biometrics import Decision
+from broker import approvals, credentials
 from broker.db.engine import transaction
 from broker.db.models import ItemState, RequestItem, RequestState
+from broker.lifecycle import recovery, signing_requests, sole_control
 from broker.runtime import Runtime
-from broker.services import approvals, credentials, recovery, sole_control
-from broker.services import signing_requests as requests
 from tests.conftest import ACTOR, Enrolled
 
 
 def _approved(runtime: Runtime, credential_id: str, text: bytes) -> str:
     with transaction(runtime.sessions) as s:
         credential = credentials.get_credential(s, credential_id)
-        request = requests.create(s, runtime.settings, ACTOR, credential,
-                                  [requests.DocumentToSign(hashlib.sha256(text).digest(), "UNC")],
+        request = signing_requests.create(s, runtime.settings, ACTOR, credential,
+                                  [signing_requests.DocumentToSign(hashlib.sha256(text).digest(), "UNC")],
                                   relying_system="test", provider=runtime.ca(credential.provider))
         approvals.apply_decision(s, ACTOR, request, Decision.APPROVE, via="test", evidence={})
         return request.id
@@ -31,7 +31,7 @@ def _reserve(runtime: Runtime, request_id: str, age_seconds: int) -> None:
     """What a worker does right before the HSM signs, then dies."""
     with transaction(runtime.sessions) as s:
         s.execute(update(RequestItem).where(RequestItem.request_id == request_id)
-                  .values(state=ItemState.RESERVED, reserved_at=requests.now() - timedelta(seconds=age_seconds)))
+                  .values(state=ItemState.RESERVED, reserved_at=signing_requests.now() - timedelta(seconds=age_seconds)))
 
 
 def test_a_stale_reservation_fails_the_request_and_never_signs(runtime: Runtime, enrolled: Enrolled) -> None:
@@ -42,10 +42,10 @@ def test_a_stale_reservation_fails_the_request_and_never_signs(runtime: Runtime,
     assert recovery.reclaim(runtime.sessions, runtime.settings, ACTOR) == 1
     assert recovery.reclaim(runtime.sessions, runtime.settings, ACTOR) == 0  # once
     with transaction(runtime.sessions) as s:
-        failed = requests.get(s, stale)
+        failed = signing_requests.get(s, stale)
         assert failed.state is RequestState.FAILED and failed.failure_reason.startswith("outcome_unknown")
         assert {i.state for i in failed.items} == {ItemState.VOID}
-        assert requests.get(s, fresh).state is RequestState.APPROVED
+        assert signing_requests.get(s, fresh).state is RequestState.APPROVED
     with pytest.raises(sole_control.NotAuthorised):
         sole_control.sign_approved(runtime.sessions, runtime.hsm, ACTOR, stale)
 
@@ -57,15 +57,15 @@ def test_an_unused_csc_authorisation_expires(runtime: Runtime, enrolled: Enrolle
     in_time = _approved(runtime, enrolled.ec, b"sad still valid")
     with transaction(runtime.sessions) as s:
         # A SAD lives sad_seconds from the approval.
-        approved_long_ago = requests.now() - timedelta(seconds=runtime.settings.sad_seconds + 1)
+        approved_long_ago = signing_requests.now() - timedelta(seconds=runtime.settings.sad_seconds + 1)
         s.execute(update(SigningRequest).where(SigningRequest.id == unused)
                   .values(sad_hash="a" * 64, decided_at=approved_long_ago))
         s.execute(update(SigningRequest).where(SigningRequest.id == in_time).values(sad_hash="b" * 64))
     assert recovery.expire_unused_authorisations(runtime.sessions, runtime.settings, ACTOR) == 1
     with transaction(runtime.sessions) as s:
-        assert requests.get(s, unused).state is RequestState.EXPIRED
-        assert {i.state for i in requests.get(s, unused).items} == {ItemState.VOID}
-        assert requests.get(s, in_time).state is RequestState.APPROVED
+        assert signing_requests.get(s, unused).state is RequestState.EXPIRED
+        assert {i.state for i in signing_requests.get(s, unused).items} == {ItemState.VOID}
+        assert signing_requests.get(s, in_time).state is RequestState.APPROVED
 
 
 def test_one_worker_at_a_time_finishes_a_request(runtime: Runtime, enrolled: Enrolled) -> None:
@@ -73,54 +73,54 @@ def test_one_worker_at_a_time_finishes_a_request(runtime: Runtime, enrolled: Enr
     from concurrent.futures import ThreadPoolExecutor
 
     from broker.db.models import SigningRequest
-    from broker.services import rest_requests
+    from broker.lifecycle import submissions
 
     rid = _approved(runtime, enrolled.ec, b"leased")
     with transaction(runtime.sessions) as s:  # what a REST request carries
         s.execute(update(SigningRequest).where(SigningRequest.id == rid).values(client_id="c", payload={"documents": []}))
-    assert rid in rest_requests.pending_work(runtime.sessions)
+    assert rid in submissions.pending_work(runtime.sessions)
     with ThreadPoolExecutor(8) as pool:
-        won = list(pool.map(lambda n: rest_requests.claim(runtime.sessions, rid, f"w{n}", 60), range(8)))
+        won = list(pool.map(lambda n: submissions.claim(runtime.sessions, rid, f"w{n}", 60), range(8)))
     assert won.count(True) == 1
     holder = f"w{won.index(True)}"
     other = "w-other"
-    assert rid not in rest_requests.pending_work(runtime.sessions)
-    rest_requests.release(runtime.sessions, rid, other)  # not the holder: nothing changes
-    assert not rest_requests.claim(runtime.sessions, rid, other, 60)
-    rest_requests.release(runtime.sessions, rid, holder)  # after an error: free at once
-    assert rest_requests.claim(runtime.sessions, rid, other, 60)
+    assert rid not in submissions.pending_work(runtime.sessions)
+    submissions.release(runtime.sessions, rid, other)  # not the holder: nothing changes
+    assert not submissions.claim(runtime.sessions, rid, other, 60)
+    submissions.release(runtime.sessions, rid, holder)  # after an error: free at once
+    assert submissions.claim(runtime.sessions, rid, other, 60)
     with transaction(runtime.sessions) as s:  # the holder died: its lease runs out
         s.execute(update(SigningRequest).where(SigningRequest.id == rid)
-                  .values(finishing_until=requests.now() - timedelta(seconds=1)))
-    assert rid in rest_requests.pending_work(runtime.sessions)
-    assert rest_requests.claim(runtime.sessions, rid, holder, 60)
+                  .values(finishing_until=signing_requests.now() - timedelta(seconds=1)))
+    assert rid in submissions.pending_work(runtime.sessions)
+    assert submissions.claim(runtime.sessions, rid, holder, 60)
     # The slow worker whose lease was taken over (its last renewal is old) stops before signing.
-    with pytest.raises(rest_requests.LeaseLost):
-        rest_requests.finish(runtime.sessions, runtime.hsm, ACTOR, rid, runtime.long_term_services,
-                             rest_requests.Lease(other, 60, renewed_at=0.0))
+    with pytest.raises(submissions.LeaseLost):
+        submissions.finish(runtime.sessions, runtime.hsm, ACTOR, rid, runtime.long_term_services,
+                             submissions.Lease(other, 60, renewed_at=0.0))
     with transaction(runtime.sessions) as s:
-        assert {i.state for i in requests.get(s, rid).items} == {ItemState.AUTHORISED}  # nothing signed
-    rest_requests.release(runtime.sessions, rid, holder, retry_after=30)  # an error: tried again later
-    assert rid not in rest_requests.pending_work(runtime.sessions)
-    assert not rest_requests.claim(runtime.sessions, rid, other, 60)
+        assert {i.state for i in signing_requests.get(s, rid).items} == {ItemState.AUTHORISED}  # nothing signed
+    submissions.release(runtime.sessions, rid, holder, retry_after=30)  # an error: tried again later
+    assert rid not in submissions.pending_work(runtime.sessions)
+    assert not submissions.claim(runtime.sessions, rid, other, 60)
     with transaction(runtime.sessions) as s:
         s.execute(update(SigningRequest).where(SigningRequest.id == rid)
-                  .values(finishing_until=requests.now() - timedelta(seconds=1)))
-    assert rest_requests.claim(runtime.sessions, rid, holder, 60)
-    rest_requests.finish(runtime.sessions, runtime.hsm, ACTOR, rid, runtime.long_term_services,
-                         rest_requests.Lease(holder, 60))
+                  .values(finishing_until=signing_requests.now() - timedelta(seconds=1)))
+    assert submissions.claim(runtime.sessions, rid, holder, 60)
+    submissions.finish(runtime.sessions, runtime.hsm, ACTOR, rid, runtime.long_term_services,
+                         submissions.Lease(holder, 60))
     with transaction(runtime.sessions) as s:
-        done = requests.get(s, rid)
+        done = signing_requests.get(s, rid)
         assert done.state is RequestState.SIGNED and done.finisher is None and done.finishing_until is None
-    assert not rest_requests.claim(runtime.sessions, rid, other, 60)  # only approved requests are finished
+    assert not submissions.claim(runtime.sessions, rid, other, 60)  # only approved requests are finished
 
 
 def test_a_lost_work_file_fails_the_document_instead_of_retrying(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from broker.services import rest_requests
+    from broker.lifecycle import submissions
     from signer.errors import InvalidDocument
 
     doc = {"kind": "pades", "work_path": str(tmp_path / "gone.pdf"), "output": str(tmp_path / "out.pdf"),
            "document_digest": "00" * 32, "region": [0, 1], "signed_attrs": "", "work_size": 10}
     with pytest.raises(InvalidDocument):
-        rest_requests._build(doc, b"", None, rest_requests.ltv.Level.B_B, None, False)  # type: ignore[arg-type]
+        submissions._build(doc, b"", None, submissions.ltv.Level.B_B, None, False)  # type: ignore[arg-type]
     assert not (tmp_path / "out.pdf").exists()

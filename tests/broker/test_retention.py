@@ -16,11 +16,12 @@ import pytest
 from sqlalchemy import select, update
 
 from biometrics import Decision
+from broker import clients, directory
 from broker.db.engine import read_transaction, transaction
 from broker.db.models import AuditEvent, Document, SigningMode, SigningRequest
+from broker.lifecycle import housekeeping, load_limits
+from broker.lifecycle.signing_requests import now
 from broker.runtime import Runtime
-from broker.services import clients, directory, housekeeping, load_limits
-from broker.services.signing_requests import now
 from demo.documents import write_payment_order_pdf
 from kyso_client import KysoClient
 from tests.api.test_csc import AutoApprover

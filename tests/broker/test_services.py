@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select, update
 
-from broker import audit
+from broker import audit, credentials, directory
 from broker.db.engine import transaction
 from broker.db.models import AuditEvent, Credential, CredentialStatus, Role, SigningMode, Unit, User
 from broker.errors import Conflict, CredentialNotUsable, InvalidInput, NotFound, UnitInUsbTokenMode
+from broker.lifecycle import unit_mode
 from broker.runtime import Runtime
-from broker.services import credentials, directory, unit_mode
 from ca_adapters import EnrollmentRefused, RevocationReason
 from hsm import KeyAlgorithm
 from tests.conftest import ACTOR

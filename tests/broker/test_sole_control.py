@@ -12,10 +12,10 @@ from pathlib import Path
 from tests.support import REPO
 
 ALLOWED = {
-    "broker/services/sole_control.py",
-    "broker/services/local_signing.py",
-    "broker/services/credentials.py",  # defines key_signer; enroll signs the CSR (proof of possession)
-    "broker/audit_key.py",  # signs with the HSM's audit key ("kyso-audit") only, never a signer's key
+    "broker/lifecycle/sole_control.py",
+    "broker/lifecycle/unconfirmed_signing.py",
+    "broker/credentials/__init__.py",  # defines key_signer; enroll signs the CSR (proof of possession)
+    "broker/audit/key.py",  # signs with the HSM's audit key ("kyso-audit") only, never a signer's key
 }
 
 
@@ -47,15 +47,15 @@ def test_sole_control_refuses_what_was_not_approved(runtime, enrolled) -> None: 
 
     import pytest
 
+    from broker import credentials
     from broker.db.engine import transaction
-    from broker.services import credentials, sole_control
-    from broker.services import signing_requests as requests
+    from broker.lifecycle import signing_requests, sole_control
     from tests.conftest import ACTOR
 
     with transaction(runtime.sessions) as s:
         credential = credentials.get_credential(s, enrolled.ec)
-        request = requests.create(s, runtime.settings, ACTOR, credential,
-                                  [requests.DocumentToSign(hashlib.sha256(b"never approved").digest(), "x")],
+        request = signing_requests.create(s, runtime.settings, ACTOR, credential,
+                                  [signing_requests.DocumentToSign(hashlib.sha256(b"never approved").digest(), "x")],
                                   relying_system="test", provider=runtime.ca(credential.provider))
     with pytest.raises(sole_control.NotAuthorised):
         sole_control.sign_approved(runtime.sessions, runtime.hsm, ACTOR, request.id)

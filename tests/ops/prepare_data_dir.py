@@ -12,11 +12,12 @@ import argparse
 import json
 from pathlib import Path
 
+from broker import approvals, clients, credentials, directory
 from broker.audit import Actor
 from broker.db.engine import transaction
 from broker.db.models import Role, SigningMode
+from broker.operations import setup
 from broker.runtime import Runtime
-from broker.services import approvals, clients, credentials, directory, setup
 from broker.settings import load_settings
 from hsm import KeyAlgorithm
 

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from broker.db.engine import make_engine, session_factory, transaction
 from broker.db.migrate import upgrade
 from broker.db.models import DeliveryState, RelyingSystem, WebhookDelivery
+from broker.lifecycle import webhooks
+from broker.lifecycle.signing_requests import now
 from broker.notify import Notifier, PgNotifier, make_notifier
-from broker.services import webhooks
-from broker.services.signing_requests import now
 from tests.ops.test_workers import fresh_schema, postgres_url
 
 

@@ -16,11 +16,10 @@ from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 
 from bench.scratch import scratch_credential
-from broker.services import credentials
+from broker import credentials
 from demo.documents import CHIEF_ACCOUNTANT_FIELD
 from signer import pades
 from signer.hsm_signer import HsmKeySigner
-
 
 
 def peak_rss() -> int:

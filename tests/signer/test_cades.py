@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from asn1crypto import cms, x509
 
+from broker import credentials
 from broker.runtime import Runtime
-from broker.services import credentials
 from signer import InvalidParameters, cades, validate
 from signer.errors import InvalidDocument
 from tests.conftest import Enrolled, load_credential

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from broker import credentials
 from broker.db.engine import transaction
 from broker.runtime import Runtime
-from broker.services import credentials
 from signer import InvalidDocument, KeySigner, SignerError, pades
 from tests.conftest import Enrolled
 

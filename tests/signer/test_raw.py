@@ -8,8 +8,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
+from broker import credentials
 from broker.runtime import Runtime
-from broker.services import credentials
 from signer import InvalidHash, InvalidParameters, PssParams, Scheme, UnsupportedAlgorithm
 from signer.algorithms import digest_name
 from signer.raw import sign_hashes

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from asn1crypto import x509
 
-from broker.cli import run
+from broker import credentials
+from broker.app.cli import run
 from broker.runtime import Runtime
-from broker.services import credentials
 from ca_adapters.emulator import EmulatorSet
 from demo.documents import ACCOUNT_HOLDER_FIELD, CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
 from signer import cades, ltv, pades, reports, validation

@@ -15,9 +15,9 @@ from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from signxml.exceptions import InvalidDigest, InvalidSignature
 from signxml.xades import XAdESSignatureConfiguration, XAdESVerifier, XAdESVerifyResult
 
+from broker import credentials
 from broker.db.engine import transaction
 from broker.runtime import Runtime
-from broker.services import credentials
 from ca_adapters.emulator import EmulatorSet
 from signer import InvalidDocument, SignerError, ltv, xades, xml_safety
 from signer.keysigner import KeySigner

@@ -1,0 +1,3 @@
+from broker.app.cli import main
+
+main()

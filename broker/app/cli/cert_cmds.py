@@ -1,0 +1,186 @@
+"""``kyso cert ...``: enrollment with a provider, listing, revocation, trust anchors."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Optional
+from urllib.parse import quote
+
+import typer
+from asn1crypto import pem
+
+from broker import credentials
+from broker.app.cli.context import state
+from broker.app.cli.output import console, table
+from broker.audit import cli_actor
+from broker.credentials import delegated
+from broker.db.engine import transaction
+from ca_adapters import RevocationReason, provider_names
+from ca_adapters.remote_clients import MisaClient
+
+cert_app = typer.Typer(help="Certificates and the HSM keys behind them.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(cert_app, name="cert")
+
+
+@cert_app.command("enroll")
+def enroll(
+    ctx: typer.Context,
+    user: str = typer.Option(..., "--user", help="Username."),
+    ca: str = typer.Option(..., "--ca", help=f"Provider: {', '.join(provider_names())}."),
+    key: str = typer.Option("rsa-2048", "--key", help="rsa-2048, rsa-3072, ec-p256 or ec-p384."),
+    scheme: Optional[str] = typer.Option(None, "--scheme", help="rsa-pkcs1v15 (default for RSA), rsa-pss or ecdsa."),  # noqa: UP007
+) -> None:
+    """Make a key in the HSM, have the provider certify it, store the chain."""
+    algorithm = credentials.parse_key_algorithm(key)
+    chosen = credentials.parse_scheme(scheme, algorithm) if scheme else None
+    server = state(ctx).server()
+    if server is not None:  # the running server holds the token
+        made = server.call("POST", "/credentials", {"user": user, "ca": ca, "key": key, "scheme": scheme})
+        console.print(f"credential {made['id']} enrolled for {user}: {made['subject']}", markup=False)
+        console.print(f"  {made['provider_name']}, {made['key_algorithm']}, serial {made['serial_hex']} "
+                      "(through the running server)", markup=False)
+        return
+    runtime = state(ctx).runtime()
+    adapter = runtime.ca(ca)
+    with transaction(runtime.sessions) as session:
+        credential = credentials.enroll(
+            session, cli_actor(), runtime.hsm, adapter, username=user, key_algorithm=algorithm, scheme=chosen
+        )
+        console.print(f"credential {credential.id} enrolled for {user}: {credential.subject}")
+        console.print(f"  {adapter.profile.display_name}, {credential.key_algorithm}, serial {credential.serial_hex}")
+
+
+@cert_app.command("link")
+def link(
+    ctx: typer.Context,
+    user: str = typer.Option(..., "--user", help="Username in kyso."),
+    ca: str = typer.Option(..., "--ca", help=f"Provider: {', '.join(provider_names())}."),
+    provider_user: str = typer.Option(..., "--provider-user", help="The signer's id at the provider (CCCD, MST...)."),
+    serial: str = typer.Option("", "--serial", help="Certificate serial (hex); Nacencomm names certificates by serial."),
+    password: Optional[str] = typer.Option(None, "--password", envvar="KYSO_PROVIDER_PASSWORD",  # noqa: UP007
+                                           help="MISA: the signer's password (else asked)."),
+    otp: Optional[str] = typer.Option(None, "--otp", help="MISA: the second-factor code the signer received."),  # noqa: UP007
+) -> None:
+    """Link a certificate whose key stays at the provider (delegated mode): the signer confirms in the provider's app."""
+    runtime = state(ctx).runtime()
+    adapter = runtime.ca(ca)
+    client = adapter.remote_signing()
+    try:
+        if isinstance(client, MisaClient):
+            client.login(provider_user, password or typer.prompt("MISA password", hide_input=True),
+                         otp or typer.prompt("MISA second-factor code"))
+        with transaction(runtime.sessions) as session:
+            credential = delegated.link(session, cli_actor(), adapter, client, username=user,
+                                        provider_user_id=provider_user, serial_hex=serial)
+            console.print(f"credential {credential.id} linked for {user}: {credential.subject}")
+            console.print(f"  {adapter.profile.display_name}, delegated (key at the provider), serial {credential.serial_hex}")
+    finally:
+        client.close()
+
+
+@cert_app.command("list")
+def list_(ctx: typer.Context, user: Optional[str] = typer.Option(None, "--user")) -> None:  # noqa: UP007
+    """List credentials."""
+    with transaction(state(ctx).runtime().sessions) as session:
+        rows = [
+            (c.id, c.user.username, c.provider, c.mode.value, c.key_algorithm, c.status.value, c.not_after.date())
+            for c in credentials.list_credentials(session, user)
+        ]
+    table(["credential", "user", "provider", "mode", "key", "status", "valid until"], rows)
+
+
+@cert_app.command("show")
+def show(
+    ctx: typer.Context,
+    credential_id: str = typer.Argument(...),
+    as_pem: bool = typer.Option(False, "--pem", help="Print the certificate and chain as PEM."),
+) -> None:
+    """Show a credential's certificate."""
+    with transaction(state(ctx).runtime().sessions) as session:
+        c = credentials.get_credential(session, credential_id)
+        if as_pem:
+            for der in [c.certificate, *(base64.b64decode(x) for x in c.chain)]:
+                console.print(pem.armor("CERTIFICATE", der).decode(), end="", multiline=True)
+            return
+        cert, chain = credentials.certificate_chain(c)
+        rows = [
+            ("credential", c.id),
+            ("user", c.user.username),
+            ("provider", c.provider),
+            ("status", c.status.value),
+            ("key", f"{c.key_algorithm} ({c.signature_scheme})"),
+            ("subject", cert.subject.human_friendly),
+            ("issuer", cert.issuer.human_friendly),
+            ("serial", c.serial_hex),
+            ("valid", f"{cert.not_valid_before} → {cert.not_valid_after}"),
+            ("chain", " ← ".join(x.subject.native.get("common_name", "?") for x in chain)),
+        ]
+    table(["field", "value"], rows)
+
+
+@cert_app.command("revoke")
+def revoke(
+    ctx: typer.Context,
+    credential_id: str = typer.Argument(...),
+    reason: RevocationReason = typer.Option(RevocationReason.UNSPECIFIED, "--reason"),
+) -> None:
+    """Revoke a credential's certificate at its provider; it never signs again."""
+    runtime = state(ctx).runtime()
+    with transaction(runtime.sessions) as session:
+        c = credentials.get_credential(session, credential_id)
+        credentials.revoke(session, cli_actor(), runtime.ca(c.provider), credential_id, reason)
+        console.print(f"credential {credential_id} revoked ({reason.value})")
+
+
+@cert_app.command("renew")
+def renew(ctx: typer.Context, credential_id: str = typer.Argument(...)) -> None:
+    """A new HSM key and certificate from the same provider; the old certificate revoked as superseded."""
+    server = state(ctx).server()
+    if server is not None:  # the running server holds the token
+        made = server.call("POST", f"/credentials/{quote(credential_id, safe='')}/renew")
+        console.print(f"credential {made['id']} replaces {credential_id} (revoked: superseded)", markup=False)
+        console.print(f"  serial {made['serial_hex']}, valid until {made['not_after'][:10]}", markup=False)
+        return
+    runtime = state(ctx).runtime()
+    with transaction(runtime.sessions) as session:
+        old = credentials.get_credential(session, credential_id)
+        new = credentials.renew(session, cli_actor(), runtime.hsm, runtime.ca(old.provider), credential_id)
+        console.print(f"credential {new.id} replaces {credential_id} (revoked: superseded)")
+        console.print(f"  serial {new.serial_hex}, valid until {new.not_after.date()}")
+
+
+@cert_app.command("expiring")
+def expiring(
+    ctx: typer.Context,
+    days: int = typer.Option(30, "--days", min=0, help="Report certificates ending within this many days."),
+) -> None:
+    """Active credentials whose certificate ends soon (or has ended): renew them."""
+    with transaction(state(ctx).runtime().sessions) as session:
+        now = datetime.now(timezone.utc)
+        rows = [(c.id, c.user.username, c.provider, str(c.not_after.date()),
+                 str((c.not_after.replace(tzinfo=c.not_after.tzinfo or timezone.utc) - now).days))
+                for c in credentials.expiring(session, timedelta(days=days), now)]
+    if not rows:
+        console.print(f"no active certificate ends within {days} days")
+        return
+    table(["credential", "user", "provider", "valid until", "days left"], rows)
+
+
+@cert_app.command("roots")
+def roots(ctx: typer.Context, out: Path = typer.Option(..., "--out", help="Directory for the PEM files.")) -> None:
+    """Write the trust anchors (roots only) of every provider as PEM files."""
+    runtime = state(ctx).runtime()
+    out.mkdir(parents=True, exist_ok=True)
+    written: set[bytes] = set()
+    for name in provider_names():
+        for der in runtime.ca(name).trust_anchors():
+            if der not in written:
+                written.add(der)
+                path = out / f"national-root-test{'' if len(written) == 1 else len(written)}.pem"
+                path.write_bytes(pem.armor("CERTIFICATE", der))
+                console.print(str(path))

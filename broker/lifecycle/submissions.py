@@ -1,0 +1,564 @@
+"""The native REST API's signing requests: raw hashes, CAdES or PAdES documents.
+
+On creation kyso computes each data-to-be-signed (PAdES: the prepared PDF is written to the blob
+dir and its state kept in the request's payload), so that the approval binds exactly what will be
+signed. Once approved, :func:`finish` (run by the signing worker) signs through sole control and
+writes the results. An ``Idempotency-Key`` makes a retry return the same request; the same key
+with another body is a conflict.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
+from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from broker import audit
+from broker import credentials as credential_service
+from broker.clients import ClientContext, visible_credential, visible_request
+from broker.credentials import delegated
+from broker.db.engine import read_connection, read_transaction, transaction
+from broker.db.models import (
+    Credential,
+    Document,
+    ItemState,
+    RelyingSystem,
+    RequestItem,
+    RequestState,
+    SigningRequest,
+)
+from broker.errors import Conflict, InvalidInput, KysoError, NotFound
+from broker.lifecycle import load_limits, signing_requests, sole_control, webhooks
+from broker.settings import Settings
+from ca_adapters import CaAdapter
+from hsm import Hsm
+from signer import cades, ltv, pades
+from signer.algorithms import digest_name, file_digest
+from signer.errors import InvalidDocument, SignerError
+
+
+class DocumentTooLarge(KysoError):
+    code = "document_too_large"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_key_reused"
+
+
+class DocumentGone(KysoError):
+    """The document's file is no longer stored: deleted after its retention, or not restored (410)."""
+
+    code = "document_gone"
+
+
+@dataclass(frozen=True)
+class RawDocument:
+    digest: bytes
+    title: str
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class FileDocument:
+    """A document to sign as CAdES (``content`` inline or an uploaded ``document_id``) or PAdES."""
+
+    title: str
+    summary: str = ""
+    content: bytes | None = None
+    document_id: str | None = None
+    enveloping: bool = False
+    field_name: str = "Signature1"
+    certify: bool = False
+    reason: str | None = None
+    location: str | None = None
+    stamp_text: str | None = None
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    credential_id: str
+    format: str
+    hash_algorithm: str = "sha256"
+    raw: list[RawDocument] = field(default_factory=list)
+    files: list[FileDocument] = field(default_factory=list)
+    fingerprint: str = ""
+    after_request_id: str | None = None
+    """Sign the signed documents of this earlier request (the account holder after the chief accountant)."""
+    level: str = "B-B"
+    accept_lower_level: bool = False
+    """If the TSA or revocation data is unavailable, deliver the highest level reached instead of failing."""
+
+
+def fingerprint(body: Any) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# -- documents -------------------------------------------------------------------------------------------
+
+
+def private_dir(path: Path) -> Path:
+    """A blob directory 0700, whatever the umask (mkdir's mode is masked by it; chmod is not)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.chmod(path, 0o700)
+    except PermissionError:  # a shared mount point owned by another account: what kyso creates inside is 0700
+        pass
+    return path
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` empty and 0600 (the umask does not apply to os.open's mode after a chmod)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    os.chmod(path, 0o600)
+
+
+def upload_target(factory: sessionmaker[Session], settings: Settings, ctx: ClientContext,
+                  declared_size: int = 0) -> tuple[str, Path]:
+    """Admit an upload under the relying system's load limits, then create its empty 0600 file."""
+    ctx.require("sign")
+    with read_transaction(factory) as session:
+        load_limits.admit_upload(session, settings, ctx.relying_system, declared_size)
+    private_dir(settings.blobs)
+    folder = private_dir(settings.blobs / "documents")
+    document_id = uuid.uuid4().hex
+    private_file(folder / document_id)
+    return document_id, folder / document_id
+
+
+def register_upload(factory: sessionmaker[Session], ctx: ClientContext, document_id: str, path: Path, size: int,
+                    sha256_hex: str, media_type: str, settings: Settings | None = None) -> Document:
+    """Record an upload streamed to ``path``; with ``settings``, checked again against the stored-upload caps
+    with its real size (a body without Content-Length was admitted as empty)."""
+    ctx.require("sign")
+    if size == 0:
+        path.unlink(missing_ok=True)
+        raise InvalidInput("the document is empty")
+    try:
+        with transaction(factory) as session:
+            document = Document(id=document_id, client_id=ctx.client_id, path=str(path), media_type=media_type[:64],
+                                size=size, sha256=sha256_hex)
+            session.add(document)
+            session.flush()
+            if settings is not None:
+                load_limits.admit_upload(session, settings, ctx.relying_system, size, counted=True)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return document
+
+
+def _document(session: Session, ctx: ClientContext, document_id: str) -> Document:
+    document = session.get(Document, document_id)
+    if document is None or document.client_id != ctx.client_id:
+        raise NotFound(f"no document {document_id!r}")
+    if document.deleted_at is not None:
+        raise DocumentGone(f"document {document_id} was deleted after its retention period")
+    return document
+
+
+def _hold_uploads(session: Session, document_ids: list[str], until: Any) -> None:
+    """Keep the uploads a new request signs at least until it can end (housekeeping moves this to its end)."""
+    if document_ids:
+        session.execute(update(Document).where(Document.id.in_(document_ids), Document.retained_from < until)
+                        .values(retained_from=until))
+
+
+# -- creation ----------------------------------------------------------------------------------------------
+
+
+def create(factory: sessionmaker[Session], settings: Settings, ctx: ClientContext, origin: str | None,
+           new: NewRequest, idempotency_key: str | None, ca_for: Callable[[str], CaAdapter],
+           webhook_url: str | None = None) -> tuple[SigningRequest, bool]:
+    """Create a request (or return the one an earlier call with the same key created); a refusal is audited."""
+    try:
+        return _create(factory, settings, ctx, origin, new, idempotency_key, ca_for, webhook_url)
+    except (KysoError, SignerError) as exc:
+        if not hasattr(exc, "retry_after"):  # load shedding is counted in metrics, not written per call
+            audit.record_refusal(factory, ctx.actor(origin), "request.create", exc, target_type="credential",
+                                 target_id=new.credential_id, details={"format": new.format[:16]})
+        raise
+
+
+def _create(factory: sessionmaker[Session], settings: Settings, ctx: ClientContext, origin: str | None,
+            new: NewRequest, idempotency_key: str | None, ca_for: Callable[[str], CaAdapter],
+            webhook_url: str | None) -> tuple[SigningRequest, bool]:
+    ctx.require("sign")
+    if idempotency_key is not None:
+        existing = _by_key(factory, ctx, idempotency_key, new.fingerprint)
+        if existing is not None:
+            return existing, False
+    hash_name = digest_name(new.hash_algorithm)
+    level = _level(new)
+    with read_transaction(factory) as session:
+        load_limits.admit(session, settings, ctx.relying_system)
+        credential = visible_credential(session, ctx, new.credential_id)
+        credential_service.check_signing_allowed(credential)  # before any document work; again at creation
+        if webhook_url is not None:
+            rs = session.scalar(select(RelyingSystem).where(RelyingSystem.name == ctx.relying_system))
+            webhooks.check_url(webhook_url, rs.webhook_allowlist if rs else [],
+                               allow_private=settings.webhook_allow_private)
+    work = settings.blobs / "work" / uuid.uuid4().hex
+    try:
+        docs, payload = _prepare(factory, settings, ctx, credential, new, hash_name, work)
+        with transaction(factory) as session:
+            credential = visible_credential(session, ctx, new.credential_id)
+            request = signing_requests.create(
+                session, settings, ctx.actor(origin), credential, docs, relying_system=ctx.relying_system,
+                provider=ca_for(credential.provider), hash_algorithm=hash_name, client_id=ctx.client_id, idempotency_key=idempotency_key,
+                request_fingerprint=new.fingerprint, format=new.format,
+                payload={"work": str(work), "documents": payload, "webhook_url": webhook_url,
+                         "level": level.value, "accept_lower_level": new.accept_lower_level})
+            if new.format != "raw":
+                request.blobs = "live"  # its work dir: housekeeping removes it when the request ends
+                _hold_uploads(session, [d.document_id for d in new.files if d.document_id], request.expires_at)
+            delegated_request = request.credential.delegated
+        if delegated_request:
+            delegated.forward(factory, ca_for, ctx.actor(origin), request.id)
+            with read_transaction(factory) as session:
+                request = signing_requests.get(session, request.id)
+        return request, True
+    except IntegrityError:
+        # A concurrent retry with the same key won the race: answer with its request.
+        shutil.rmtree(work, ignore_errors=True)
+        existing = _by_key(factory, ctx, idempotency_key or "", new.fingerprint)
+        if existing is None:
+            raise
+        return existing, False
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _level(new: NewRequest) -> ltv.Level:
+    allowed = {"raw": (ltv.Level.B_B,), "cades": (ltv.Level.B_B, ltv.Level.B_T, ltv.Level.B_LT)}.get(new.format, tuple(ltv.Level))
+    try:
+        return ltv.parse_level(new.level, allowed=allowed)
+    except ltv.UnsupportedLevel as exc:
+        raise InvalidInput(f"{new.format}: {exc.message}") from None
+
+
+def _by_key(factory: sessionmaker[Session], ctx: ClientContext, key: str, body_fingerprint: str) -> SigningRequest | None:
+    with read_transaction(factory) as session:
+        existing = session.scalar(select(SigningRequest).where(SigningRequest.client_id == ctx.client_id,
+                                                               SigningRequest.idempotency_key == key))
+        if existing is not None and existing.request_fingerprint != body_fingerprint:
+            raise IdempotencyConflict("this Idempotency-Key was used with another request body")
+        return existing
+
+
+def _prepare(factory: sessionmaker[Session], settings: Settings, ctx: ClientContext, credential: Credential,
+             new: NewRequest, hash_name: str, work: Path) -> tuple[list[signing_requests.DocumentToSign], list[dict[str, Any]]]:
+    if new.format == "raw":
+        if new.files or not new.raw:
+            raise InvalidInput("a raw request carries hashes, at least one")
+        return [signing_requests.DocumentToSign(d.digest, d.title, d.summary) for d in new.raw], [{} for _ in new.raw]
+    if new.format not in ("cades", "pades") or new.raw or not new.files:
+        raise InvalidInput("format is raw, cades or pades, with hashes or documents accordingly")
+    limit = credential_service.batch_limit(credential, settings.max_batch)
+    if len(new.files) > limit:
+        raise InvalidInput(f"at most {limit} documents per request with credential {credential.id}")
+    if hash_name != "sha256":
+        raise InvalidInput("documents are signed with SHA-256")
+    # What the signer will be shown, checked before any work: the PAdES options are bound too.
+    shown = [_shown_options(doc) if new.format == "pades" else {} for doc in new.files]
+    for n, doc in enumerate(new.files):
+        signing_requests.check_shown(doc.title, doc.summary, shown[n], f"document {n}")
+    private_dir(settings.blobs)
+    private_dir(work.parent)
+    work.mkdir(mode=0o700)
+    os.chmod(work, 0o700)
+    m = credential_service.signing_material(credential)
+    docs, payload = [], []
+    previous = _previous_results(factory, ctx, new.after_request_id) if new.after_request_id else []
+    for n, doc in enumerate(new.files):
+        source = _source(factory, ctx, doc, work / f"in-{n}", previous[n] if n < len(previous) else None)
+        document_hash = file_digest(source).hex()
+        if new.format == "pades":
+            if _head(source) != b"%PDF-":
+                raise InvalidInput(f"document {n} is not a PDF")
+            options = pades.PadesOptions(doc.field_name, doc.certify, doc.reason or None, doc.location or None,
+                                         credential.user.full_name, doc.stamp_text or None)
+            prepared = pades.prepare(m.certificate, m.intermediates, m.scheme, m.signature_size, source,
+                                     work / f"out-{n}.pdf", options, timestamped=new.level != "B-B")
+            dtbs = prepared.dtbs_digest
+            payload.append({"kind": "pades", "work_path": str(prepared.work_path), "output": str(prepared.output_path),
+                            "document_digest": prepared.prepared_digest.document_digest.hex(),
+                            "region": [prepared.prepared_digest.reserved_region_start,
+                                       prepared.prepared_digest.reserved_region_end],
+                            "work_size": prepared.work_path.stat().st_size,
+                            "signed_attrs": base64.b64encode(prepared.signed_attrs_der).decode()})
+            summary_kind = "PAdES"
+        else:
+            if doc.enveloping:
+                tbs = cades.prepare(m.certificate, m.intermediates, content=source.read_bytes(), detached=False)
+            else:
+                tbs = cades.prepare(m.certificate, m.intermediates, content_digest=bytes.fromhex(document_hash))
+            dtbs = tbs.digest
+            payload.append({"kind": "cades", "signed_attrs": base64.b64encode(tbs.signed_attrs_der).decode(),
+                            "content": str(source) if doc.enveloping else None,
+                            "output": str(work / f"out-{n}.{'p7m' if doc.enveloping else 'p7s'}")})
+            summary_kind = "CAdES"
+        if doc.document_id:
+            payload[-1]["upload"] = doc.document_id
+        summary = doc.summary or f"{summary_kind}, SHA-256 {document_hash}"
+        docs.append(signing_requests.DocumentToSign(dtbs, doc.title, summary, shown[n]))
+    return docs, payload
+
+
+def _shown_options(doc: FileDocument) -> dict[str, str | bool]:
+    return signing_requests.pades_options(field_name=doc.field_name, certify=doc.certify, reason=doc.reason,
+                                  location=doc.location, stamp_text=doc.stamp_text)
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(5)
+
+
+def _previous_results(factory: sessionmaker[Session], ctx: ClientContext, request_id: str) -> list[Path]:
+    with read_transaction(factory) as session:
+        previous = visible_request(session, ctx, request_id)
+        if previous.state is not RequestState.SIGNED or previous.format == "raw":
+            raise InvalidInput(f"request {request_id} has no signed documents to sign after")
+        if previous.blobs == "gone":
+            raise DocumentGone(f"the signed documents of request {request_id} were deleted after their retention period")
+        return [Path(d["output"]) for d in (previous.payload or {}).get("documents", [])]
+
+
+def _source(factory: sessionmaker[Session], ctx: ClientContext, doc: FileDocument, target: Path,
+            previous: Path | None = None) -> Path:
+    given = [x is not None for x in (doc.content, doc.document_id, previous)]
+    if sum(given) != 1:
+        raise InvalidInput("each document needs exactly one of content, document_id, or after_request_id's result")
+    if doc.content is not None:
+        private_file(target)
+        target.write_bytes(doc.content)
+        return target
+    if previous is not None:
+        stored = previous
+    else:
+        with read_transaction(factory) as session:
+            stored = Path(_document(session, ctx, str(doc.document_id)).path)
+    if not stored.is_file():
+        raise DocumentGone("the document to sign is no longer stored (deleted, or not restored)")
+    try:
+        os.link(stored, target)  # from here on the request holds its own link: deleting the upload leaves it
+    except FileNotFoundError:
+        raise DocumentGone("the document to sign is no longer stored (deleted, or not restored)") from None
+    except OSError:  # another file system
+        private_file(target)
+        shutil.copyfile(stored, target)
+    os.chmod(target, 0o600)
+    return target
+
+
+
+def cancel(factory: sessionmaker[Session], ctx: ClientContext, origin: str | None, request_id: str) -> int:
+    """Cancel one of the caller's pending requests (the ``sign`` scope); the signer's user id."""
+    try:
+        ctx.require("sign")
+        with transaction(factory) as session:
+            request = visible_request(session, ctx, request_id)
+            signing_requests.cancel(session, ctx.actor(origin), request)
+            return request.user_id
+    except KysoError as exc:
+        audit.record_refusal(factory, ctx.actor(origin), "request.cancel", exc, target_type="request",
+                             target_id=request_id)
+        raise
+
+
+# -- after approval -----------------------------------------------------------------------------------
+
+
+def pending_work(factory: sessionmaker[Session]) -> list[str]:
+    """Approved REST requests the worker still has to sign (CSC ones are signed by signHash).
+
+    A request whose hashes another worker has reserved is that worker's, or, if it died, the
+    reclaimer's (:mod:`broker.lifecycle.recovery`).
+    """
+    with read_connection(factory) as connection:  # at every wake-up of every worker: no ORM session
+        return list(connection.execute(_PENDING_WORK, {"b_now": signing_requests.now()}).scalars())
+
+
+_RESERVED = exists().where(RequestItem.request_id == SigningRequest.id, RequestItem.state == ItemState.RESERVED)
+_PENDING_WORK = select(SigningRequest.id).where(
+    SigningRequest.state == RequestState.APPROVED, SigningRequest.client_id.is_not(None),
+    SigningRequest.sad_hash.is_(None), SigningRequest.payload.is_not(None), ~_RESERVED,
+    SigningRequest.finishing_until.is_(None) | (SigningRequest.finishing_until < bindparam("b_now")))
+
+
+def claim(factory: sessionmaker[Session], request_id: str, finisher: str, seconds: float) -> bool:
+    """Take the lease to finish an approved request; False if another worker holds it.
+
+    Only the holder signs and writes the request's documents, so two workers never build the
+    same file. A worker that dies keeps the lease until it runs out; then another one resumes
+    from the stored signatures.
+    """
+    moment = signing_requests.now()
+    with transaction(factory) as session:
+        taken = session.execute(update(SigningRequest).where(
+            SigningRequest.id == request_id, SigningRequest.state == RequestState.APPROVED,
+            SigningRequest.finishing_until.is_(None) | (SigningRequest.finishing_until < moment))
+            .values(finisher=finisher, finishing_until=moment + timedelta(seconds=seconds)))
+        return taken.rowcount == 1  # type: ignore[attr-defined]
+
+
+@dataclass
+class Lease:
+    """A lease just taken with :func:`claim`: who holds it, for how long each renewal holds."""
+
+    finisher: str
+    seconds: float
+    renewed_at: float = field(default_factory=time.monotonic)
+
+
+class LeaseLost(KysoError):
+    """Another worker took the request over (this one was too slow): stop, write nothing more."""
+
+    code = "lease_lost"
+
+
+def release(factory: sessionmaker[Session], request_id: str, finisher: str, retry_after: float = 0) -> None:
+    """Give the lease back after an error; the request is tried again after ``retry_after`` seconds."""
+    until = signing_requests.now() + timedelta(seconds=retry_after) if retry_after else None
+    with transaction(factory) as session:
+        session.execute(update(SigningRequest).where(SigningRequest.id == request_id,
+                                                     SigningRequest.finisher == finisher)
+                        .values(finisher=None, finishing_until=until))
+
+
+def _renew(factory: sessionmaker[Session], request_id: str, lease: Lease | None) -> None:
+    """Extend the lease once a third of it has gone (a lost lease is noticed well before it matters)."""
+    if lease is None or time.monotonic() - lease.renewed_at < lease.seconds / 3:
+        return
+    lease.renewed_at = time.monotonic()
+    with transaction(factory) as session:
+        kept = session.execute(update(SigningRequest).where(
+            SigningRequest.id == request_id, SigningRequest.finisher == lease.finisher,
+            SigningRequest.state == RequestState.APPROVED)
+            .values(finishing_until=signing_requests.now() + timedelta(seconds=lease.seconds)))
+        if kept.rowcount != 1:  # type: ignore[attr-defined]
+            raise LeaseLost(f"request {request_id} is being finished by another worker")
+
+
+def _end_lease(request: SigningRequest, lease: Lease | None) -> None:
+    """In the transaction that ends the request: only the lease holder ends it."""
+    if lease is not None and request.finisher != lease.finisher:
+        raise LeaseLost(f"request {request.id} is being finished by another worker")
+    request.finisher = request.finishing_until = None
+
+
+def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id: str,
+           services_for: Callable[[str], ltv.LongTermServices], lease: Lease | None = None) -> None:
+    """Sign the approved data-to-be-signed, write the signed documents, then mark the request signed.
+
+    The signatures are stored before the documents are built: a worker that dies in between
+    leaves an approved request whose signatures exist, and the next run builds its documents
+    from them without signing again. A document that cannot be built at the asked level (the TSA
+    is down, revocation data is missing, the certificate is revoked) fails the request, unless
+    the relying system accepted a lower level. The caller holds the request's ``lease``
+    (:func:`claim`); it is renewed before each document, and a worker that lost it stops.
+    """
+    with read_transaction(factory) as session:
+        request = signing_requests.get(session, request_id)
+        already = [i.signature for i in request.items if i.state is ItemState.CONSUMED and i.signature]
+        complete = len(already) == len(request.items)
+        payload = dict(request.payload or {})
+        m = credential_service.signing_material(request.credential)
+        provider = request.credential.provider
+    _renew(factory, request_id, lease)  # still ours before anything is signed or written
+    signatures = already if complete else sole_control.sign_approved(factory, hsm, ctx_actor, request_id,
+                                                                      mark_signed=False)
+    level = ltv.Level(payload.get("level", "B-B"))
+    accept_lower = bool(payload.get("accept_lower_level"))
+    services = services_for(provider) if level.timestamped else None
+    achieved: list[ltv.Level] = []
+    try:
+        for doc, signature in zip(payload.get("documents", []), signatures):
+            _renew(factory, request_id, lease)
+            achieved.append(_build(doc, signature, m, level, services, accept_lower))
+    except SignerError as exc:
+        with transaction(factory) as session:
+            request = signing_requests.get(session, request_id)
+            _end_lease(request, lease)
+            signing_requests.transition(session, ctx_actor, request, RequestState.FAILED, expected=(RequestState.APPROVED,),
+                                failure_reason=f"{exc.code}: {exc.message}"[:255], details={"reason": exc.code})
+        return
+    with transaction(factory) as session:
+        request = signing_requests.get(session, request_id)
+        _end_lease(request, lease)
+        reached = min(achieved, key=list(ltv.Level).index) if achieved else ltv.Level.B_B
+        request.payload = {**payload, "achieved_level": reached.value}
+        signing_requests.transition(session, ctx_actor, request, RequestState.SIGNED, expected=(RequestState.APPROVED,),
+                            details={"signatures": len(signatures), "level": reached.value})
+
+
+def _build(doc: dict[str, Any], signature: bytes, m: credential_service.SigningMaterial, level: ltv.Level,
+           services: ltv.LongTermServices | None, accept_lower: bool) -> ltv.Level:
+    """Write one signed document at ``level`` (or lower, if accepted); the level reached."""
+    if doc.get("kind") == "pades":
+        prepared = pades.PreparedPdf(
+            Path(doc["work_path"]), Path(doc["output"]),
+            PreparedByteRangeDigest(bytes.fromhex(doc["document_digest"]), doc["region"][0], doc["region"][1]),
+            None, base64.b64decode(doc["signed_attrs"]), b"", "sha256")
+        if Path(doc["output"]).exists() and not prepared.work_path.exists():
+            return level  # built by a run that died before marking the request signed
+        if not prepared.work_path.exists():  # ends the request failed instead of retrying forever
+            raise InvalidDocument("the prepared document is gone (its work file was removed); not finished")
+        if "work_size" in doc:  # drop what a run that died while finishing may have appended
+            os.truncate(prepared.work_path, int(doc["work_size"]))
+        return pades.finish(prepared, signature, m.certificate, m.intermediates, m.scheme, level, services,
+                            accept_lower=accept_lower)
+    if doc.get("kind") == "cades":
+        content = Path(doc["content"]).read_bytes() if doc.get("content") else None
+        tbs = cades.CadesToBeSigned(base64.b64decode(doc["signed_attrs"]), b"", "sha256", content)
+        data, reached = cades.complete(tbs, signature, m.certificate, m.intermediates, m.scheme,
+                                       cades.default_pss(m.scheme, "sha256"), level, services, accept_lower=accept_lower)
+        _write(Path(doc["output"]), data)
+        return reached
+    return ltv.Level.B_B
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Whole or not at all: a reader never sees a half-written result."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
+def result_file(session: Session, ctx: ClientContext, request_id: str, position: int) -> tuple[Path, str]:
+    request = visible_request(session, ctx, request_id)
+    if request.state is not RequestState.SIGNED or request.format == "raw":
+        raise NotFound(f"request {request_id} has no signed document (state {request.state.value})")
+    documents = (request.payload or {}).get("documents", [])
+    if not 0 <= position < len(documents):
+        raise NotFound(f"request {request_id} has no document {position}")
+    path = Path(documents[position]["output"])
+    if request.blobs == "gone" or not path.is_file():
+        raise DocumentGone(f"the signed document {position} of request {request_id} is no longer stored")
+    media = "application/pdf" if path.suffix == ".pdf" else "application/pkcs7-signature" if path.suffix == ".p7s" \
+        else "application/pkcs7-mime"
+    return path, media
+

@@ -1,0 +1,87 @@
+"""The background worker: finishes approved REST requests and delivers due webhooks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from broker.audit import Actor
+from broker.credentials import delegated
+from broker.db.models import RequestState
+from broker.lifecycle import housekeeping, recovery, submissions, webhooks
+from broker.notify import request_topic
+from broker.runtime import Runtime
+
+log = logging.getLogger("kyso.worker")
+ACTOR = Actor("worker", "signing-worker")
+HOUSEKEEPING_SECONDS = 1.0
+RETRY_SECONDS = 2.0
+BLOB_SWEEP_SECONDS = 120.0
+"""Work files of ended requests, documents past retention: a few indexed queries every two minutes."""
+
+
+class SigningWorker:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._stop = threading.Event()
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"[:64]
+        self._thread = threading.Thread(target=self._run, name="signing-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.runtime.notifier.notify()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        rt = self.runtime
+        housekeeping_at = sweep_at = 0.0
+        while not self._stop.is_set():
+            seen = rt.notifier.version()
+            try:
+                # Every notification wakes this loop: only approved work and webhooks are looked at
+                # each time; crash recovery, unused authorisations and the providers' answers wait
+                # for their interval, so that a busy server does not repeat them per request.
+                if time.monotonic() >= housekeeping_at:
+                    housekeeping_at = time.monotonic() + HOUSEKEEPING_SECONDS
+                    if recovery.reclaim(rt.sessions, rt.settings, ACTOR) + \
+                            recovery.expire_unused_authorisations(rt.sessions, rt.settings, ACTOR):
+                        rt.notifier.notify()
+                    if time.monotonic() >= sweep_at:
+                        sweep_at = time.monotonic() + BLOB_SWEEP_SECONDS
+                        housekeeping.sweep(rt.sessions, rt.settings, ACTOR)
+                    if self._follow_providers():  # some still wait for a signer at the provider
+                        housekeeping_at = time.monotonic() + rt.settings.provider_poll_seconds
+                seconds = rt.settings.reservation_timeout_seconds
+                for request_id in submissions.pending_work(rt.sessions):
+                    if not submissions.claim(rt.sessions, request_id, self.name, seconds):
+                        continue  # another worker is finishing it
+                    lease = submissions.Lease(self.name, seconds)
+                    try:
+                        submissions.finish(rt.sessions, rt.hsm, ACTOR, request_id, rt.long_term_services, lease)
+                    except Exception as exc:  # noqa: BLE001 - one request's failure must not stop the others
+                        log.warning("request %s could not be finished: %s", request_id, getattr(exc, "code", type(exc).__name__))
+                        # Tried again after a pause, not at the next wake-up: a lasting fault must not spin.
+                        submissions.release(rt.sessions, request_id, lease.finisher, RETRY_SECONDS)
+                    rt.notifier.notify(request_topic(request_id))
+                webhooks.deliver_due(rt.sessions, allow_private=rt.settings.webhook_allow_private)
+            except Exception as exc:  # noqa: BLE001 - e.g. the database is briefly away: try again
+                log.warning("signing worker: %s", type(exc).__name__)
+            rt.notifier.wait(seen, max(0.0, housekeeping_at - time.monotonic()))
+
+    def _follow_providers(self) -> bool:
+        """Poll the providers for delegated requests; True while some still wait for a signer there."""
+        rt = self.runtime
+        waiting = False
+        for request_id in delegated.pending(rt.sessions):
+            state = delegated.follow(rt.sessions, rt.ca, ACTOR, request_id)
+            if state is RequestState.PENDING:
+                waiting = True
+            else:
+                rt.notifier.notify(request_topic(request_id))
+        return waiting
