@@ -3,8 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO_PACKAGES := softhsm2 opensc-pkcs11 poppler-utils libnss3-tools qpdf fonts-dejavu-core openssl
-TEST_PACKAGES := $(DEMO_PACKAGES) mupdf-tools chromium xmlsec1
+DEMO_PACKAGES := python3-venv softhsm2 opensc-pkcs11 poppler-utils libnss3-tools qpdf fonts-dejavu-core openssl xmlsec1
+TEST_PACKAGES := $(DEMO_PACKAGES) mupdf-tools chromium
 
 .PHONY: demo test bench system-packages-demo system-packages-test clean
 
@@ -14,11 +14,15 @@ demo: system-packages-demo $(VENV)/.installed
 test: system-packages-test $(VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+PEAK_DAY_DOCUMENTS ?= 2000
+
 bench: system-packages-demo $(VENV)/.installed
 	$(BIN)/python -m bench.signing
 	$(BIN)/python -m bench.csc
 	$(BIN)/python -m bench.pades
 	$(BIN)/python -m bench.workers
+	$(BIN)/python -m bench.server_cpu
+	$(BIN)/python -m bench.peak_day --documents $(PEAK_DAY_DOCUMENTS)
 
 system-packages-demo:
 	@scripts/install-system-packages $(DEMO_PACKAGES)

@@ -31,7 +31,7 @@ from broker.db.models import SigningRequest
 from broker.errors import InvalidInput, PolicyViolation
 from broker.lifecycle import sole_control, unconfirmed_signing
 from broker.runtime import Runtime
-from signer.pades import PadesOptions
+from signer import ltv, pipeline
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -113,27 +113,39 @@ class UnconfirmedIn(BaseModel):
     credential_id: str
     input_path: str
     output_path: str
-    pdf_options: PadesOptions | None = None
-    detached: bool = True
+    format: Literal["pades", "cades", "xades"]
+    spec: dict[str, Any]
+    """The format's spec (:mod:`signer.pipeline`) as the CLI built it."""
+    level: str = "B-B"
 
 
-@router.post("/unconfirmed-signatures", status_code=204)
-def sign_unconfirmed(body: UnconfirmedIn, actor: Actor = Depends(cli_actor), rt: Runtime = Depends(runtime)) -> None:
+class UnconfirmedOut(BaseModel):
+    level: str
+
+
+_SPECS = {"pades": pipeline.PadesSpec, "cades": pipeline.CadesSpec, "xades": pipeline.XadesSpec}
+
+
+@router.post("/unconfirmed-signatures")
+def sign_unconfirmed(body: UnconfirmedIn, actor: Actor = Depends(cli_actor),
+                     rt: Runtime = Depends(runtime)) -> UnconfirmedOut:
     """``kyso sign --unconfirmed`` (a sandbox only): the files are the CLI's, on this machine."""
     if not rt.settings.sandbox:
         raise PolicyViolation("unconfirmed signing is refused outside a sandbox data dir (kyso init --sandbox)")
     source, target = Path(body.input_path), Path(body.output_path)
     if not (source.is_absolute() and target.is_absolute()):
         raise InvalidInput("paths must be absolute")
+    try:
+        spec = _SPECS[body.format](**body.spec)
+        level = ltv.parse_level(body.level)
+    except (TypeError, ltv.UnsupportedLevel) as exc:
+        raise InvalidInput(f"not a {body.format} spec or level: {exc}") from exc
     with transaction(rt.sessions) as session:
         credential = credentials.get_credential(session, body.credential_id)
-        provider = rt.ca(credential.provider)
-        if body.pdf_options is not None:
-            unconfirmed_signing.sign_pdf(session, actor, rt.hsm, credential, provider,
-                                   unconfirmed_signing.PdfRequest(source, target, body.pdf_options))
-        else:
-            unconfirmed_signing.sign_cades(session, actor, rt.hsm, credential, provider, source, target,
-                                     detached=body.detached)
+        services = rt.long_term_services(credential.provider) if level.timestamped else None
+        reached = unconfirmed_signing.sign(session, actor, rt.hsm, credential, rt.ca(credential.provider), spec,
+                                           source, target, level=level, services=services)
+    return UnconfirmedOut(level=reached.value)
 
 
 class CheckpointIn(BaseModel):
@@ -199,7 +211,7 @@ def export(body: ExportIn, rt: Runtime = Depends(runtime)) -> ExportOut:
             summary = audit_export.export(rt.sessions, rt.hsm, rt.settings.anchors_path, fh, since, until)
         tmp.replace(target)
     except OSError as exc:
-        raise InvalidInput(f"cannot write {target}: {exc.strerror}") from None
+        raise InvalidInput(f"cannot write {target}: {exc.strerror}") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return ExportOut(count=summary.count, first_id=summary.first_id, last_id=summary.last_id,

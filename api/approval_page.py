@@ -1,4 +1,8 @@
-"""The mobile approval page and its JSON calls: WebAuthn registration, sign-in, approve, refuse."""
+"""The mobile approval page and its JSON calls: WebAuthn registration, sign-in, approve, refuse.
+
+The rest of the approval app (manifest, service worker, live list, pages, history, sessions) is in
+:mod:`api.approval_app`.
+"""
 
 from __future__ import annotations
 
@@ -92,12 +96,12 @@ def register_options(body: CodeIn, rt: Runtime = Depends(runtime)) -> CeremonyOu
 
 
 @router.post("/api/register/verify", response_model=SignedIn)
-def register_verify(body: RegisterIn, response: Response, rt: Runtime = Depends(runtime),
+def register_verify(body: RegisterIn, request: Request, response: Response, rt: Runtime = Depends(runtime),
                     origin: str | None = Depends(client_origin)) -> SignedIn:
     with transaction(rt.sessions) as session:
         user, token = authenticators.finish_registration(session, rt.settings, Actor("webauthn", "registration", origin),
                                                    body.challenge_id, body.activation_code, json.dumps(body.credential),
-                                                   body.name)
+                                                   body.name, request.headers.get("user-agent"))
         return _signed_in(response, rt, user, token)
 
 
@@ -109,11 +113,11 @@ def login_options(body: UsernameIn, rt: Runtime = Depends(runtime)) -> CeremonyO
 
 
 @router.post("/api/login/verify", response_model=SignedIn)
-def login_verify(body: LoginIn, response: Response, rt: Runtime = Depends(runtime),
+def login_verify(body: LoginIn, request: Request, response: Response, rt: Runtime = Depends(runtime),
                  origin: str | None = Depends(client_origin)) -> SignedIn:
     with transaction(rt.sessions) as session:
         user, token = authenticators.finish_login(session, rt.settings, Actor("webauthn", "login", origin),
-                                            body.challenge_id, json.dumps(body.credential))
+                                            body.challenge_id, json.dumps(body.credential), request.headers.get("user-agent"))
         return _signed_in(response, rt, user, token)
 
 

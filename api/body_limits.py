@@ -33,7 +33,7 @@ from broker.runtime import Runtime
 MAX_JSON_DEPTH = 32
 """Deepest nesting of a JSON body: the deepest kyso reads (a WebAuthn credential) is 4."""
 
-_STREAMED = frozenset({("PUT", "/v1/documents"), ("POST", "/v1/validations")})
+_STREAMED = frozenset({("PUT", "/v1/documents"), ("POST", "/v1/validations"), ("POST", "/v1/requests/with-documents")})
 _PUBLIC = ("/v1/devices/enroll",)
 _IN_A_THREAD = 64 * 1024
 """A body larger than this is checked in a worker thread, not in the event loop."""
@@ -142,7 +142,7 @@ class BodyLimitMiddleware:
         if not length and "chunked" not in headers.get("transfer-encoding", "").lower():
             await self.app(scope, receive, send)  # no body: nothing to bound
             return
-        unauthenticated = await self._unauthenticated(path, headers)
+        unauthenticated = await self._unauthenticated(scope, path, headers)
         if unauthenticated is not None:
             await unauthenticated(scope, receive, send)
             return
@@ -153,7 +153,7 @@ class BodyLimitMiddleware:
         content_type = headers.get("content-type", "").lower()
         await self.app(scope, _Counted(receive, limit, content_type, _json_expected(path, content_type)), send)
 
-    async def _unauthenticated(self, path: str, headers: Headers) -> JSONResponse | None:
+    async def _unauthenticated(self, scope: Scope, path: str, headers: Headers) -> JSONResponse | None:
         """The answer the route would give, for a body sent without the credentials it needs; None to go on."""
         token = _bearer(headers)
         if path.startswith("/csc/") and not path.endswith("/info"):
@@ -163,15 +163,34 @@ class BodyLimitMiddleware:
         if path.startswith("/v1/devices/"):
             return None if token else problem(403, "device_not_active", "a bearer token is required")
         try:  # a relying system's call: its token is checked before its body is read
-            await anyio.to_thread.run_sync(_authenticate, self.runtime, token)
+            ctx = await anyio.to_thread.run_sync(_authenticate, self.runtime, token)
         except clients.InvalidToken as exc:
             return problem(401, exc.code, exc.message)
+        remember_client(scope, token, ctx)  # the route's authentication reuses it: one look-up per call
         return None
 
 
-def _authenticate(runtime: Runtime, token: str | None) -> None:
+def _authenticate(runtime: Runtime, token: str | None) -> clients.ClientContext:
     with read_connection(runtime.sessions) as connection:
-        clients.authenticate(connection, token)
+        return clients.authenticate(connection, token)
+
+
+_CLIENT = "kyso.client_context"
+"""Key in the request's ``scope["state"]`` (``request.state``): the token and the caller it authenticated."""
+
+
+def remember_client(scope: Scope, token: str | None, ctx: clients.ClientContext) -> None:
+    """Keep the caller authenticated for this request, for the route to reuse with the same token."""
+    scope.setdefault("state", {})[_CLIENT] = (token, ctx)
+
+
+def remembered_client(scope: Scope, token: str | None) -> clients.ClientContext | None:
+    """The caller authenticated earlier in this request from ``token``, or None."""
+    found = scope.get("state", {}).get(_CLIENT)
+    if found is None or not token or found[0] != token:
+        return None
+    ctx: clients.ClientContext = found[1]
+    return ctx
 
 
 class _Counted:

@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api import csc_schemas
-from api.body_limits import BodyRefused
+from api.body_limits import BodyRefused, remember_client, remembered_client
 from api.deps import client_origin, runtime
 from api.problems import CSC_RESPONSES, capped
 from biometrics import ConfirmationError
@@ -31,6 +31,7 @@ from broker.runtime import Runtime
 from ca_adapters import CaError
 from hsm import DeviceError, HsmError, TokenMissing
 from signer import SignerError
+from signer.errors import CertificateRevoked
 
 V1, V2 = "1.0.4.0", "2.0.0.2"
 log = logging.getLogger("kyso.csc")
@@ -40,7 +41,8 @@ def csc_error(status: int, error: str, description: str) -> JSONResponse:
     return JSONResponse({"error": error, "error_description": capped(description)}, status_code=status)
 
 
-def _translate(exc: Exception) -> JSONResponse:
+def translate(exc: Exception) -> JSONResponse:
+    """The CSC error body and status of ``exc`` (the OpenAPI document asks it too)."""
     if isinstance(exc, BodyRefused):
         return csc_error(exc.status_code, "invalid_request", str(exc.detail))
     if isinstance(exc, clients.InvalidToken):
@@ -51,7 +53,7 @@ def _translate(exc: Exception) -> JSONResponse:
         return response
     if isinstance(exc, csc.SadExpired):
         return csc_error(400, "expired_token", exc.message)
-    if isinstance(exc, csc.AccessDenied | clients.InsufficientScope | PolicyViolation):
+    if isinstance(exc, csc.AccessDenied | clients.InsufficientScope | PolicyViolation | CertificateRevoked):
         return csc_error(403, "access_denied", exc.message)  # type: ignore[union-attr]
     if isinstance(exc, timestamping.TsaUnavailable):
         return csc_error(503, "temporarily_unavailable", exc.message)
@@ -71,8 +73,8 @@ async def _body(request: Request) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw)
-    except (ValueError, RecursionError):  # RecursionError: nesting the size limit let through
-        raise InvalidInput("the body is not valid JSON") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting the size limit let through
+        raise InvalidInput("the body is not valid JSON") from exc
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
     return body
@@ -84,8 +86,8 @@ def _b64_list(body: dict[str, Any]) -> list[bytes]:
         raise InvalidInput("hashes (v2) or hash (v1) must be a non-empty list")
     try:
         return [base64.b64decode(v, validate=True) for v in values]
-    except (binascii.Error, TypeError, ValueError):
-        raise InvalidInput("a hash is not valid base64") from None
+    except (binascii.Error, TypeError, ValueError) as exc:
+        raise InvalidInput("a hash is not valid base64") from exc
 
 
 def _text(body: dict[str, Any], *names: str, required: bool = True) -> str | None:
@@ -112,21 +114,22 @@ def build_router(version: str) -> APIRouter:
     async def guarded(request: Request, rt: Runtime, work: Callable[[clients.ClientContext, dict[str, Any]], Any],
                       authenticated: bool = True) -> JSONResponse:
         try:
-            # The caller is known before its body is read.
-            ctx = await run_in_threadpool(_authenticate, rt, _bearer(request)) if authenticated else None
+            # The caller is known before its body is read (once per call: reused if already authenticated).
+            ctx = await _caller(request, rt) if authenticated else None
             body = await _body(request)
             if inspect.iscoroutinefunction(work):  # it waits (for the signer): the pool only for its queries
                 return JSONResponse(await work(ctx, body))  # type: ignore[arg-type]
             return JSONResponse(await run_in_threadpool(work, ctx, body))
         except Exception as exc:  # noqa: BLE001 - every error becomes a CSC error body
-            return _translate(exc)
+            return translate(exc)
 
     @router.post("/info",
                  **csc_schemas.documented(csc_schemas.InfoIn, csc_schemas.InfoOut))
     async def info(request: Request) -> JSONResponse:
         rt = runtime(request)
 
-        def work(_: Any, __: dict[str, Any]) -> dict[str, Any]:
+        def work(_: Any, body: dict[str, Any]) -> dict[str, Any]:
+            _text(body, "lang", required=False)  # answered in vi-VN whatever it asks, but it must be a language tag
             data: dict[str, Any] = {
                 "specs": version, "name": "kyso", "logo": f"{rt.settings.public_base_url}/static/logo.png",
                 "region": "VN", "lang": "vi-VN", "description": "kyso remote signing broker (SCAL2)",
@@ -149,14 +152,17 @@ def build_router(version: str) -> APIRouter:
 
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             user = _text(body, "userID", required=False)
+            most = body.get("maxResults")
+            if most is not None and (not isinstance(most, int) or isinstance(most, bool) or most < 1):
+                raise InvalidInput("maxResults must be a positive integer")
             with read_transaction(rt.sessions) as session:
                 found = clients.visible_credentials(session, ctx, user)
-                return {"credentialIDs": [c.id for c in found if c.status is CredentialStatus.ACTIVE]}
+                return {"credentialIDs": [c.id for c in found if c.status is CredentialStatus.ACTIVE][:most]}
 
         return await guarded(request, rt, work)
 
     @router.post("/credentials/info",
-                 **csc_schemas.documented(csc_schemas.CredentialsInfoIn, dict))
+                 **csc_schemas.documented(csc_schemas.CredentialsInfoIn, csc_schemas.CredentialsInfoOut))
     async def credentials_info(request: Request) -> JSONResponse:
         rt = runtime(request)
 
@@ -204,8 +210,8 @@ def build_router(version: str) -> APIRouter:
             params_b64 = _text(body, "signAlgoParams", required=False)
             try:
                 params = base64.b64decode(params_b64, validate=True) if params_b64 else None
-            except (binascii.Error, ValueError):
-                raise InvalidInput("signAlgoParams is not valid base64") from None
+            except (binascii.Error, ValueError) as exc:
+                raise InvalidInput("signAlgoParams is not valid base64") from exc
             mode = _text(body, "operationMode", required=False)
             if mode not in (None, "S"):
                 raise InvalidInput("only synchronous operation (operationMode S) is supported")
@@ -233,6 +239,15 @@ def build_router(version: str) -> APIRouter:
         return await guarded(request, rt, work)
 
     return router
+
+
+async def _caller(request: Request, rt: Runtime) -> clients.ClientContext:
+    token = _bearer(request)
+    ctx = remembered_client(request.scope, token)
+    if ctx is None:
+        ctx = await run_in_threadpool(_authenticate, rt, token)
+        remember_client(request.scope, token, ctx)
+    return ctx
 
 
 def _authenticate(rt: Runtime, token: str | None) -> clients.ClientContext:

@@ -15,18 +15,28 @@ class InfoIn(BaseModel):
     lang: str | None = None
 
 
+class SignAlgorithms(BaseModel):
+    algos: list[str] = Field(description="Signature algorithm OIDs")
+    algoParams: list[str] = Field(default_factory=list)  # noqa: N815
+
+
 class InfoOut(BaseModel):
-    specs: str
+    specs: str = Field(description="1.0.4.0 under /csc/v1, 2.0.0.2 under /csc/v2")
     name: str
+    logo: str = Field(description="URL of the service's logo")
     region: str
     lang: str
+    description: str
     authType: list[str]  # noqa: N815 - CSC names
+    oauth2: str = Field(description="The OAuth 2.0 server's base URI (its token endpoint is /oauth2/token)")
     methods: list[str]
+    asynchronousOperationMode: bool | None = Field(default=None, description="v2 only")  # noqa: N815
+    signAlgorithms: SignAlgorithms | None = Field(default=None, description="v2 only")  # noqa: N815
 
 
 class CredentialsListIn(BaseModel):
     userID: str | None = Field(default=None, description="kyso username")  # noqa: N815
-    maxResults: int | None = None  # noqa: N815
+    maxResults: int | None = Field(default=None, ge=1, description="At most this many credential IDs")  # noqa: N815
 
 
 class CredentialsListOut(BaseModel):
@@ -38,6 +48,33 @@ class CredentialsInfoIn(BaseModel):
     certificates: str = Field(default="single", description="none, single or chain")
     certInfo: bool = False  # noqa: N815
     authInfo: bool = False  # noqa: N815
+
+
+class KeyInfo(BaseModel):
+    status: str = Field(description="enabled or disabled")
+    algo: list[str] = Field(description="Signature algorithm OIDs the key signs with")
+    len: int = Field(description="Key size in bits")
+    curve: str | None = Field(default=None, description="EC keys: the curve's name")
+
+
+class CertInfo(BaseModel):
+    status: str = Field(description="valid or revoked")
+    certificates: list[str] = Field(description="base64 DER: the signer's certificate, then the chain if asked")
+    issuerDN: str  # noqa: N815
+    serialNumber: str  # noqa: N815
+    subjectDN: str  # noqa: N815
+    validFrom: str  # noqa: N815
+    validTo: str  # noqa: N815
+
+
+class CredentialsInfoOut(BaseModel):
+    key: KeyInfo
+    cert: CertInfo
+    multisign: int = Field(description="Most hashes one authorization covers")
+    SCAL: str
+    lang: str
+    auth: dict[str, str] | None = Field(default=None, description="v2: {\"mode\": \"implicit\"}")
+    authMode: str | None = Field(default=None, description="v1: implicit")  # noqa: N815
 
 
 class HashesIn(BaseModel):
@@ -72,7 +109,8 @@ class SignHashOut(BaseModel):
 
 class TimestampIn(BaseModel):
     hash: str = Field(description="base64 hash to timestamp")
-    hashAlgo: str  # noqa: N815
+    hashAlgorithmOID: str | None = Field(default=None, description="v2; or hashAlgo")  # noqa: N815
+    hashAlgo: str | None = Field(default=None, description="v1 name, accepted on v2 too")  # noqa: N815
     nonce: str | None = Field(default=None, description="hexadecimal")
 
 

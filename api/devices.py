@@ -27,8 +27,8 @@ def enroll(body: DeviceEnrollIn, rt: Runtime = Depends(runtime), origin: str | N
     """Register a phone's P-256 key with a one-time activation code from an administrator."""
     try:
         public_key = base64.b64decode(body.public_key, validate=True)
-    except ValueError:
-        raise InvalidInput("public_key is not base64") from None
+    except ValueError as exc:
+        raise InvalidInput("public_key is not base64") from exc
     with transaction(rt.sessions) as session:
         device, token = approvals.enroll_device(session, Actor("device", "new", origin), body.activation_code,
                                                 public_key, body.name)

@@ -26,6 +26,15 @@ class Problem(BaseModel):
 
 
 class CscError(BaseModel):
+    """The CSC API's error body."""
+
+    error: str
+    error_description: str
+
+
+class OAuthError(BaseModel):
+    """The token endpoint's error body (RFC 6749 §5.2)."""
+
     error: str
     error_description: str
 
@@ -34,6 +43,7 @@ def _described(model: type[BaseModel], codes: dict[int, str]) -> dict[int | str,
     return {status: {"model": model, "description": text} for status, text in codes.items()}
 
 
+# The routers' catch-all lists: api.openapi_errors replaces them, per operation, with what it can answer.
 PROBLEM_RESPONSES = _described(Problem, {
     400: "invalid_request, invalid_input, invalid_hash, unsupported_algorithm, invalid_parameters",
     401: "invalid_token, not_signed_in",
@@ -74,13 +84,22 @@ def problem(status: int, code: str, detail: str) -> JSONResponse:
 _HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
+def oauth_error(status: int, error: str, description: str) -> JSONResponse:
+    """The token endpoint's error answer (RFC 6749 §5.2): its own body, never cached."""
+    return JSONResponse({"error": error, "error_description": capped(description)}, status_code=status,
+                        headers={"Cache-Control": "no-store"})
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         # The place and the rule, never the input (a location may hold a caller's key: it is cut short too).
         first = exc.errors()[0] if exc.errors() else {}
         where = capped(".".join(str(p) for p in first.get("loc", ())), 80)
-        return problem(400, "invalid_request", f"{where}: {capped(str(first.get('msg', 'invalid request')), 150)}")
+        detail = f"{where}: {capped(str(first.get('msg', 'invalid request')), 150)}"
+        if request.url.path.startswith("/oauth2/"):
+            return oauth_error(400, "invalid_request", detail)
+        return problem(400, "invalid_request", detail)
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:

@@ -1,7 +1,8 @@
 """Browser-facing security headers on every response; a strict Content-Security-Policy on the approval page.
 
 The page's one inline script and style are allowed by their SHA-256 (computed from the file at
-start-up), nothing else runs, and no site may frame it (clickjacking an "approve" button).
+start-up), nothing else runs, and no site may frame it (clickjacking an "approve" button). The app's
+service worker and manifest come from the page's own origin ('self'), as its calls and images do.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def page_policy(page: Path) -> str:
     return ("default-src 'none'; "
             f"script-src {_inline_hashes(html, 'script') or _NONE}; "
             f"style-src {_inline_hashes(html, 'style') or _NONE}; "
-            "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+            "connect-src 'self'; img-src 'self' data:; worker-src 'self'; manifest-src 'self'; "
+            "base-uri 'none'; form-action 'none'; "
             "frame-ancestors 'none'")
 
 

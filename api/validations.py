@@ -72,7 +72,7 @@ async def _from_multipart(request: Request, body: Path, work: Path, limit: int) 
     try:
         form = await parser.parse()
     except MultiPartException as exc:
-        raise _Refused(400, "invalid_request", f"the multipart body cannot be read: {exc.message}") from None
+        raise _Refused(400, "invalid_request", f"the multipart body cannot be read: {exc.message}") from exc
     try:
         paths: dict[str, Path] = {}
         name = None
@@ -103,7 +103,7 @@ def _from_json(body: Path, work: Path) -> tuple[Path, Path | None, str | None, d
                 out[key] = work / key
                 out[key].write_bytes(base64.b64decode(data[key], validate=True))
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise _Refused(400, "invalid_request", f"the JSON body cannot be read: {exc}"[:200]) from None
+        raise _Refused(400, "invalid_request", f"the JSON body cannot be read: {exc}"[:200]) from exc
     name = data.get("name") if isinstance(data.get("name"), str) else None
     return out["document"], out.get("content"), name, data
 
@@ -178,5 +178,5 @@ async def validate(request: Request, ctx: ClientContext = Depends(client_context
 def _json_time(value: Any) -> datetime:
     try:
         return datetime.fromisoformat(str(value))
-    except ValueError:
-        raise _Refused(400, "invalid_input", "'at' is an ISO 8601 time") from None
+    except ValueError as exc:
+        raise _Refused(400, "invalid_input", "'at' is an ISO 8601 time") from exc

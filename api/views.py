@@ -6,7 +6,8 @@ import base64
 
 from api.schemas import DocumentView, PendingRequest, RequestStatus
 from broker.db.models import SigningRequest
-from broker.lifecycle.signing_requests import aware, shown_options
+from broker.lifecycle.clock import aware
+from broker.lifecycle.payload import shown_options
 
 
 def pending_view(request: SigningRequest) -> PendingRequest:

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -124,41 +125,65 @@ def serving(data_dir: Path, env: dict[str, str], workers: int, log: Path) -> Ite
 
 
 class Phones:
-    """The signer's simulated phones (several devices of one user, as a signer busier than one
-    phone's round trips would be): each approves pending requests that no other has taken."""
+    """The signers' simulated phones (several devices per signer, as a signer busier than one phone's
+    round trips would be). One poller per signer long-polls its pending requests and hands each new one
+    to one of that signer's devices, which approves it: the server sees a phone's polls once per
+    signer, not once per device (several devices polling one signer's list would each get every pending
+    request back at once, a tight loop the server pays for)."""
+
+    IDLE_POLL_SECONDS = 0.02
+    """Pause before polling again when every pending request is already being approved."""
 
     def __init__(self, states: list[DeviceState], base_url: str) -> None:
         self.devices = [DeviceClient(state, httpx.Client(base_url=base_url, timeout=60)) for state in states]
         self.stopping = threading.Event()
         self._taken: set[str] = set()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(d,), daemon=True) for d in self.devices]
+        self._queues: list[queue.Queue[dict[str, Any] | None]] = [queue.Queue() for _ in self.devices]
+        self._threads = [threading.Thread(target=self._decide, args=(n,), daemon=True) for n in range(len(self.devices))]
+        self._pollers: list[threading.Thread] = []
 
     def start(self) -> None:
-        for thread in self._threads:
+        by_user: dict[str, list[int]] = {}
+        for n, device in enumerate(self.devices):
+            by_user.setdefault(device.state.username, []).append(n)
+        self._pollers = [threading.Thread(target=self._poll, args=(indexes,), daemon=True) for indexes in by_user.values()]
+        for thread in (*self._threads, *self._pollers):
             thread.start()
 
     def stop(self) -> None:
         self.stopping.set()
-        for thread in self._threads:
+        for q in self._queues:
+            q.put(None)
+        for thread in (*self._pollers, *self._threads):
             thread.join(timeout=10)
 
-    def _run(self, device: DeviceClient) -> None:
+    def _poll(self, indexes: list[int]) -> None:
+        poller, turn = self.devices[indexes[0]], 0
         while not self.stopping.is_set():
             try:
-                mine = []
-                for request in device.pending(wait=1):
+                new = 0
+                for request in poller.pending(wait=1):
                     with self._lock:
-                        if request["request_id"] not in self._taken:
-                            self._taken.add(request["request_id"])
-                            mine.append(request)
-                for request in mine:
-                    device.decide(request, Decision.APPROVE)
-                if not mine:
-                    time.sleep(0.01)  # all of them are being approved by the other phones
+                        if request["request_id"] in self._taken:
+                            continue
+                        self._taken.add(request["request_id"])
+                    self._queues[indexes[turn % len(indexes)]].put(request)
+                    turn += 1
+                    new += 1
+                if not new:
+                    time.sleep(self.IDLE_POLL_SECONDS)  # all of them are being approved
             except Exception as exc:  # noqa: BLE001 - a client then fails on its own, loudly
                 print(f"phone: {exc!r}", file=sys.stderr)
                 time.sleep(0.2)
+
+    def _decide(self, n: int) -> None:
+        device, todo = self.devices[n], self._queues[n]
+        while (request := todo.get()) is not None:
+            try:
+                device.decide(request, Decision.APPROVE)
+            except Exception as exc:  # noqa: BLE001 - a client then fails on its own, loudly
+                print(f"phone: {exc!r}", file=sys.stderr)
 
 
 def csc_batch(url: str, headers: dict[str, str], credential_id: str, label: str) -> int:

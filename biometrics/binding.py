@@ -17,6 +17,11 @@ before options existed. PAdES options:
 - ``stamp_text`` (string, may hold newlines): the visible stamp, ``%(signer)s`` and ``%(ts)s``
   filled in when signing; left out when not given (then the stamp is the signer's name and date).
 
+XAdES options (an XML signature inside the document):
+
+- ``reference_id`` (string): the Id of the element signed (``URI="#id"``);
+- ``placement`` (string): the element the signature is placed in (``/Hoso/CKy_Dvi``, ``//Cky``).
+
 Every field comes in the approval device's pending list (``GET /v1/devices/me/requests``), so a
 device recomputes the binding from what it displays and refuses a mismatch. The phone signs
 ``"kyso-approve-v1" ‖ binding ‖ decision ‖ counter``; WebAuthn uses the binding as its challenge.

@@ -29,8 +29,8 @@ def load_device_key(public_key_der: bytes) -> ec.EllipticCurvePublicKey:
     """A registered device key must be P-256 (what phones keep in secure hardware)."""
     try:
         key = serialization.load_der_public_key(public_key_der)
-    except ValueError:
-        raise BadProof("the device public key is not a DER SubjectPublicKeyInfo") from None
+    except ValueError as exc:
+        raise BadProof("the device public key is not a DER SubjectPublicKeyInfo") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
         raise BadProof("a device key must be ECDSA P-256")
     return key
@@ -45,8 +45,8 @@ def verify_decision(
     key = load_device_key(public_key_der)
     try:
         key.verify(signature, approval_message(binding, decision, counter), ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        raise BadProof("the device signature does not verify for this request") from None
+    except InvalidSignature as exc:
+        raise BadProof("the device signature does not verify for this request") from exc
 
 
 def sign_decision(private_key: ec.EllipticCurvePrivateKey, binding: bytes, decision: Decision, counter: int) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 class ConfirmationError(Exception):
     code = "confirmation_failed"
+    status = 403
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

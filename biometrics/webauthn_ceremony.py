@@ -78,7 +78,7 @@ def verify_registration(rp: RelyingParty, credential_json: str, challenge: bytes
             supported_pub_key_algs=ALGORITHMS,
         )
     except (InvalidRegistrationResponse, WebAuthnException, ValueError, KeyError, TypeError) as exc:
-        raise BadProof(f"WebAuthn registration refused: {exc}") from None
+        raise BadProof(f"WebAuthn registration refused: {exc}") from exc
     return RegisteredAuthenticator(
         bytes_to_base64url(verified.credential_id), verified.credential_public_key, verified.sign_count
     )
@@ -110,10 +110,10 @@ def verify_assertion(
         )
     except InvalidAuthenticationResponse as exc:
         if "sign count" in str(exc).lower():
-            raise ReplayedCounter(f"WebAuthn sign count did not increase: {exc}") from None
-        raise BadProof(f"WebAuthn assertion refused: {exc}") from None
+            raise ReplayedCounter(f"WebAuthn sign count did not increase: {exc}") from exc
+        raise BadProof(f"WebAuthn assertion refused: {exc}") from exc
     except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
-        raise BadProof(f"WebAuthn assertion refused: {exc}") from None
+        raise BadProof(f"WebAuthn assertion refused: {exc}") from exc
     return verified.new_sign_count
 
 
@@ -123,8 +123,8 @@ def credential_id_of(credential_json: str) -> str:
 
     try:
         value = json.loads(credential_json)["id"]
-    except (ValueError, KeyError, TypeError):
-        raise BadProof("malformed WebAuthn credential JSON") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadProof("malformed WebAuthn credential JSON") from exc
     if not isinstance(value, str):
         raise BadProof("malformed WebAuthn credential JSON")
     return value

@@ -108,13 +108,13 @@ class AdminClient:
         try:
             response = self._http.request(method, path, json=body)
         except httpx.HTTPError as exc:
-            raise ServerError("server_unreachable", f"the running server did not answer: {type(exc).__name__}") from None
+            raise ServerError("server_unreachable", f"the running server did not answer: {type(exc).__name__}") from exc
         if response.status_code >= 400:
             try:
                 problem = response.json()
                 raise ServerError(str(problem.get("code", "server_error")), str(problem.get("detail", "")))
-            except ValueError:
-                raise ServerError("server_error", f"HTTP {response.status_code}") from None
+            except ValueError as exc:
+                raise ServerError("server_error", f"HTTP {response.status_code}") from exc
         return response.json() if response.content else None
 
     def close(self) -> None:

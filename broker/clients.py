@@ -29,24 +29,25 @@ from broker.db.models import (
     User,
 )
 from broker.directory import get_unit
-from broker.errors import Conflict, InvalidInput, KysoError, NotFound
-from broker.lifecycle.signing_requests import aware, now
+from broker.errors import Conflict, InvalidInput, KysoError, NotFound, Unauthenticated
+from broker.lifecycle.signing_requests import aware, check_shown_text, now
 from broker.lifecycle.webhook_targets import validate_allowlist
 
 SCOPES = ("sign", "read")
 TOKEN_SECONDS = 600
 
 
-class InvalidClient(KysoError):
+class InvalidClient(Unauthenticated):
     code = "invalid_client"
 
 
-class InvalidToken(KysoError):
+class InvalidToken(Unauthenticated):
     code = "invalid_token"
 
 
 class InsufficientScope(KysoError):
     code = "insufficient_scope"
+    status = 403
 
 
 @dataclass(frozen=True)
@@ -70,21 +71,28 @@ class ClientContext:
 
 
 def add_relying_system(session: Session, actor: Actor, name: str, unit_codes: list[str],
-                       webhook_allowlist: list[str] | None = None, *, allow_private: bool = False) -> RelyingSystem:
+                       webhook_allowlist: list[str] | None = None, *, allow_private: bool = False,
+                       display_name: str | None = None) -> RelyingSystem:
     """``webhook_allowlist``: ``https://host[:port][/path]`` entries, checked here and stored in
-    canonical form (``allow_private``: http and private addresses too, for tests and sandboxes)."""
+    canonical form (``allow_private``: http and private addresses too, for tests and sandboxes).
+    ``display_name``: what signers are shown instead of the name."""
     if not name or len(name) > 64:
         raise InvalidInput("a relying system needs a name of at most 64 characters")
+    display_name = (display_name or "").strip() or None
+    if display_name is not None:
+        if len(display_name) > 128:
+            raise InvalidInput("a display name has at most 128 characters")
+        check_shown_text(display_name, "display name")  # signers read it: no bidi tricks
     allowlist = validate_allowlist(webhook_allowlist or [], allow_private=allow_private)
     if session.scalar(select(RelyingSystem).where(RelyingSystem.name == name)) is not None:
         raise Conflict(f"relying system {name!r} already exists")
     units = [get_unit(session, code) for code in unit_codes]
-    rs = RelyingSystem(name=name, webhook_allowlist=allowlist, units=units,
+    rs = RelyingSystem(name=name, display_name=display_name, webhook_allowlist=allowlist, units=units,
                        webhook_secret=secrets.token_urlsafe(32))
     session.add(rs)
     session.flush()
     audit.record(session, actor, "rs.add", target_type="relying_system", target_id=name,
-                 details={"units": unit_codes, "webhook_allowlist": allowlist})
+                 details={"units": unit_codes, "webhook_allowlist": allowlist, "display_name": display_name})
     return rs
 
 
@@ -143,6 +151,42 @@ def disable_client(session: Session, actor: Actor, client_id: str) -> None:
     for token in session.scalars(select(AccessToken).where(AccessToken.client_id == client_id)):
         session.delete(token)
     audit.record(session, actor, "client.disable", target_type="client", target_id=client_id)
+
+
+def allow_webhook_target(session: Session, actor: Actor, rs_name: str, entry: str, *,
+                         allow_private: bool = False) -> list[str]:
+    """Add an entry (checked like at ``add_relying_system``, stored canonical) to the system's webhook
+    allowlist; return the list. An entry already there changes nothing (and is not audited again)."""
+    rs = get_relying_system(session, rs_name)
+    current = list(rs.webhook_allowlist or [])
+    [canonical] = validate_allowlist([entry], allow_private=allow_private)
+    if canonical in current:
+        return current
+    updated = validate_allowlist([*current, canonical], allow_private=True)  # the count limit; old entries stay
+    rs.webhook_allowlist = updated
+    session.flush()
+    audit.record(session, actor, "rs.webhook_allow", target_type="relying_system", target_id=rs_name,
+                 details={"entry": canonical, "webhook_allowlist": updated})
+    return updated
+
+
+def disallow_webhook_target(session: Session, actor: Actor, rs_name: str, entry: str) -> list[str]:
+    """Remove an entry (as given, or in canonical form) from the system's webhook allowlist; return the list."""
+    rs = get_relying_system(session, rs_name)
+    current = list(rs.webhook_allowlist or [])
+    try:
+        [canonical] = validate_allowlist([entry], allow_private=True)
+    except KysoError:
+        canonical = entry
+    removed = [e for e in current if e in (entry, canonical)]
+    if not removed:
+        raise NotFound(f"{entry[:200]!r} is not in the webhook allowlist of {rs_name!r}")
+    updated = [e for e in current if e not in removed]
+    rs.webhook_allowlist = updated
+    session.flush()
+    audit.record(session, actor, "rs.webhook_disallow", target_type="relying_system", target_id=rs_name,
+                 details={"entry": removed[0], "webhook_allowlist": updated})
+    return updated
 
 
 # -- tokens ----------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from broker.db.engine import transaction
 from broker.db.models import Credential, RequestItem, RequestState, SigningRequest
 from broker.errors import InvalidInput, KysoError
 from broker.lifecycle import load_limits, signing_requests, sole_control
-from broker.lifecycle.local_documents import wait_for_decision_async
+from broker.lifecycle.waiting import wait_for_decision_async
 from broker.notify import Notifier, user_topic
 from broker.settings import Settings
 from ca_adapters import CaAdapter
@@ -43,6 +43,7 @@ class AccessDenied(KysoError):
     """The signer refused, did not answer in time, or the credential is locked."""
 
     code = "access_denied"
+    status = 403
 
 
 class SadExpired(KysoError):

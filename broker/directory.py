@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -11,10 +12,16 @@ from sqlalchemy.orm import Session
 from broker import audit
 from broker.audit import Actor
 from broker.db.models import Role, SigningMode, Unit, User
-from broker.errors import Conflict, InvalidInput, NotFound
+from broker.errors import Conflict, InvalidInput, NotFound, PolicyViolation
 
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _NATIONAL_ID = re.compile(r"^[0-9A-Za-z-]{6,20}$")
+
+
+class UserDisabled(PolicyViolation):
+    """The user was disabled by an administrator: none of their credentials signs."""
+
+    code = "user_disabled"
 
 
 def add_unit(session: Session, actor: Actor, code: str, name: str, mode: SigningMode) -> Unit:
@@ -85,8 +92,37 @@ def list_users(session: Session, unit_code: str | None = None) -> list[User]:
     return list(session.scalars(query))
 
 
+def disable_user(session: Session, actor: Actor, username: str, reason: str | None = None) -> User:
+    """None of the user's credentials signs from now on (every signing path checks, right before
+    the key is used); their credentials, devices and history stay."""
+    user = get_user(session, username)
+    if user.disabled_at is not None:
+        raise Conflict(f"user {username!r} is already disabled")
+    user.disabled_at = datetime.now(timezone.utc)
+    session.flush()
+    audit.record(session, actor, "user.disable", target_type="user", target_id=username,
+                 details={"reason": reason} if reason else {})
+    return user
+
+
+def enable_user(session: Session, actor: Actor, username: str) -> User:
+    user = get_user(session, username)
+    if user.disabled_at is None:
+        raise Conflict(f"user {username!r} is not disabled")
+    user.disabled_at = None
+    session.flush()
+    audit.record(session, actor, "user.enable", target_type="user", target_id=username)
+    return user
+
+
+def check_user_enabled(user: User) -> None:
+    if user.disabled_at is not None:
+        raise UserDisabled(f"user {user.username!r} is disabled; an administrator can enable them again "
+                           f"(kyso user enable {user.username})")
+
+
 def _flush(session: Session, conflict_message: str) -> None:
     try:
         session.flush()
-    except IntegrityError:
-        raise Conflict(conflict_message) from None
+    except IntegrityError as exc:
+        raise Conflict(conflict_message) from exc

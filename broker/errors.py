@@ -1,4 +1,8 @@
-"""Errors of the broker's services: a small hierarchy with stable codes."""
+"""Errors of the broker's services: a small hierarchy with stable codes.
+
+Every error class carries its stable ``code`` (one class per code) and the HTTP ``status`` the API
+answers it with; subclasses inherit both unless they say otherwise. The API renders any of them
+in one handler (problem details; CSC bodies on ``/csc``)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ class KysoError(Exception):
     """Root of service errors. ``code`` is stable; ``message`` is safe to show."""
 
     code = "kyso_error"
+    status = 400
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -15,6 +20,7 @@ class KysoError(Exception):
 
 class NotFound(KysoError):
     code = "not_found"
+    status = 404
 
 
 class InvalidInput(KysoError):
@@ -29,10 +35,12 @@ class InvalidText(InvalidInput):
 
 class Conflict(KysoError):
     code = "conflict"
+    status = 409
 
 
 class PolicyViolation(KysoError):
     code = "policy_violation"
+    status = 403
 
 
 class UnitInUsbTokenMode(PolicyViolation):
@@ -45,11 +53,38 @@ class CredentialNotUsable(PolicyViolation):
     code = "credential_not_usable"
 
 
-class CertificateRevoked(CredentialNotUsable):
-    """The provider revoked the certificate (perhaps without kyso knowing until now)."""
-
-    code = "certificate_revoked"
-
-
 class NotInitialised(KysoError):
     code = "not_initialised"
+    status = 503
+
+
+class Unauthenticated(KysoError):
+    """No valid credentials for the call: a missing, unknown or expired token, a wrong client secret."""
+
+    code = "unauthenticated"
+    status = 401
+
+
+class Gone(KysoError):
+    """What was asked for existed and is no longer there."""
+
+    code = "gone"
+    status = 410
+
+
+class DocumentGone(Gone):
+    """The document's file is no longer stored: deleted after its retention period, or not restored."""
+
+    code = "document_gone"
+
+
+class TooLarge(KysoError):
+    code = "too_large"
+    status = 413
+
+
+class Unavailable(KysoError):
+    """Something kyso depends on did not answer (a provider's API): try again later."""
+
+    code = "unavailable"
+    status = 502

@@ -44,6 +44,7 @@ class Notifier:
         self._cond = threading.Condition()
         self._version = 0
         self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event, str | None]] = set()
+        self._stopping = False
 
     def notify(self, *topics: str) -> None:
         self._wake_local(frozenset(topics))
@@ -61,6 +62,19 @@ class Notifier:
 
     def version(self) -> int:
         return self._version
+
+    def stop_waiting(self) -> None:
+        """The server is stopping: every coroutine waiting (:meth:`wait_for_async`: long polls, a
+        signer's confirmation awaited) checks once more and answers now, and those starting from now
+        on do not wait, so that they end within the shutdown's grace period. Threads waiting with
+        :meth:`wait` are woken once and wait on (the signing worker stops on its own). Safe to call
+        from a signal handler."""
+        self._stopping = True
+        self._wake_local()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     def start(self) -> None:
         """Nothing to start in one process."""
@@ -105,7 +119,7 @@ class Notifier:
                 entry[1].clear()
                 result = await anyio.to_thread.run_sync(check)
                 left = deadline - time.monotonic()
-                if done(result) or left <= 0:
+                if done(result) or left <= 0 or self._stopping:
                     return result
                 try:
                     await asyncio.wait_for(entry[1].wait(), min(left, recheck))

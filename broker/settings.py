@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     webauthn_origins: list[str] = ["http://localhost:8400"]
     """Default: ``public_base_url``. The approval page refuses POSTs from any other origin."""
     web_session_seconds: int = 900
+    """The approval app's sign-in lasts this long after its last use (sliding), up to ``web_session_max_seconds``."""
+    web_session_max_seconds: int = 30 * 86400
+    preview_max_pages: int = 20
+    """The approval app shows at most this many pages of a PDF, rendered on the server."""
+    preview_seconds: float = 20.0
+    """How long rendering a document's pages may take (the renderer is stopped then)."""
     public_base_url: str = "http://localhost:8400"
     """The address signers' phones and browsers reach; default: the address the server bound."""
     max_document_bytes: int = 100 * 1024 * 1024

@@ -31,8 +31,8 @@ def parse_nonce(value: str | None) -> int:
         return secrets.randbits(64)
     try:
         nonce = int(value, 16)
-    except ValueError:
-        raise InvalidInput("nonce must be hexadecimal") from None
+    except ValueError as exc:
+        raise InvalidInput("nonce must be hexadecimal") from exc
     if not 0 < nonce < 1 << 160:
         raise InvalidInput("nonce must be a positive number of at most 160 bits")
     return nonce
@@ -53,7 +53,7 @@ def timestamp(tsa_url: str | None, digest: bytes, hash_oid: str, nonce: int, tim
         reply = httpx.post(tsa_url, content=request.dump(), timeout=timeout,
                            headers={"Content-Type": "application/timestamp-query"})
     except httpx.HTTPError as exc:
-        raise TsaUnavailable(f"the TSA did not answer: {type(exc).__name__}") from None
+        raise TsaUnavailable(f"the TSA did not answer: {type(exc).__name__}") from exc
     if reply.status_code != 200:
         raise TsaUnavailable(f"the TSA answered HTTP {reply.status_code}")
     try:
@@ -64,8 +64,8 @@ def timestamp(tsa_url: str | None, digest: bytes, hash_oid: str, nonce: int, tim
         imprint = info["message_imprint"]
         matches = (imprint["hashed_message"].native == digest and info["nonce"].native == nonce
                    and imprint["hash_algorithm"]["algorithm"].native == DIGEST_OIDS[hash_oid])
-    except (ValueError, TypeError, KeyError, AttributeError):
-        raise TsaUnavailable("the TSA's answer is not a timestamp response") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise TsaUnavailable("the TSA's answer is not a timestamp response") from exc
     if status not in ("granted", "granted_with_mods"):
         raise TsaUnavailable(f"the TSA refused: {status}")
     if not matches:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 class CaError(Exception):
     code = "ca_error"
+    status = 400
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -32,6 +33,7 @@ class EnrollmentRefused(CaError):
 
 class CertificateUnknown(CaError):
     code = "certificate_unknown"
+    status = 404
 
 
 @dataclass(frozen=True)

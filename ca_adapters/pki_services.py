@@ -114,7 +114,7 @@ def timestamp_response(ca: IssuingCa, request_der: bytes) -> bytes:
         request = tsp.TimeStampReq.load(request_der)
         request.native  # noqa: B018 - parse fully now: a malformed request is the caller's error
     except (ValueError, TypeError) as exc:
-        raise MalformedPkiRequest(f"not a TimeStampReq: {exc}") from None
+        raise MalformedPkiRequest(f"not a TimeStampReq: {exc}") from exc
     cert, key = ca.tsa()
     tsa_cert = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
     tsa_key = asn1_keys.PrivateKeyInfo.load(

@@ -29,6 +29,6 @@ def get_adapter(name: str, pki_dir: Path, *, test_mode: bool = True,
     """The provider's adapter; ``endpoints`` replaces its service URLs (a real provider's, in production)."""
     try:
         cls = PROVIDERS[name]
-    except KeyError:
-        raise UnknownProvider(f"unknown provider {name!r}; known: {', '.join(provider_names())}") from None
+    except KeyError as exc:
+        raise UnknownProvider(f"unknown provider {name!r}; known: {', '.join(provider_names())}") from exc
     return cls(pki_dir, test_mode=test_mode, endpoints=endpoints)

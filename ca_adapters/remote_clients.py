@@ -40,16 +40,16 @@ def _b64(data: bytes) -> str:
 def _unb64(value: Any) -> bytes:
     try:
         return base64.b64decode(str(value), validate=True)
-    except (ValueError, binascii.Error):
-        raise ProviderReplyMalformed("a signature or certificate is not base64") from None
+    except (ValueError, binascii.Error) as exc:
+        raise ProviderReplyMalformed("a signature or certificate is not base64") from exc
 
 
 def _json(response: httpx.Response) -> Any:
     try:
         return response.json()
-    except ValueError:
+    except ValueError as exc:
         kind = response.headers.get("content-type", "no content type").split(";")[0]
-        raise ProviderReplyMalformed(f"the provider answered HTTP {response.status_code} with {kind}, not JSON") from None
+        raise ProviderReplyMalformed(f"the provider answered HTTP {response.status_code} with {kind}, not JSON") from exc
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:
@@ -532,8 +532,8 @@ def nacencomm_text(body: str) -> str:
         if text.startswith('"'):
             try:
                 value = json.loads(text)
-            except ValueError:
-                raise ProviderReplyMalformed("Nacencomm reply is not a JSON-quoted string") from None
+            except ValueError as exc:
+                raise ProviderReplyMalformed("Nacencomm reply is not a JSON-quoted string") from exc
             if not isinstance(value, str):
                 raise ProviderReplyMalformed("Nacencomm reply is not a string")
             text = value
@@ -551,8 +551,8 @@ def parse_nacencomm_result(body: str) -> RemoteResult:
         raise ProviderReplyMalformed("Nacencomm answered markup, not a quoted string")
     try:
         result = json.loads(text) if text.startswith("{") else None
-    except ValueError:
-        raise ProviderReplyMalformed("Nacencomm result is not JSON") from None
+    except ValueError as exc:
+        raise ProviderReplyMalformed("Nacencomm result is not JSON") from exc
     if result is None:  # an older reading: the bare base64 signature
         return RemoteResult(RemoteStatus.SUCCESS, (_unb64(text),))
     state = result.get("Trangthaiky")

@@ -32,6 +32,7 @@ class ProviderApiError(CaError):
     """The provider refused the call (bad credentials, unknown user, revoked certificate, bad input)."""
 
     code = "provider_api_error"
+    status = 502
 
 
 class ProviderReplyMalformed(ProviderApiError):

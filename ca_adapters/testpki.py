@@ -234,12 +234,12 @@ class IssuingCa:
         try:
             csr = x509.load_der_x509_csr(csr_der)
         except ValueError as exc:
-            raise EnrollmentRefused(f"malformed CSR: {exc}") from None
+            raise EnrollmentRefused(f"malformed CSR: {exc}") from exc
         try:
             if not csr.is_signature_valid:
                 raise EnrollmentRefused("the CSR's signature does not verify (no proof of possession)")
-        except InvalidSignature:
-            raise EnrollmentRefused("the CSR's signature does not verify (no proof of possession)") from None
+        except InvalidSignature as exc:
+            raise EnrollmentRefused("the CSR's signature does not verify (no proof of possession)") from exc
         public_key = csr.public_key()
         if not isinstance(public_key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
             raise EnrollmentRefused("only RSA and EC keys are certified")

@@ -7,13 +7,15 @@
    and the four providers' emulators (OCSP, CRL, TSA) on loopback.
 2. As the DVC portal, with the typed client ``kyso_client``: upload the payment order, ask the
    chief accountant to certify it (PAdES B-LT, approval on the phone), then the account holder to
-   sign the result in the second field (PAdES B-LTA); sign the same order as XML with CAdES B-LT
-   (detached, enveloping); and a raw hash through the CSC API.
-3. Verify everything with kyso (pyHanko, offline from the embedded data, hard-fail revocation
-   checking), OpenSSL and poppler's ``pdfsig``; show the audit log.
+   sign the result in the second field (PAdES B-LTA); the treasury's XML form of the order signed
+   inside itself by both roles (XAdES B-LT); the same order as XML with CAdES B-LT (detached,
+   enveloping); and a raw hash through the CSC API.
+3. Validate everything with kyso (ETSI verdicts, offline from the embedded data), OpenSSL,
+   xmlsec1 and poppler's ``pdfsig``; show the audit log.
 
-Results in ``demo-out/`` (emptied first): signed PDFs, ``payment-order.xml`` with its ``.p7s``,
-the ``.p7m``, and the trust anchor under ``demo-out/trust/``.
+Results in ``demo-out/`` (emptied first): signed PDFs, ``payment-order.signed.xml`` (both XAdES
+signatures inside), ``payment-order.xml`` with its ``.p7s``, the ``.p7m``, and the trust anchor
+under ``demo-out/trust/``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,16 @@ from pathlib import Path
 import httpx
 
 from ca_adapters.testpki import EMULATOR_HOST
-from demo.documents import ACCOUNT_HOLDER_FIELD, CHIEF_ACCOUNTANT_FIELD, payment_xml, write_payment_order_pdf
+from demo.documents import (
+    ACCOUNT_HOLDER_FIELD,
+    CHIEF_ACCOUNTANT_FIELD,
+    XML_ACCOUNT_HOLDER_PLACEMENT,
+    XML_CHIEF_ACCOUNTANT_PLACEMENT,
+    XML_DATA_ID,
+    payment_order_xml,
+    payment_xml,
+    write_payment_order_pdf,
+)
 from kyso_client import KysoClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,7 +151,7 @@ def portal_flow(client: KysoClient, info: dict) -> None:  # type: ignore[type-ar
             "document_id": document_id, "title": "Ủy nhiệm chi UNC-2026-000123",
             "summary": "Trả: Trường Tiểu học Thử Nghiệm · Nhận: Công ty Việt Hưng · 125.000.000 VND",
             "field": CHIEF_ACCOUNTANT_FIELD, "certify": True, "reason": "Kế toán trưởng ký duyệt",
-            "location": "Hà Nội", "stamp": "KẾ TOÁN TRƯỞNG\nKý bởi: %(signer)s\nNgày ký: %(ts)s"}]},
+            "location": "Hà Nội", "stamp": "Ký bởi: %(signer)s\nNgày ký: %(ts)s"}]},
             idempotency_key="UNC-2026-000123/chief")
         client.download(signed(client, request, "chief accountant")["documents"][0],
                                 OUT / "payment-order.chief-accountant.pdf")
@@ -151,7 +162,7 @@ def portal_flow(client: KysoClient, info: dict) -> None:  # type: ignore[type-ar
             "title": "Ủy nhiệm chi UNC-2026-000123",
             "summary": "Đã có chữ ký kế toán trưởng · 125.000.000 VND", "field": ACCOUNT_HOLDER_FIELD,
             "reason": "Chủ tài khoản ký duyệt", "location": "Hà Nội",
-            "stamp": "CHỦ TÀI KHOẢN\nKý bởi: %(signer)s\nNgày ký: %(ts)s"}]}, idempotency_key="UNC-2026-000123/holder")
+            "stamp": "Ký bởi: %(signer)s\nNgày ký: %(ts)s"}]}, idempotency_key="UNC-2026-000123/holder")
         final = client.download(signed(client, request, "account holder")["documents"][0],
                                 OUT / "payment-order.signed.pdf")
 
@@ -166,6 +177,21 @@ def portal_flow(client: KysoClient, info: dict) -> None:  # type: ignore[type-ar
         done = signed(client, request, "chief accountant, two documents, one approval")
         client.download(done["documents"][0], OUT / "payment-order.xml.p7s")
         client.download(done["documents"][1], OUT / "payment-order.xml.p7m")
+
+        step("the treasury's XML: each role signs inside the document (XAdES; data by Id, signature in its container)")
+        treasury_xml = work / "payment-order.treasury.xml"
+        treasury_xml.write_bytes(payment_order_xml())
+        request = client.create_request({"credential_id": chief, "format": "xades", "level": "B-LT", "documents": [{
+            "content": base64.b64encode(treasury_xml.read_bytes()).decode(), "title": "Giấy rút dự toán UNC-2026-000123",
+            "summary": "Trả: Trường Tiểu học Thử Nghiệm · Nhận: Công ty Việt Hưng · 125.000.000 VND",
+            "reference_id": XML_DATA_ID, "placement": XML_CHIEF_ACCOUNTANT_PLACEMENT}]})
+        signed(client, request, "chief accountant")
+        request = client.create_request({"credential_id": holder, "format": "xades", "level": "B-LT",
+                                         "after_request_id": request["request_id"], "documents": [{
+            "title": "Giấy rút dự toán UNC-2026-000123", "summary": "Đã có chữ ký kế toán trưởng · 125.000.000 VND",
+            "reference_id": XML_DATA_ID, "placement": XML_ACCOUNT_HOLDER_PLACEMENT}]})
+        signed_xml = client.download(signed(client, request, "account holder")["documents"][0],
+                                     OUT / "payment-order.signed.xml")
 
         step("CSC API: authorize (waits for the approval) and signHash")
         digest = hashlib.sha256(xml.read_bytes()).digest()
@@ -187,11 +213,16 @@ def portal_flow(client: KysoClient, info: dict) -> None:  # type: ignore[type-ar
         run(*KYSO, "verify", str(final), "--trust", str(root))
         run(*KYSO, "verify", str(OUT / "payment-order.xml.p7s"), "--content", str(xml), "--trust", str(root))
         run(*KYSO, "verify", str(OUT / "payment-order.xml.p7m"), "--trust", str(root))
+        run(*KYSO, "verify", str(signed_xml), "--trust", str(root))
         step("validate a B-B signature: its revocation data fetched from the provider's OCSP/CRL")
         run(*KYSO, "verify", str(OUT / "payment-order.vnpt-smartca.xml.p7s"), "--content",
             str(OUT / "payment-order.vnpt-smartca.xml"), "--trust", str(root), "--fetch")
 
-        step("verify independently: OpenSSL (CMS) and poppler's pdfsig (PDF)")
+        step("verify independently: OpenSSL (CMS), xmlsec1 (XML) and poppler's pdfsig (PDF)")
+        for signature_id in xml_signature_ids(signed_xml):  # both, the first still valid after the second
+            run("xmlsec1", "--verify", "--trusted-pem", str(root), "--enabled-key-data", "x509",
+                "--id-attr:Id", XML_DATA_ID, "--id-attr:Id", f"{DS}:Signature", "--id-attr:Id", f"{DS}:KeyInfo",
+                "--id-attr:Id", f"{XADES}:SignedProperties", "--node-id", signature_id, str(signed_xml))
         run("openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", str(OUT / "payment-order.xml.p7s"),
             "-content", str(xml), "-CAfile", str(root), "-purpose", "any", "-out", "/dev/null")
         run("openssl", "cms", "-verify", "-inform", "DER", "-in", str(OUT / "payment-order.xml.p7m"),
@@ -207,6 +238,16 @@ def portal_flow(client: KysoClient, info: dict) -> None:  # type: ignore[type-ar
         print(report)
         if report.count("Signature is Valid") < 2 or report.count("Certificate is Trusted") < 2:
             raise SystemExit("pdfsig did not accept both signatures")
+
+
+DS = "http://www.w3.org/2000/09/xmldsig#"
+XADES = "http://uri.etsi.org/01903/v1.3.2#"
+
+
+def xml_signature_ids(path: Path) -> list[str]:
+    from lxml import etree
+
+    return [str(s.get("Id")) for s in etree.parse(str(path)).getroot().iter(f"{{{DS}}}Signature")]
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ class HsmError(Exception):
     """Root of HSM errors. ``code`` is stable and safe to show to clients."""
 
     code = "hsm_error"
+    status = 400
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -15,10 +16,12 @@ class HsmError(Exception):
 
 class TokenMissing(HsmError):
     code = "hsm_token_missing"
+    status = 503
 
 
 class WrongPin(HsmError):
     code = "hsm_wrong_pin"
+    status = 503
 
 
 class KeyNotFound(HsmError):
@@ -33,3 +36,4 @@ class DeviceError(HsmError):
     """The token failed or went away; the operation may be retried after a reopen."""
 
     code = "hsm_device_error"
+    status = 503

@@ -96,7 +96,7 @@ def _load_library(module_path: str) -> Any:
         try:
             lib = pkcs11.lib(module_path)
         except (p11.PKCS11Error, RuntimeError, OSError) as exc:
-            raise TokenMissing(f"cannot load PKCS#11 module {module_path}: {exc}") from None
+            raise TokenMissing(f"cannot load PKCS#11 module {module_path}: {exc}") from exc
         if _loaded_conf is None:
             locking.reinitialize_with_os_locking(locking.load_module(module_path))
             _loaded_conf = conf
@@ -131,7 +131,7 @@ def initialize_token(module_path: str, label: str, so_pin: str, user_pin: str) -
             with token.open(rw=True, so_pin=so_pin) as session:
                 session.init_pin(user_pin)
         except (p11.PKCS11Error, OSError) as exc:
-            raise DeviceError(f"token initialisation failed: {type(exc).__name__}") from None
+            raise DeviceError(f"token initialisation failed: {type(exc).__name__}") from exc
 
 
 def _close_quietly(session: Any) -> None:
@@ -177,21 +177,21 @@ class Hsm:
         self._epoch = _module_epoch
         try:
             self._token = lib.get_token(token_label=self._token_label)
-        except (p11.NoSuchToken, p11.MultipleTokensReturned):
-            raise TokenMissing(f"token {self._token_label!r} not found") from None
+        except (p11.NoSuchToken, p11.MultipleTokensReturned) as exc:
+            raise TokenMissing(f"token {self._token_label!r} not found") from exc
         except _DEVICE_ERRORS as exc:
-            raise TokenMissing(f"token {self._token_label!r} unavailable: {type(exc).__name__}") from None
+            raise TokenMissing(f"token {self._token_label!r} unavailable: {type(exc).__name__}") from exc
         try:
             # The one login of this process (trap 2 and 3): kept open for the process's life.
             self._login_session = self._token.open(user_pin=self._user_pin, rw=True)
         except p11.UserAlreadyLoggedIn:
             self._login_session = self._token.open(rw=True)
-        except (p11.PinIncorrect, p11.PinLenRange, p11.PinInvalid):
-            raise WrongPin("the HSM refused the user PIN") from None
-        except p11.PinLocked:
-            raise WrongPin("the HSM user PIN is locked") from None
+        except (p11.PinIncorrect, p11.PinLenRange, p11.PinInvalid) as exc:
+            raise WrongPin("the HSM refused the user PIN") from exc
+        except p11.PinLocked as exc:
+            raise WrongPin("the HSM user PIN is locked") from exc
         except _DEVICE_ERRORS as exc:
-            raise TokenMissing(f"cannot log in to token {self._token_label!r}: {type(exc).__name__}") from None
+            raise TokenMissing(f"cannot log in to token {self._token_label!r}: {type(exc).__name__}") from exc
 
     def close(self) -> None:
         with _GATE.exclusive():
@@ -302,7 +302,7 @@ class Hsm:
                 mapped = self._diagnose(exc)
                 if mapped is exc:
                     raise
-                raise mapped from None
+                raise mapped from exc
             else:
                 self._pool.checkin(session)
 
@@ -310,7 +310,7 @@ class Hsm:
         try:
             return self._token.open(rw=True)
         except _DEVICE_ERRORS as exc:
-            raise DeviceError(f"cannot open an HSM session: {type(exc).__name__}") from None
+            raise DeviceError(f"cannot open an HSM session: {type(exc).__name__}") from exc
 
     def _diagnose(self, exc: Exception) -> Exception:
         """A failure that may mean the token went away: check, and if so fail as TokenMissing."""
@@ -363,10 +363,10 @@ class Hsm:
                         public_template=public_template,
                         private_template=private_template,
                     )
-            except (p11.MechanismInvalid, p11.KeySizeRange, p11.DomainParamsInvalid, p11.FunctionNotSupported):
-                raise MechanismUnsupported(f"the token cannot generate {algorithm.value} keys") from None
+            except (p11.MechanismInvalid, p11.KeySizeRange, p11.DomainParamsInvalid, p11.FunctionNotSupported) as exc:
+                raise MechanismUnsupported(f"the token cannot generate {algorithm.value} keys") from exc
             except _DEVICE_ERRORS as exc:
-                raise DeviceError(f"key generation failed: {type(exc).__name__}") from None
+                raise DeviceError(f"key generation failed: {type(exc).__name__}") from exc
             return KeyInfo(key_id, algorithm, _spki(public, algorithm))
 
     def public_key(self, key_id: str, algorithm: KeyAlgorithm) -> KeyInfo:
@@ -393,7 +393,7 @@ class Hsm:
             try:
                 return bytes(private[attr])
             except (p11.AttributeSensitive, p11.AttributeTypeInvalid) as exc:
-                raise HsmError(f"private key value not readable: {type(exc).__name__}") from None
+                raise HsmError(f"private key value not readable: {type(exc).__name__}") from exc
 
     def delete_key(self, key_id: str) -> None:
         ident = key_id.encode()
@@ -470,12 +470,12 @@ class Hsm:
                     return [bytes(key.sign(d, mechanism=Mechanism.RSA_PKCS_PSS, mechanism_param=(hash_mech, mgf, salt)))
                             for d in digests]
                 return [bytes(encode_ecdsa_signature(bytes(key.sign(d, mechanism=Mechanism.ECDSA)))) for d in digests]
-            except (p11.MechanismInvalid, p11.KeyTypeInconsistent, p11.FunctionNotSupported):
-                raise MechanismUnsupported(f"{scheme.value} is not usable with key {key_id!r}") from None
-            except (p11.MechanismParamInvalid, p11.DataLenRange, p11.DataInvalid):
-                raise HsmError(f"the HSM rejected the {scheme.value} parameters") from None
+            except (p11.MechanismInvalid, p11.KeyTypeInconsistent, p11.FunctionNotSupported) as exc:
+                raise MechanismUnsupported(f"{scheme.value} is not usable with key {key_id!r}") from exc
+            except (p11.MechanismParamInvalid, p11.DataLenRange, p11.DataInvalid) as exc:
+                raise HsmError(f"the HSM rejected the {scheme.value} parameters") from exc
             except _DEVICE_ERRORS as exc:
-                raise DeviceError(f"signing failed: {type(exc).__name__}") from None
+                raise DeviceError(f"signing failed: {type(exc).__name__}") from exc
 
     def _signing_pool(self) -> futures.ThreadPoolExecutor:
         with self._helpers_lock:
@@ -487,12 +487,12 @@ class Hsm:
     def _find(session: Any, cls: ObjectClass, ident: bytes, missing_ok: bool = False) -> Any:
         try:
             return session.get_key(object_class=cls, id=ident)
-        except p11.NoSuchKey:
+        except p11.NoSuchKey as exc:
             if missing_ok:
                 return None
-            raise KeyNotFound(f"no key with id {ident.decode(errors='replace')!r}") from None
-        except p11.MultipleObjectsReturned:
-            raise HsmError(f"several keys with id {ident.decode(errors='replace')!r}") from None
+            raise KeyNotFound(f"no key with id {ident.decode(errors='replace')!r}") from exc
+        except p11.MultipleObjectsReturned as exc:
+            raise HsmError(f"several keys with id {ident.decode(errors='replace')!r}") from exc
 
 
 def _spki(public: Any, algorithm: KeyAlgorithm) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,41 @@ class KysoClient:
             headers["Idempotency-Key"] = idempotency_key
         return _check(self._http.post("/v1/requests", json=body, headers=headers))
 
+    def create_request_with_documents(self, body: dict[str, Any], documents: list[Path], *, wait: int = 0,
+                                      idempotency_key: str | None = None) -> dict[str, Any]:
+        """One call: upload ``documents`` (in the order of ``body["documents"]``, which carry no content)
+        and create their request; with ``wait`` (seconds, at most 60) the answer comes once the request
+        ended, when the signer is quick."""
+        headers = dict(self._auth)
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        if wait:
+            headers["Prefer"] = f"wait={int(wait)}"
+        files = [("document", (path.name, path.read_bytes(), _media_type(path))) for path in documents]
+        return _check(self._http.post("/v1/requests/with-documents", data={"request": json.dumps(body)},
+                                      files=files, headers=headers))
+
+    def sign_xml(self, credential_id: str, document: Path, *, reference_id: str, placement: str, title: str,
+                 summary: str = "", level: str = "B-B", after_request_id: str | None = None) -> dict[str, Any]:
+        """Ask for an XAdES signature inside ``document`` (over the element ``reference_id``, placed in
+        ``placement``); with ``after_request_id``, inside that request's signed result instead."""
+        entry: dict[str, Any] = {"title": title, "summary": summary, "reference_id": reference_id,
+                                 "placement": placement}
+        if after_request_id is None:
+            entry["content"] = base64.b64encode(document.read_bytes()).decode()
+        body: dict[str, Any] = {"credential_id": credential_id, "format": "xades", "level": level,
+                                "documents": [entry]}
+        if after_request_id is not None:
+            body["after_request_id"] = after_request_id
+        return self.create_request(body)
+
+    def validate(self, document: Path, *, content: Path | None = None) -> dict[str, Any]:
+        """kyso's validation report of a signed document (PDF, CMS or XML): JSON, ETSI indications."""
+        files = [("document", (document.name, document.read_bytes(), _media_type(document)))]
+        if content is not None:
+            files.append(("content", (content.name, content.read_bytes(), "application/octet-stream")))
+        return _check(self._http.post("/v1/validations", files=files, headers=self._auth))
+
     def wait(self, request_id: str, timeout: float = 300) -> dict[str, Any]:
         """Long-poll until the request is signed, refused, expired or failed."""
         deadline = time.monotonic() + timeout
@@ -131,3 +167,8 @@ class KysoClient:
         if sign_algo_params is not None:
             body["signAlgoParams"] = base64.b64encode(sign_algo_params).decode()
         return [base64.b64decode(s) for s in self._csc("signatures/signHash", body)["signatures"]]
+
+
+def _media_type(path: Path) -> str:
+    return {".pdf": "application/pdf", ".xml": "application/xml", ".p7s": "application/pkcs7-signature",
+            ".p7m": "application/pkcs7-mime"}.get(path.suffix.lower(), "application/octet-stream")

@@ -18,7 +18,12 @@ AUTHORIZE_TIMEOUT = 180
 
 
 class KysoAuthorizationManager(CSCAuthorizationManager):
-    """Asks kyso for a SAD bound to exactly the hashes of each batch; kyso waits for the signer."""
+    """Asks kyso for a SAD bound to exactly the hashes of each batch; kyso waits for the signer.
+
+    Give it to pyHanko's ``CSCSigner(http, auth_manager=..., prefer_pss=...)``: pyHanko itself never
+    calls ``credentials/authorize``. ``description`` is shown on the signer's phone. A refusal, or no
+    answer within ``AUTHORIZE_TIMEOUT`` seconds, raises ``PermissionError`` (``access_denied``).
+    """
 
     def __init__(self, session_info: CSCServiceSessionInfo, credential_info: CSCCredentialInfo,
                  http: aiohttp.ClientSession, description: str | None = None) -> None:
@@ -40,7 +45,22 @@ class KysoAuthorizationManager(CSCAuthorizationManager):
 
 async def csc_signer(http: aiohttp.ClientSession, base_url: str, access_token: str, credential_id: str, *,
                      api_ver: str = "v1", batch_size: int = 1, description: str | None = None) -> CSCSigner:
-    """A ready ``CSCSigner`` for one kyso credential (``base_url`` is the service root)."""
+    """A ready pyHanko ``CSCSigner`` for one kyso credential; a coroutine (it reads ``credentials/info``).
+
+    ``http``: the aiohttp session pyHanko signs through (keep it open while signing).
+    ``base_url``: kyso's root, e.g. ``https://kyso.example`` (the CSC API is under ``/csc/{api_ver}``).
+    ``access_token``: a bearer token from ``/oauth2/token`` (client credentials, the ``sign`` scope).
+    ``credential_id``: from ``credentials/list`` or ``GET /v1/credentials``.
+    ``api_ver``: ``"v1"`` (CSC 1.0.4.0) or ``"v2"`` (CSC 2.0).
+    ``batch_size``: how many signatures one authorization covers; kyso's signer approves them at once
+    (at most the credential's ``multisign``). With more than one, sign the documents concurrently
+    (``asyncio.gather``): the batch is sent when it is full.
+    ``description``: what the signer's phone shows beside the request (e.g. the payment order's number).
+
+    A credential whose key signs only RSA-PSS gets ``prefer_pss=True`` (pyHanko's default would ask for
+    PKCS#1 v1.5, which kyso refuses for it); build ``CSCSigner`` yourself with
+    :class:`KysoAuthorizationManager` to choose otherwise. ``docs/examples/sign_pdf_csc.py`` shows both.
+    """
     session_info = CSCServiceSessionInfo(base_url.rstrip("/"), credential_id, oauth_token=access_token,
                                          api_ver=api_ver)
     credential_info = await fetch_certs_in_csc_credential(http, session_info)

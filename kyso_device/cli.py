@@ -39,7 +39,8 @@ def _client(state: Path) -> DeviceClient:
 
 _OPTION_LABELS = {"certify": "certifies the document (later changes: only form filling and signing)",
                   "field_name": "signature field", "reason": "reason", "location": "location",
-                  "stamp_text": "visible stamp"}
+                  "stamp_text": "visible stamp", "reference_id": "XML element signed",
+                  "placement": "XML signature placed in"}
 
 
 def _show(request: dict) -> None:  # type: ignore[type-arg]
@@ -92,7 +93,7 @@ def _decide(state: Path, request_id: str, code: str | None, decision: Decision) 
         result = client.decide(match[0], decision)
     except RequestRefused as exc:
         _say(f"error [{exc.code}]: {exc.detail}", file=sys.stderr)
-        raise typer.Exit(2) from None
+        raise typer.Exit(2) from exc
     client.state.save(state)
     _say(f"request {request_id}: {result['state']}")
 

@@ -76,7 +76,7 @@ def checked_binding(request: Mapping[str, Any]) -> bytes:
         sent = base64.b64decode(request["binding"], validate=True)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise RequestRefused("malformed_request", f"the request lacks a field or has a bad one ({type(exc).__name__})") \
-            from None
+            from exc
     if not hmac.compare_digest(recomputed, sent):
         raise RequestRefused("binding_mismatch", "the binding does not cover what this device shows; nothing signed")
     if request.get("verification_code") != verification_code(recomputed):

@@ -97,7 +97,7 @@ class PssParams:
             if mgf["algorithm"].native != "mgf1":
                 raise InvalidParameters("only MGF1 is supported for RSA-PSS")
         except (ValueError, TypeError, KeyError) as exc:
-            raise InvalidParameters(f"malformed RSASSA-PSS parameters: {exc}") from None
+            raise InvalidParameters(f"malformed RSASSA-PSS parameters: {exc}") from exc
         if mgf_hash != hash_name:
             raise InvalidParameters("RSA-PSS with an MGF1 digest other than the message digest is not supported")
         return cls(digest_name(hash_name), salt)

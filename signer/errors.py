@@ -5,6 +5,7 @@ from __future__ import annotations
 
 class SignerError(Exception):
     code = "signer_error"
+    status = 400
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -31,12 +32,27 @@ class InvalidDocument(SignerError):
     """Not a PDF, an encrypted PDF, a damaged one, or a field that cannot be signed."""
 
     code = "invalid_document"
+    status = 422
 
 
 class InvalidStamp(SignerError):
     """A visible-stamp template other than text with ``%(signer)s`` and ``%(ts)s``, or too long."""
 
-    code = "invalid_input"
+    code = "invalid_stamp"
+
+
+class InvalidFieldPlace(SignerError):
+    """Where a visible signature would go is missing, malformed or off the page."""
+
+    code = "invalid_field_place"
+
+
+class CertificateRevoked(SignerError):
+    """A certificate of the signer's chain is revoked: by its provider, or as the validation data
+    gathered while signing says. Nothing is signed with it (403)."""
+
+    code = "certificate_revoked"
+    status = 403
 
 
 class InvalidXml(InvalidDocument):

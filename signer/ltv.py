@@ -22,7 +22,7 @@ from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import InsufficientRevinfoError, PathBuildingError, PathValidationError, RevokedError
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
 
-from signer.errors import SignerError
+from signer.errors import CertificateRevoked, SignerError
 
 
 class Level(str, enum.Enum):
@@ -69,10 +69,6 @@ class RevocationUnavailable(SignerError):
     code = "revocation_unavailable"
 
 
-class CertificateRevoked(SignerError):
-    code = "certificate_revoked"
-
-
 @dataclass(frozen=True)
 class LongTermServices:
     """Where timestamps come from and what validation data is checked against."""
@@ -102,7 +98,7 @@ async def timestamp_token(data: bytes, services: LongTermServices) -> cms.Conten
     try:
         return await services.timestamper().async_timestamp(hashlib.sha256(data).digest(), "sha256")
     except (TimestampRequestError, OSError, ValueError) as exc:
-        raise TimestampUnavailable(f"the TSA did not give a timestamp: {type(exc).__name__}") from None
+        raise TimestampUnavailable(f"the TSA did not give a timestamp: {type(exc).__name__}") from exc
 
 
 def signature_timestamp_attrs(token: cms.ContentInfo) -> bytes:
@@ -152,12 +148,12 @@ async def _validate(cert: x509.Certificate, context: ValidationContext, key_usag
     validator = CertificateValidator(cert, validation_context=context)
     try:
         path = await validator.async_validate_usage(key_usage, extended_key_usage)
-    except RevokedError:
-        raise CertificateRevoked(f"the certificate of {cert.subject.human_friendly} is revoked") from None
+    except RevokedError as exc:
+        raise CertificateRevoked(f"the certificate of {cert.subject.human_friendly} is revoked") from exc
     except InsufficientRevinfoError as exc:
-        raise RevocationUnavailable(f"no usable revocation data for {cert.subject.human_friendly}: {exc}") from None
+        raise RevocationUnavailable(f"no usable revocation data for {cert.subject.human_friendly}: {exc}") from exc
     except (PathBuildingError, PathValidationError) as exc:
-        raise RevocationUnavailable(f"the chain of {cert.subject.human_friendly} does not validate: {exc}") from None
+        raise RevocationUnavailable(f"the chain of {cert.subject.human_friendly} does not validate: {exc}") from exc
     return list(path)
 
 

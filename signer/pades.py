@@ -41,7 +41,7 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signer import cades, ltv
 from signer.algorithms import DIGEST_SIZES, PssParams, Scheme, signature_algorithm
-from signer.errors import InvalidDocument, InvalidStamp, SignerError
+from signer.errors import InvalidDocument, InvalidFieldPlace, InvalidStamp, SignerError
 from signer.keysigner import KeySigner
 
 VIETNAMESE_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -68,10 +68,30 @@ class PadesOptions:
     signer_name: str | None = None
     stamp_text: str | None = None
     """Text of the visible appearance; ``%(signer)s`` and ``%(ts)s`` are filled in."""
+    page: int | None = None
+    """A field the document does not have yet: the page it goes on (1 is the first)."""
+    box: tuple[float, float, float, float] | None = None
+    """... and its box in PDF points (x1, y1, x2, y2, origin bottom left). Without one, a new field
+    is invisible, and a stamp for it (which would be drawn nowhere) is refused."""
 
     def __post_init__(self) -> None:
         if self.stamp_text is not None:
             check_stamp(self.stamp_text)
+        if self.box is not None:
+            check_box(self.box)
+        if (self.page is None) != (self.box is None):
+            raise InvalidFieldPlace("a new field's place is a page and a box, both or neither")
+
+
+MIN_BOX_POINTS = 20
+
+
+def check_box(box: Sequence[float]) -> None:
+    if len(box) != 4 or not all(isinstance(v, int | float) and 0 <= v < 100_000 for v in box):
+        raise InvalidFieldPlace("a box is four numbers x1, y1, x2, y2 in PDF points")
+    x1, y1, x2, y2 = box
+    if x2 - x1 < MIN_BOX_POINTS or y2 - y1 < MIN_BOX_POINTS:
+        raise InvalidFieldPlace(f"a box is at least {MIN_BOX_POINTS} points wide and high, x1 < x2 and y1 < y2")
 
 
 STAMP_MAX_CHARS = 200
@@ -106,7 +126,7 @@ def _reading(what: str) -> Iterator[None]:
         raise
     except Exception as exc:  # noqa: BLE001 - the parser's errors are many and unlisted
         detail = f"{type(exc).__name__}: {exc}"[:120]
-        raise InvalidDocument(f"{what}: {detail}") from None
+        raise InvalidDocument(f"{what}: {detail}") from exc
 
 
 def _open_for_update(pdf_in: BinaryIO) -> IncrementalPdfFileWriter:
@@ -117,6 +137,46 @@ def _open_for_update(pdf_in: BinaryIO) -> IncrementalPdfFileWriter:
     if encrypted:
         raise InvalidDocument("the PDF is encrypted; kyso signs only unencrypted PDFs")
     return writer
+
+
+def _new_field(writer: IncrementalPdfFileWriter, options: PadesOptions,
+               existing: dict[str, object]) -> SigFieldSpec | None:
+    """Where a field the document lacks goes: on the page and in the box asked for (inside the page),
+    or nowhere (invisible) when no stamp was asked for either."""
+    if options.field_name in existing:
+        if options.box is not None:
+            raise InvalidFieldPlace(f"field {options.field_name!r} exists: its place is the document's, "
+                                   "a page and box are only for a new field")
+        return None
+    if options.box is None:
+        if options.stamp_text is not None:
+            raise InvalidFieldPlace(f"the document has no field {options.field_name!r}: a visible stamp needs "
+                                   "the page and box of the field to create")
+        return None
+    assert options.page is not None
+    with _reading("cannot read this PDF's pages"):
+        pages = int(writer.prev.root["/Pages"]["/Count"])
+        if not 1 <= options.page <= pages:
+            raise InvalidFieldPlace(f"page {options.page} is not in the document ({pages} pages)")
+        media = _media_box(writer.prev.find_page_for_modification(options.page - 1)[0])
+    x1, y1, x2, y2 = options.box
+    if x1 < media[0] or y1 < media[1] or x2 > media[2] or y2 > media[3]:
+        raise InvalidFieldPlace(f"the box {tuple(options.box)} is not inside page {options.page} "
+                               f"({media[2] - media[0]:.0f} × {media[3] - media[1]:.0f} points)")
+    return SigFieldSpec(sig_field_name=options.field_name, on_page=options.page - 1,
+                        box=(int(x1), int(y1), int(x2), int(y2)))
+
+
+def _media_box(page: Any) -> list[float]:
+    """A page's MediaBox, inherited from the page tree when the page has none of its own."""
+    node = page.get_object() if hasattr(page, "get_object") else page
+    for _ in range(64):  # a page tree deeper than this is a loop
+        if "/MediaBox" in node:
+            return [float(v) for v in node["/MediaBox"]]
+        if "/Parent" not in node:
+            break
+        node = node["/Parent"].get_object() if hasattr(node["/Parent"], "get_object") else node["/Parent"]
+    raise InvalidDocument("a page has no MediaBox")
 
 
 def add_signature_fields(input_path: Path, output_path: Path, specs: Sequence[FieldSpec]) -> None:
@@ -283,6 +343,7 @@ async def _prepare(
             raise InvalidDocument(f"field {options.field_name!r} is already signed; a field is never reused")
         if options.certify and any(value is not None for value in sig_fields.values()):
             raise InvalidDocument("only the first signature can certify a document")
+        new_field = _new_field(writer, options, sig_fields)
         meta = signers.PdfSignatureMetadata(
             field_name=options.field_name,
             md_algorithm=hash_name,
@@ -295,7 +356,7 @@ async def _prepare(
         )
         external = _external_signer(certificate, chain, scheme, signature_size, hash_name)
         stamp = _stamp_style(options.stamp_text or DEFAULT_STAMP)
-        pdf_signer = signers.PdfSigner(meta, signer=external, stamp_style=stamp)
+        pdf_signer = signers.PdfSigner(meta, signer=external, stamp_style=stamp, new_field_spec=new_field)
         work_path = output_path.with_name(output_path.name + ".part")
         try:
             # 0600 whatever the umask: the prepared PDF is the signer's document.
@@ -351,7 +412,7 @@ async def _finish(
                 reached = ltv.Level.B_T
             except (TimestampRequestError, OSError, ltv.TimestampUnavailable) as exc:
                 if not accept_lower:
-                    raise ltv.TimestampUnavailable(f"the TSA did not give a timestamp: {type(exc).__name__}") from None
+                    raise ltv.TimestampUnavailable(f"the TSA did not give a timestamp: {type(exc).__name__}") from exc
         if signature_cms is None:
             signature_cms = await external.async_sign_prescribed_attributes(prepared.hash_name, signed_attrs=signed_attrs)
         with prepared.work_path.open("r+b") as output:
@@ -385,14 +446,14 @@ async def _add_long_term_data(output: BinaryIO, level: ltv.Level, services: ltv.
                     IncrementalPdfFileWriter(output, strict=False), "sha256", validation_context=context,
                     in_place=True)
                 reached = ltv.Level.B_LTA
-    except RevokedError:
-        raise ltv.CertificateRevoked("a certificate of the signature's chain is revoked") from None
+    except RevokedError as exc:
+        raise ltv.CertificateRevoked("a certificate of the signature's chain is revoked") from exc
     except (InsufficientRevinfoError, PathBuildingError, PathValidationError) as exc:
         if not accept_lower:
-            raise ltv.RevocationUnavailable(f"validation data could not be gathered: {exc}") from None
+            raise ltv.RevocationUnavailable(f"validation data could not be gathered: {exc}") from exc
     except (TimestampRequestError, OSError) as exc:
         if not accept_lower:
-            raise ltv.TimestampUnavailable(f"the TSA did not give a document timestamp: {type(exc).__name__}") from None
+            raise ltv.TimestampUnavailable(f"the TSA did not give a document timestamp: {type(exc).__name__}") from exc
     return reached
 
 

@@ -67,6 +67,9 @@ class PadesSpec:
     location: str | None = None
     stamp_text: str | None = None
     signer_name: str = ""
+    page: int | None = None
+    """A new field's page (1 is the first) and box in points (x1, y1, x2, y2): see :class:`pades.PadesOptions`."""
+    box: tuple[float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class XadesSpec:
 
 Spec = PadesSpec | CadesSpec | XadesSpec
 
+FORMAT_NAMES = {"pades": "PAdES", "cades": "CAdES", "xades": "XAdES"}
 SUFFIXES = {"pades": ".pdf", "cades": ".p7s", "cades-enveloping": ".p7m", "xades": ".xml"}
 
 
@@ -199,11 +203,10 @@ def prepare(material: SigningMaterial, spec: Spec, source: Path, output: Path, *
 
 def _prepare_pdf(material: SigningMaterial, spec: PadesSpec, source: Path, output: Path, document_sha256: str,
                  level: ltv.Level) -> PendingDocument:
-    with source.open("rb") as fh:
-        if fh.read(5) != b"%PDF-":
-            raise InvalidDocument("the document is not a PDF")
+    if not is_pdf(source):
+        raise InvalidDocument("the document is not a PDF")
     options = pades.PadesOptions(spec.field_name, spec.certify, spec.reason, spec.location, spec.signer_name,
-                                 spec.stamp_text)
+                                 spec.stamp_text, spec.page, tuple(spec.box) if spec.box is not None else None)
     prepared = pades.prepare(material.certificate, material.intermediates, material.scheme, material.signature_size,
                              source, output, options, timestamped=level.timestamped)
     digest = prepared.prepared_digest
@@ -225,6 +228,11 @@ def _prepare_xml(material: SigningMaterial, spec: XadesSpec, source: Path, outpu
                            shown={"signed_element": prepared.signed_element, "reference_id": prepared.reference_id,
                                   "placement": prepared.placement, "data_preview": prepared.data_preview,
                                   "data_digest": prepared.data_digest.hex()})
+
+
+def is_pdf(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(5) == b"%PDF-"
 
 
 def finish(pending: PendingDocument, signature: bytes, material: SigningMaterial,

@@ -85,7 +85,7 @@ def validate_cms(
         signed_data = info["content"]
         embedded = signed_data["encap_content_info"]["content"].native
     except (ValueError, TypeError, KeyError) as exc:
-        raise InvalidDocument(f"not a CMS signature: {exc}") from None
+        raise InvalidDocument(f"not a CMS signature: {exc}") from exc
     if content is None and embedded is None:
         raise InvalidDocument("a detached signature needs its content")
     if long_term:
@@ -152,7 +152,7 @@ def validate_pdf(path: Path, trust_roots: Sequence[x509.Certificate], *, long_te
                 context = validation_context(trust_roots)
             return [_pdf_report(sig, context, long_term) for sig in sigs]
     except (PdfError, ValueError, IndexError, KeyError) as exc:
-        raise InvalidDocument(f"not a readable PDF: {exc}") from None
+        raise InvalidDocument(f"not a readable PDF: {exc}") from exc
 
 
 def _pdf_report(sig: object, context: ValidationContext, long_term: bool) -> SignatureReport:

@@ -76,6 +76,7 @@ class ContentRequired(InvalidDocument):
     """A detached CMS signature given without the content it signs."""
 
     code = "content_required"
+    status = 400  # the request lacks a part: not a document kyso cannot process
 
 
 class UnsupportedFormat(InvalidDocument):
@@ -108,7 +109,7 @@ def parse_certificates(data: bytes, where: str) -> list[x509.Certificate]:
         cert.native  # noqa: B018 - parse it all now, not halfway through a validation
         return [cert]
     except (ValueError, TypeError) as exc:
-        raise InvalidTrustStore(f"{where} holds no readable certificate: {type(exc).__name__}") from None
+        raise InvalidTrustStore(f"{where} holds no readable certificate: {type(exc).__name__}") from exc
 
 
 def load_trust_store(*paths: Path) -> TrustStore:
@@ -273,7 +274,7 @@ def _reading(what: str) -> Iterator[None]:
     except (SignerError, OSError):
         raise
     except Exception as exc:  # noqa: BLE001 - the parser's errors are many and unlisted
-        raise InvalidDocument(f"{what}: {type(exc).__name__}: {exc}"[:200]) from None
+        raise InvalidDocument(f"{what}: {type(exc).__name__}: {exc}"[:200]) from exc
 
 
 def _validate_pdf(path: Path, spec: SignatureValidationSpec, timing: ValidationTimingInfo,
@@ -513,8 +514,8 @@ def _load_cms(data: bytes) -> cms.SignedData:
     if pem.detect(data):
         try:
             _, _, data = pem.unarmor(data)
-        except ValueError:
-            raise NotSigned("not a signed document: a PEM file without a CMS") from None
+        except ValueError as exc:
+            raise NotSigned("not a signed document: a PEM file without a CMS") from exc
     try:
         info = cms.ContentInfo.load(data, strict=True)
         if info["content_type"].native != "signed_data":
@@ -525,7 +526,7 @@ def _load_cms(data: bytes) -> cms.SignedData:
     except NotSigned:
         raise
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
-        raise NotSigned(f"not a signed document (neither a PDF nor a CMS signature): {type(exc).__name__}") from None
+        raise NotSigned(f"not a signed document (neither a PDF nor a CMS signature): {type(exc).__name__}") from exc
     if not len(signed_data["signer_infos"]):
         raise NotSigned("the CMS carries no signature")
     return signed_data

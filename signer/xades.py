@@ -304,9 +304,9 @@ def signature_value(prepared: PreparedXml, signature: bytes) -> bytes:
             pad = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS.salt_length)
         public_key.verify(signature, prepared.dtbs_digest, pad, prehashed)
         return signature
-    except (InvalidSignature, ValueError):
+    except (InvalidSignature, ValueError) as exc:
         raise InvalidSignatureValue(
-            "the signature value does not verify with the certificate's key over the prepared SignedInfo") from None
+            "the signature value does not verify with the certificate's key over the prepared SignedInfo") from exc
 
 
 async def async_finish(

@@ -259,7 +259,7 @@ def _read(element: etree._Element, ident: str, index: dict[str, list[etree._Elem
             _read_unsigned(sig, qualifying)
     except (ValueError, TypeError, KeyError, binascii.Error) as exc:
         raise _Stop(AdESFailure.FORMAT_FAILURE, f"a certificate, timestamp or revocation value cannot be read: "
-                    f"{type(exc).__name__}") from None
+                    f"{type(exc).__name__}") from exc
     return sig
 
 
@@ -362,18 +362,18 @@ def _verify_crypto(root: etree._Element, position: int, sig: _Signature) -> date
                                   parser=_parser(), expect_config=config)
     except InvalidDigest as exc:
         if "reference" in str(exc):
-            raise _Stop(AdESFailure.HASH_FAILURE, str(exc)) from None
-        raise _Stop(AdESIndeterminate.NO_SIGNING_CERTIFICATE_FOUND, str(exc)) from None
+            raise _Stop(AdESFailure.HASH_FAILURE, str(exc)) from exc
+        raise _Stop(AdESIndeterminate.NO_SIGNING_CERTIFICATE_FOUND, str(exc)) from exc
     except InvalidCertificate as exc:
-        raise _Stop(AdESFailure.FORMAT_FAILURE, str(exc)) from None
+        raise _Stop(AdESFailure.FORMAT_FAILURE, str(exc)) from exc
     except InvalidSignature as exc:
-        raise _Stop(AdESFailure.SIG_CRYPTO_FAILURE, str(exc)) from None
+        raise _Stop(AdESFailure.SIG_CRYPTO_FAILURE, str(exc)) from exc
     except InvalidInput as exc:
         if "forbidden by configuration" in str(exc):
-            raise _Stop(AdESIndeterminate.CRYPTO_CONSTRAINTS_FAILURE, str(exc)) from None
-        raise _Stop(AdESFailure.FORMAT_FAILURE, str(exc)) from None
+            raise _Stop(AdESIndeterminate.CRYPTO_CONSTRAINTS_FAILURE, str(exc)) from exc
+        raise _Stop(AdESFailure.FORMAT_FAILURE, str(exc)) from exc
     except (SignXMLException, etree.DocumentInvalid, etree.LxmlError, ValueError, TypeError, KeyError) as exc:
-        raise _Stop(AdESFailure.FORMAT_FAILURE, f"{type(exc).__name__}: {exc}") from None
+        raise _Stop(AdESFailure.FORMAT_FAILURE, f"{type(exc).__name__}: {exc}") from exc
     if not sig.xades:
         return None
     verified = next(r for r in results if isinstance(r, XAdESVerifyResult))

@@ -87,10 +87,10 @@ def parse(data: bytes, *, max_bytes: int = MAX_DOCUMENT_BYTES, max_depth: int = 
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
         if "DOCTYPE" in str(exc) or "Entity" in str(exc):
-            raise XmlDtdForbidden(f"DTDs and entities are not accepted: {quote(str(exc))}") from None
-        raise InvalidXml(f"the XML document is not well-formed: {quote(str(exc))}") from None
+            raise XmlDtdForbidden(f"DTDs and entities are not accepted: {quote(str(exc))}") from exc
+        raise InvalidXml(f"the XML document is not well-formed: {quote(str(exc))}") from exc
     except ValueError as exc:  # e.g. an encoding lxml does not know
-        raise InvalidXml(f"the XML document cannot be read: {quote(str(exc))}") from None
+        raise InvalidXml(f"the XML document cannot be read: {quote(str(exc))}") from exc
     tree = root.getroottree()
     info = tree.docinfo
     if info.doctype or info.internalDTD is not None or info.externalDTD is not None:

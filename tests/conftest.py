@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,19 @@ def settings(data_dir: Path) -> Settings:
     base = load_settings(data_dir)
     setup.init_data_dir(base, ACTOR, sandbox=True)
     return load_settings(data_dir)
+
+
+@pytest.fixture()
+def kyso(settings: Settings, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """The admin CLI in this process on the session's data dir (initialised first): exit code, out, err."""
+    from broker.app.cli import run
+
+    def call(*args: str) -> tuple[int, str, str]:
+        code = run(["--data-dir", str(settings.data_dir), *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import httpx
 from asn1crypto import pem
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,3 +60,24 @@ def flip_byte(path: Path, offset: int) -> None:
     data = bytearray(path.read_bytes())
     data[offset] ^= 0x01
     path.write_bytes(bytes(data))
+
+
+def relying_system_client(runtime: object, name: str, units: tuple[str, ...] = ("U001",),
+                          scopes: list[str] | None = None) -> tuple[str, str]:
+    """A relying system of its own serving ``units``, and a client of it: (client id, secret)."""
+    from broker import clients
+    from broker.db.engine import transaction
+    from tests.conftest import ACTOR
+
+    with transaction(runtime.sessions) as s:  # type: ignore[attr-defined]
+        clients.add_relying_system(s, ACTOR, name, list(units))
+        client, secret = clients.add_client(s, ACTOR, name, scopes)
+        return client.client_id, secret
+
+
+def bearer_http(base_url: str, client_id: str, secret: str) -> httpx.Client:
+    """An HTTP client holding a fresh access token of that client."""
+    from kyso_client import KysoClient
+
+    token = KysoClient(base_url, client_id=client_id, client_secret=secret).access_token
+    return httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=120)

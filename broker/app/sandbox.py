@@ -2,7 +2,8 @@
 
 For integrators: one command gives a running service, a client, a ready token, credentials of
 every provider and key type, and ``DATA_DIR/sandbox.json`` describing them (written atomically,
-0600, once ``/readyz`` answers).
+0600, once ``/readyz`` answers). ``--manual-approval USER`` leaves that demo user's requests to a
+person with the approval app (``/approve``) instead of a simulated phone.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -31,7 +33,7 @@ from broker.app.server import remove_server_json, uvicorn_config, write_server_j
 from broker.audit import Actor
 from broker.db.engine import read_connection, transaction
 from broker.db.models import Credential, OAuthClient, RelyingSystem, Role, SigningMode, Unit, User
-from broker.errors import PolicyViolation
+from broker.errors import InvalidInput, PolicyViolation
 from broker.lifecycle import signing_requests
 from broker.notify import request_topic
 from broker.observability.logs import configure_logging
@@ -56,6 +58,7 @@ CREDENTIALS = [
     ("sbx.chutk", "nacencomm", KeyAlgorithm.RSA_2048, Scheme.RSA_PKCS1_V15),
 ]
 RELYING_SYSTEM = "sandbox-dvc"
+RELYING_SYSTEM_NAME = "Cổng DVC Kho bạc (thử nghiệm)"
 TOKEN_SECONDS = 24 * 3600
 
 
@@ -74,8 +77,11 @@ def seed(runtime: Runtime) -> None:
             if s.scalar(select(User).where(User.username == username)) is None:
                 directory.add_user(s, ACTOR, username=username, unit_code=UNIT[0], full_name=name,
                                    national_id=national_id, role=role)
-        if s.scalar(select(RelyingSystem).where(RelyingSystem.name == RELYING_SYSTEM)) is None:
-            clients.add_relying_system(s, ACTOR, RELYING_SYSTEM, [UNIT[0]])
+        rs = s.scalar(select(RelyingSystem).where(RelyingSystem.name == RELYING_SYSTEM))
+        if rs is None:
+            clients.add_relying_system(s, ACTOR, RELYING_SYSTEM, [UNIT[0]], display_name=RELYING_SYSTEM_NAME)
+        elif rs.display_name is None:  # a sandbox made before relying systems had display names
+            rs.display_name = RELYING_SYSTEM_NAME
     for username, provider, algorithm, scheme in CREDENTIALS:
         with transaction(runtime.sessions) as s:
             user = directory.get_user(s, username)
@@ -100,17 +106,38 @@ def client_and_token(runtime: Runtime) -> tuple[str, str, str]:
     return client_id, secret, token
 
 
+def check_manual(usernames: list[str]) -> list[str]:
+    """The demo users whose requests a person approves in the app (``--manual-approval``)."""
+    demo = [u[0] for u in USERS]
+    unknown = sorted(set(usernames) - set(demo))
+    if unknown:
+        raise InvalidInput(f"--manual-approval takes demo users ({', '.join(demo)}), not {', '.join(unknown)}")
+    return sorted(set(usernames))
+
+
+def manual_approvers(runtime: Runtime, base_url: str, usernames: list[str]) -> list[dict[str, str]]:
+    """A fresh activation code for each manual user, to register a face or fingerprint in the app."""
+    found = []
+    for username in usernames:
+        with transaction(runtime.sessions) as s:
+            code, _ = approvals.issue_activation_code(s, runtime.settings, ACTOR, username)
+        found.append({"user": username, "activation_code": code, "approval_app": f"{base_url}/approve"})
+    return found
+
+
 class SimulatedPhones:
-    """One auto-approving approval device per demo user (sandbox only).
+    """One auto-approving approval device per demo user (sandbox only), but for ``manual`` users.
 
     Woken by the notifier when a request is created (re-checking every second anyway), it
     approves what is pending through the same protocol as a real phone.
     """
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, manual: list[str] | None = None) -> None:
         self.runtime = runtime
         self.devices: list[tuple[str, int, ec.EllipticCurvePrivateKey, list[int]]] = []
         for username, *_ in USERS:
+            if username in (manual or []):
+                continue
             key = ec.generate_private_key(ec.SECP256R1())
             public = key.public_key().public_bytes(serialization.Encoding.DER,
                                                    serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -148,7 +175,8 @@ class SimulatedPhones:
             rt.notifier.wait(seen, 1.0)
 
 
-def describe(runtime: Runtime, base_url: str, client_id: str, secret: str, token: str) -> dict[str, Any]:
+def describe(runtime: Runtime, base_url: str, client_id: str, secret: str, token: str,
+             manual: list[dict[str, str]] | None = None) -> dict[str, Any]:
     trust_dir = runtime.settings.data_dir.resolve() / "trust"
     trust_dir.mkdir(exist_ok=True)
     anchors = sorted({der for provider in {c[1] for c in CREDENTIALS} for der in runtime.ca(provider).trust_anchors()})
@@ -169,6 +197,7 @@ def describe(runtime: Runtime, base_url: str, client_id: str, secret: str, token
         "token_url": f"{base_url}/oauth2/token",
         "trust_anchors": roots,
         "credentials": creds,
+        "manual_approval": manual or [],
     }
 
 
@@ -180,14 +209,18 @@ def write_atomically(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def run(data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
+def run(data_dir: Path, port: int, host: str = "127.0.0.1", manual_approval: list[str] | None = None) -> None:
+    manual_users = check_manual(manual_approval or [])
     settings = load_settings(data_dir)
-    configure_logging(settings.log_format, default="text")  # redacting handler before anything logs
+    # Redacting handler before anything logs; on stdout, beside the sandbox's own lines: one line per request.
+    configure_logging(settings.log_format, default="text", stream=sys.stdout)
     if not setup.is_initialised(settings):
         setup.init_data_dir(settings, ACTOR, sandbox=True)
         settings = load_settings(data_dir)
     if not settings.sandbox:
         raise PolicyViolation(f"{data_dir} is not a sandbox data dir (made without --sandbox)")
+    if "webhook_allow_private" not in settings.model_fields_set:  # the integrator's receiver is on its own machine
+        settings.webhook_allow_private = True
     port = port or free_port()
     settings.serve_at(f"http://localhost:{port}")  # unless kyso.toml or KYSO_* names a public address
     base_url = settings.public_base_url
@@ -198,12 +231,13 @@ def run(data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
     emulators = EmulatorSet(settings.pki_dir, provider_names()).start()
     seed(runtime)
     client_id, secret, token = client_and_token(runtime)
-    phones = SimulatedPhones(runtime)
+    phones = SimulatedPhones(runtime, manual_users)
     phones.start()
+    manual = manual_approvers(runtime, base_url, manual_users)
     config = uvicorn_config(create_app(runtime), settings, host=host, port=port, log_level="warning")
     server = uvicorn.Server(config)
     # uvicorn.Config installed handlers of its own on its loggers: send them through kyso's again.
-    configure_logging(settings.log_format, default="text")
+    configure_logging(settings.log_format, default="text", stream=sys.stdout)
     sockets = [config.bind_socket(), *([admin] if admin else [])]
 
     def announce() -> None:
@@ -216,10 +250,15 @@ def run(data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        write_atomically(sandbox_json, describe(runtime, base_url, client_id, secret, token))
+        write_atomically(sandbox_json, describe(runtime, base_url, client_id, secret, token, manual))
         write_server_json(data_dir, base_url, 1, admin_socket.socket_path(data_dir))
         print(f"kyso sandbox ready at {base_url}; details in {sandbox_json}", flush=True)
-        print("simulated phones approve every request of the demo users: sandbox only", flush=True)
+        others = [u[0] for u in USERS if u[0] not in manual_users]
+        if others:
+            print(f"simulated phones approve every request of {', '.join(others)}: sandbox only", flush=True)
+        for entry in manual:
+            print(f"{entry['user']}'s requests wait for the approval app: open {entry['approval_app']} and register "
+                  f"with activation code {entry['activation_code']}", flush=True)
 
     threading.Thread(target=announce, daemon=True).start()
     # uvicorn handles SIGINT/SIGTERM during run() and re-raises them afterwards to the handlers

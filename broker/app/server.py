@@ -38,6 +38,8 @@ from hsm import TokenMissing
 WORKER_HEADER = "X-Kyso-Worker"
 log = logging.getLogger("kyso.server")
 LOGIN_ATTEMPTS = 10
+GRACEFUL_SHUTDOWN_SECONDS = 3.0
+"""At SIGTERM, requests still running after this long are cancelled (long polls were woken at once)."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -68,6 +70,7 @@ def serving_app(runtime: Runtime) -> FastAPI:
     """The API of one worker, which owns ``runtime`` and closes it when it stops."""
     app = create_app(runtime, close_runtime=True)
     app.add_middleware(WorkerHeader)
+    app.add_middleware(WakeWaitersOnExit, runtime=runtime)
     return app
 
 
@@ -102,6 +105,36 @@ class WorkerHeader:
             await send(message)
 
         await self.app(scope, receive, send_with_header)
+
+
+class WakeWaitersOnExit:
+    """At SIGINT or SIGTERM, wakes the long polls (a phone waits up to a minute) so that they answer
+    at once and the server stops within seconds, instead of waiting them out.
+
+    uvicorn installs its exit handlers before the application's startup (in each worker process
+    too); at startup this chains onto them: the server's own handling is unchanged.
+    """
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" and threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                _chain_signal(signum, self.runtime.notifier.stop_waiting)
+        await self.app(scope, receive, send)
+
+
+def _chain_signal(signum: int, first: Callable[[], None]) -> None:
+    previous = signal.getsignal(signum)
+
+    def handler(sig: int, frame: Any) -> None:
+        first()
+        if callable(previous):  # uvicorn's: it stops the server
+            previous(sig, frame)
+
+    signal.signal(signum, handler)
 
 
 # -- the serving process ---------------------------------------------------------------------
@@ -186,6 +219,7 @@ def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Conf
     are believed only from ``trusted_proxies`` (uvicorn's default believes 127.0.0.1, so any local
     caller or a proxy passing the header through could choose the origin written to the audit)."""
     proxies = list(settings.trusted_proxies)
+    options.setdefault("timeout_graceful_shutdown", GRACEFUL_SHUTDOWN_SECONDS)
     return uvicorn.Config(app, proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None, **options)
 
 

@@ -40,7 +40,7 @@ from broker.db.models import (
     WebSession,
 )
 from broker.directory import get_user
-from broker.errors import Conflict, InvalidInput, KysoError, NotFound
+from broker.errors import Conflict, Gone, InvalidInput, KysoError, NotFound
 from broker.lifecycle import signing_requests
 from broker.observability import metrics
 from broker.settings import Settings, loopback_as_localhost
@@ -56,13 +56,15 @@ class ConfirmedAtProvider(Conflict):
 
 class DeviceNotActive(KysoError):
     code = "device_not_active"
+    status = 403
 
 
 class ActivationRefused(KysoError):
     code = "activation_refused"
+    status = 403
 
 
-class RequestExpired(KysoError):
+class RequestExpired(Gone):
     code = "request_expired"
 
 
@@ -124,7 +126,7 @@ def enroll_device(session: Session, actor: Actor, code: str, public_key_der: byt
     try:
         load_device_key(public_key_der)
     except ConfirmationError as exc:
-        raise InvalidInput(exc.message) from None
+        raise InvalidInput(exc.message) from exc
     user = redeem_activation_code(session, code)
     token = secrets.token_urlsafe(32)
     device = ApprovalDevice(
@@ -363,11 +365,11 @@ def decide_with_device(
                                evidence={"kind": "device", "device": device.id, "counter": counter,
                                          "decision": decision.value, "signature": signature_b64})
                 return request
-    except _UnknownDevice:
+    except _UnknownDevice as exc:
         with transaction(factory) as session:
             audit.record(session, actor, action, outcome="refused", target_type="request", target_id=request_id,
                          details={"reason": DeviceNotActive.code})
-        raise DeviceNotActive("unknown device token") from None
+        raise DeviceNotActive("unknown device token") from exc
     except (KysoError, ConfirmationError) as exc:
         _record_failure(factory, settings, actor, action, request_id, exc)
         raise

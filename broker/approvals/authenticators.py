@@ -9,7 +9,8 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
@@ -48,14 +49,14 @@ from broker.db.models import (
     WebAuthnCredential,
     WebSession,
 )
-from broker.errors import KysoError, NotFound, PolicyViolation
+from broker.errors import NotFound, PolicyViolation, Unauthenticated
 from broker.lifecycle import signing_requests
 from broker.settings import Settings
 
 CHALLENGE_SECONDS = 300
 
 
-class NotSignedIn(KysoError):
+class NotSignedIn(Unauthenticated):
     code = "not_signed_in"
 
 
@@ -115,22 +116,94 @@ def _authenticators(session: Session, user_id: int) -> list[WebAuthnCredential]:
                                                                   WebAuthnCredential.status == DeviceStatus.ACTIVE)))
 
 
-def _open_web_session(session: Session, settings: Settings, user: User, authenticator_id: str) -> str:
-    token = secrets.token_urlsafe(32)
+def _open_web_session(session: Session, settings: Settings, user: User, authenticator_id: str,
+                      user_agent: str | None = None) -> str:
+    token, moment = secrets.token_urlsafe(32), signing_requests.now()
     session.add(WebSession(token_hash=token_hash(token), user_id=user.id, authenticator_id=authenticator_id,
-                           expires_at=signing_requests.now() + timedelta(seconds=settings.web_session_seconds)))
+                           created_at=moment, last_seen_at=moment, user_agent=(user_agent or "")[:255] or None,
+                           expires_at=moment + timedelta(seconds=settings.web_session_seconds)))
     return token
 
 
-def web_session_user(session: Session, token: str | None) -> User:
-    """The signed-in user, while the session lasts and the authenticator that opened it is active."""
+def _live_session(session: Session, token: str | None) -> WebSession:
     row = session.get(WebSession, token_hash(token)) if token else None
     if row is None or signing_requests.aware(row.expires_at) <= signing_requests.now() or row.authenticator_id is None:
         raise NotSignedIn("sign in with your authenticator first")
     opener = session.get(WebAuthnCredential, row.authenticator_id)
     if opener is None or opener.user_id != row.user_id or opener.status is not DeviceStatus.ACTIVE:
         raise NotSignedIn("sign in with your authenticator first")
-    return row.user
+    return row
+
+
+def web_session_user(session: Session, token: str | None) -> User:
+    """The signed-in user, while the session lasts and the authenticator that opened it is active."""
+    return _live_session(session, token).user
+
+
+SLIDE_EVERY = timedelta(seconds=60)
+"""A session's expiry moves forward at most this often: a long poll every second is not a write."""
+
+
+def resume_web_session(session: Session, settings: Settings, token: str | None) -> tuple[User, datetime]:
+    """The signed-in user, the session's expiry slid forward by its use (never past its maximum age),
+    and the new expiry, for the cookie."""
+    row = _live_session(session, token)
+    moment = signing_requests.now()
+    started = signing_requests.aware(row.created_at) if row.created_at else moment
+    until = min(moment + timedelta(seconds=settings.web_session_seconds),
+                started + timedelta(seconds=settings.web_session_max_seconds))
+    expires = signing_requests.aware(row.expires_at)
+    if until - expires >= SLIDE_EVERY:
+        row.expires_at, row.last_seen_at, expires = until, moment, until
+    return row.user, expires
+
+
+def session_id(row: WebSession) -> str:
+    """A session's public name: derived from the token's hash, which itself never leaves the server."""
+    return hashlib.sha256(b"kyso web session\0" + row.token_hash.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class WebSessionView:
+    id: str
+    authenticator_id: str | None
+    authenticator: str
+    created_at: datetime | None
+    last_seen_at: datetime | None
+    expires_at: datetime
+    user_agent: str | None
+    current: bool
+
+
+def list_web_sessions(session: Session, user_id: int, current_token: str | None) -> list[WebSessionView]:
+    """The signer's open sessions, newest first, each with the authenticator that opened it."""
+    moment, current = signing_requests.now(), token_hash(current_token) if current_token else None
+    rows = session.scalars(select(WebSession).where(WebSession.user_id == user_id))
+    found = []
+    for row in rows:
+        if signing_requests.aware(row.expires_at) <= moment or row.authenticator_id is None:
+            continue
+        opener = session.get(WebAuthnCredential, row.authenticator_id)
+        if opener is None or opener.status is not DeviceStatus.ACTIVE:
+            continue
+        found.append(WebSessionView(
+            session_id(row), row.authenticator_id, opener.name,
+            signing_requests.aware(row.created_at) if row.created_at else None,
+            signing_requests.aware(row.last_seen_at) if row.last_seen_at else None,
+            signing_requests.aware(row.expires_at), row.user_agent, row.token_hash == current))
+    epoch = datetime.min.replace(tzinfo=timezone.utc)
+    return sorted(found, key=lambda v: (v.created_at or epoch, v.id), reverse=True)
+
+
+def end_web_session(session: Session, actor: Actor, user: User, wanted: str) -> None:
+    """End one of the signer's own sessions, by its public id; audited."""
+    for row in session.scalars(select(WebSession).where(WebSession.user_id == user.id)):
+        if hmac.compare_digest(session_id(row), wanted):
+            session.delete(row)
+            audit.record(session, actor, "webauthn.session_end", target_type="user", target_id=user.username,
+                         details={"session": wanted, "authenticator": row.authenticator_id})
+            return
+    raise NotFound(f"no session {wanted[:64]!r}")
 
 
 # -- registration -------------------------------------------------------------------------------------
@@ -152,7 +225,7 @@ def start_registration(session: Session, settings: Settings, code: str) -> tuple
 
 def finish_registration(
     session: Session, settings: Settings, actor: Actor, challenge_id: str, code: str, credential_json: str,
-    name: str | None = None,
+    name: str | None = None, user_agent: str | None = None,
 ) -> tuple[User, str]:
     """Verify the attestation (user verification required), use up the code, sign the user in."""
     challenge = _use_challenge(session, challenge_id, "register")
@@ -168,7 +241,7 @@ def finish_registration(
     session.flush()
     audit.record(session, actor, "webauthn.register", target_type="user", target_id=user.username,
                  details={"authenticator": registered.credential_id, "name": label})
-    return user, _open_web_session(session, settings, user, registered.credential_id)
+    return user, _open_web_session(session, settings, user, registered.credential_id, user_agent)
 
 
 # -- sign-in --------------------------------------------------------------------------------------------
@@ -209,7 +282,8 @@ def _check_assertion(session: Session, settings: Settings, user_id: int | None, 
     return credential_id
 
 
-def finish_login(session: Session, settings: Settings, actor: Actor, challenge_id: str, credential_json: str) -> tuple[User, str]:
+def finish_login(session: Session, settings: Settings, actor: Actor, challenge_id: str, credential_json: str,
+                 user_agent: str | None = None) -> tuple[User, str]:
     challenge = _use_challenge(session, challenge_id, "login")
     # A sign-in started for an unknown user has no user: the check below refuses it like a stranger's key.
     credential_id = _check_assertion(session, settings, challenge.user_id, credential_json, challenge.challenge)
@@ -217,7 +291,7 @@ def finish_login(session: Session, settings: Settings, actor: Actor, challenge_i
     assert user is not None
     audit.record(session, actor, "webauthn.login", target_type="user", target_id=user.username,
                  details={"authenticator": credential_id})
-    return user, _open_web_session(session, settings, user, credential_id)
+    return user, _open_web_session(session, settings, user, credential_id, user_agent)
 
 
 # -- approving a request ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.db.engine import transaction
@@ -74,12 +74,10 @@ def record(
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append an event to the chain inside the caller's transaction (returned, not attached to it)."""
-    lock_chain(session)
     connection = session.connection()
-    last = connection.execute(_HEAD).first()
-    prev_hash = last.hash if last else GENESIS
+    last_id, prev_hash = _head_for_append(session, connection)
     event = AuditEvent(
-        id=(last.id + 1) if last else 1,
+        id=last_id + 1,
         at=datetime.now(timezone.utc),
         actor=actor.label(),
         action=action,
@@ -94,6 +92,7 @@ def record(
     # A Core INSERT: the hot paths write several events per request, and the ORM unit of work
     # costs more than the statement.
     connection.execute(_APPEND, {column: getattr(event, column) for column in _COLUMNS})
+    session.info[_APPENDED] = (connection.get_transaction(), event.id, event.hash)
     # Read after commit by the interval checkpoint (broker.audit.checkpoint).
     session.info.setdefault(RECORDED_FIRST, event.id)
     session.info[RECORDED_LAST] = event.id
@@ -106,6 +105,23 @@ _TABLE = AuditEvent.__table__
 _HEAD = select(_TABLE.c.id, _TABLE.c.hash).order_by(_TABLE.c.id.desc()).limit(1)
 _APPEND = insert(_TABLE)
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(7101)")
+
+
+_APPENDED = "kyso.audit.appended"
+"""In ``session.info``: the transaction that last appended, and the id and hash it appended."""
+
+
+def _head_for_append(session: Session, connection: Connection) -> tuple[int, bytes]:
+    """The chain's head to link the next event to: locked and read once per transaction; the
+    events it appends next follow the one it appended last (it holds the chain's lock until it ends)."""
+    appended = session.info.get(_APPENDED)
+    transaction_ = connection.get_transaction()
+    if (appended is not None and transaction_ is not None and appended[0] is transaction_ and transaction_.is_active
+            and connection.get_nested_transaction() is None):  # a savepoint could roll an event back: read again
+        return appended[1], appended[2]
+    lock_chain(session)
+    last = connection.execute(_HEAD).first()
+    return (last.id, last.hash) if last else (0, GENESIS)
 
 
 def lock_chain(session: Session) -> None:

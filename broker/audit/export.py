@@ -124,8 +124,8 @@ def verify_export(path: Path, expected_key: AuditPublicKey | None = None) -> Rep
         key = AuditPublicKey.from_pem(header["audit_key"]["public_key_pem"])
         first_id = header["first_id"]
         prev_hash = bytes.fromhex(header["prev_hash"])
-    except (KeyError, TypeError, ValueError):
-        raise InvalidExport(f"{path.name}: malformed header") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidExport(f"{path.name}: malformed header") from exc
     report = Report(key_fingerprint=key.fingerprint)
     if expected_key is not None and expected_key.fingerprint != key.fingerprint:
         report.problems.append(Problem(None, "header", f"audit key {key.fingerprint} is not the expected "
@@ -205,8 +205,8 @@ def _read_lines(path: Path) -> Iterator[dict[str, Any]]:
                 continue
             try:
                 record = json.loads(text)
-            except json.JSONDecodeError:
-                raise InvalidExport(f"{path.name} line {number} is not JSON") from None
+            except json.JSONDecodeError as exc:
+                raise InvalidExport(f"{path.name} line {number} is not JSON") from exc
             if not isinstance(record, dict):
                 raise InvalidExport(f"{path.name} line {number} is not a JSON object")
             yield record

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
@@ -15,9 +14,8 @@ from sqlalchemy.orm import Session
 from broker import audit
 from broker.audit import Actor
 from broker.db.models import Credential, CredentialMode, CredentialStatus, SigningMode, Unit, User
-from broker.directory import get_user
+from broker.directory import check_user_enabled, get_user
 from broker.errors import (
-    CertificateRevoked,
     Conflict,
     CredentialNotUsable,
     InvalidInput,
@@ -29,8 +27,9 @@ from ca_adapters.remote_clients import CLIENTS
 from hsm import Hsm, HsmError, KeyAlgorithm, SignScheme
 from signer import Scheme
 from signer.csr import build_csr
+from signer.errors import CertificateRevoked
 from signer.hsm_signer import HsmKeySigner
-from signer.keysigner import signature_size
+from signer.pipeline import SigningMaterial
 
 
 def _aware(moment: datetime) -> datetime:
@@ -40,16 +39,16 @@ def _aware(moment: datetime) -> datetime:
 def parse_key_algorithm(value: str) -> KeyAlgorithm:
     try:
         return KeyAlgorithm(value)
-    except ValueError:
+    except ValueError as exc:
         known = ", ".join(a.value for a in KeyAlgorithm)
-        raise InvalidInput(f"unknown key algorithm {value!r}; known: {known}") from None
+        raise InvalidInput(f"unknown key algorithm {value!r}; known: {known}") from exc
 
 
 def parse_scheme(value: str, algorithm: KeyAlgorithm) -> Scheme:
     try:
         scheme = Scheme(value)
-    except ValueError:
-        raise InvalidInput(f"unknown signature scheme {value!r}; known: rsa-pkcs1v15, rsa-pss, ecdsa") from None
+    except ValueError as exc:
+        raise InvalidInput(f"unknown signature scheme {value!r}; known: rsa-pkcs1v15, rsa-pss, ecdsa") from exc
     if algorithm.is_rsa == (scheme is Scheme.ECDSA):
         raise InvalidInput(f"{scheme.value} does not fit a {algorithm.value} key")
     return scheme
@@ -249,8 +248,9 @@ def check_no_active_credential(session: Session, user: User, provider: str) -> N
 
 def check_signing_allowed(credential: Credential, at: datetime | None = None) -> None:
     """What every signature checks, on every path, right before the key is used: the credential
-    is active and valid now, and its signer's unit signs remotely."""
+    is active and valid now, its signer is not disabled, and the signer's unit signs remotely."""
     check_usable(credential, at)
+    check_user_enabled(credential.user)
     check_unit_remote(credential.user.unit)
 
 
@@ -267,25 +267,11 @@ def check_not_revoked(credential: Credential, ca: CaAdapter) -> None:
     """Ask the provider: a certificate revoked at the CA (not only through kyso) signs nothing."""
     try:
         status = ca.status(int(credential.serial_hex, 16))
-    except CertificateUnknown:
-        raise CredentialNotUsable(f"{ca.profile.display_name} does not know the certificate of {credential.id!r}") from None
+    except CertificateUnknown as exc:
+        raise CredentialNotUsable(f"{ca.profile.display_name} does not know the certificate of {credential.id!r}") from exc
     if status.revoked:
         raise CertificateRevoked(f"the certificate of credential {credential.id!r} was revoked by "
                                  f"{ca.profile.display_name} ({status.reason})")
-
-
-@dataclass(frozen=True)
-class SigningMaterial:
-    """What a signature format needs of a credential besides the key."""
-
-    certificate: asn1_x509.Certificate
-    intermediates: list[asn1_x509.Certificate]
-    """The chain to embed: intermediates only; roots are the verifier's trust anchors."""
-    scheme: Scheme
-
-    @property
-    def signature_size(self) -> int:
-        return signature_size(self.certificate, self.scheme)
 
 
 def signing_material(credential: Credential) -> SigningMaterial:

@@ -40,7 +40,7 @@ from broker.db.models import (
     SigningRequest,
 )
 from broker.directory import get_user
-from broker.errors import InvalidInput, KysoError
+from broker.errors import InvalidInput, Unavailable
 from broker.lifecycle import signing_requests
 from ca_adapters import CaAdapter
 from ca_adapters.remote_clients import NacencommClient
@@ -61,7 +61,7 @@ _FINAL = {RemoteStatus.REJECTED: RequestState.REJECTED, RemoteStatus.EXPIRED: Re
           RemoteStatus.FAILED: RequestState.FAILED}
 
 
-class ProviderUnavailable(KysoError):
+class ProviderUnavailable(Unavailable):
     """The provider's signing API did not answer, or refused the request."""
 
     code = "provider_unavailable"
@@ -118,7 +118,7 @@ def link(session: Session, actor: Actor, ca: CaAdapter, client: RemoteSigningCli
         # (Nacencomm names its certificates by an integer id, given here in place of the serial.)
         remote = client.credential(provider_user_id, serial_hex)
     except httpx.HTTPError as exc:
-        raise ProviderUnavailable(f"{ca.profile.display_name} did not answer: {type(exc).__name__}") from None
+        raise ProviderUnavailable(f"{ca.profile.display_name} did not answer: {type(exc).__name__}") from exc
     cert = x509.load_der_x509_certificate(remote.chain_der[0])
     key = cert.public_key()
     if not isinstance(key, rsa.RSAPublicKey):

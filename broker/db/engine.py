@@ -10,12 +10,13 @@ retries (up to 100 ms a round), which made the slowest requests wait for nothing
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 _READ_ONLY: ContextVar[bool] = ContextVar("kyso_read_only_transaction", default=False)
@@ -76,7 +77,36 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             _release(record.info)
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_when_idle(engine)
+    return engine
+
+
+IDLE_PING_SECONDS = 1.0
+"""A pooled connection unused this long is pinged before it is handed out (a busy one is not)."""
+_IDLE_SINCE = "kyso_idle_since"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pessimistic disconnect handling, paid only by connections that sat in the pool: a connection
+    checked in a moment ago is handed out as it is (a ping per checkout is a round trip per request).
+    A dead one is replaced (the pool tries again); a server lost mid-use invalidates the whole pool."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
+            return  # new, or busy a moment ago
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception:  # noqa: BLE001 - whatever the driver raises for a closed connection
+            alive = False
+        if not alive:
+            raise exc.DisconnectionError("the pooled connection did not answer its ping")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -81,6 +81,8 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(255), nullable=True)
     unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """Set by ``kyso user disable``: none of the user's credentials signs until ``kyso user enable``."""
 
     unit: Mapped[Unit] = relationship(back_populates="users")
     credentials: Mapped[list[Credential]] = relationship(back_populates="user")
@@ -322,6 +324,11 @@ class WebSession(Base):
     authenticator_id: Mapped[str | None] = mapped_column(ForeignKey("webauthn_credentials.id"), index=True,
                                                          nullable=True)
     """The authenticator that opened the session: revoking it ends the session."""
+    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, default=utcnow)
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """Each use slides ``expires_at`` forward (at most once a minute, so a poll is not a write)."""
+    user_agent: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    """The browser that signed in, so that the signer recognises the session in the list."""
 
     user: Mapped[User] = relationship()
 
@@ -336,6 +343,8 @@ class RelyingSystem(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """What signers see ("Cổng DVC Kho bạc"); the name when unset."""
     webhook_allowlist: Mapped[list[str]] = mapped_column(JSON, default=list)
     webhook_secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
     """HMAC key of this system's webhooks (kyso must sign with it, so it is kept, not hashed)."""

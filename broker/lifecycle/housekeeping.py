@@ -28,6 +28,7 @@ from broker.audit import Actor
 from broker.db.engine import read_transaction, transaction
 from broker.db.models import FINAL_STATES, Document, RequestState, SigningRequest
 from broker.lifecycle import signing_requests
+from broker.lifecycle.payload import RequestPayload
 from broker.settings import Settings
 
 ACTION = "document.delete"
@@ -97,12 +98,12 @@ def _ended(factory: sessionmaker[Session], blobs: Path, moment: datetime, swept:
     with read_transaction(factory) as session:
         rows = session.execute(select(SigningRequest.id, SigningRequest.state, SigningRequest.payload).where(
             SigningRequest.blobs == LIVE, SigningRequest.state.in_(FINAL_STATES)).limit(BATCH)).all()
-    for request_id, state, payload in rows:
-        payload = payload or {}
+    for request_id, state, column in rows:
+        payload = RequestPayload.from_column(column)
         signed = state is RequestState.SIGNED
-        keep = {_inside(blobs, d.get("output")) for d in payload.get("documents", [])} if signed else set()
-        files, size = _remove_tree(_inside(blobs, payload.get("work")), keep - {None})
-        uploads = [str(d["upload"]) for d in payload.get("documents", []) if d.get("upload")]
+        keep = {_inside(blobs, output) for output in payload.outputs} if signed else set()
+        files, size = _remove_tree(_inside(blobs, payload.work), keep - {None})
+        uploads = [upload for upload in payload.uploads if upload]
         with transaction(factory) as session:
             won = session.execute(update(SigningRequest).where(SigningRequest.id == request_id,
                                                                SigningRequest.blobs == LIVE)
@@ -123,8 +124,8 @@ def _signed_past_retention(factory: sessionmaker[Session], blobs: Path, cutoff: 
     with read_transaction(factory) as session:
         rows = session.execute(select(SigningRequest.id, SigningRequest.payload).where(
             SigningRequest.blobs == KEPT, SigningRequest.ended_at < cutoff).limit(BATCH)).all()
-    for request_id, payload in rows:
-        files, size = _remove_tree(_inside(blobs, (payload or {}).get("work")), set())
+    for request_id, column in rows:
+        files, size = _remove_tree(_inside(blobs, RequestPayload.from_column(column).work), set())
         with transaction(factory) as session:
             won = session.execute(update(SigningRequest).where(SigningRequest.id == request_id,
                                                                SigningRequest.blobs == KEPT)

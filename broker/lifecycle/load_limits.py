@@ -26,6 +26,7 @@ class RateLimited(KysoError):
     """Too many requests for now; ``retry_after`` seconds is when to try again."""
 
     code = "rate_limited"
+    status = 429
 
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)

@@ -8,7 +8,7 @@ import functools
 import secrets
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,9 +33,11 @@ from broker.db.models import (
 from broker.errors import Conflict, InvalidInput, InvalidText, NotFound, PolicyViolation
 from broker.lifecycle import webhooks
 from broker.lifecycle.clock import aware, now
+from broker.lifecycle.payload import RequestPayload
 from broker.observability import metrics
 from broker.settings import Settings
 from ca_adapters import CaAdapter
+from signer import pipeline
 from signer.algorithms import check_digest
 
 
@@ -63,14 +65,34 @@ class DocumentToSign:
 # Option name: (longest, multi-line); booleans have no length. See biometrics.binding.
 SHOWN_OPTIONS: dict[str, tuple[int, bool] | None] = {
     "field_name": (64, False), "certify": None, "reason": (255, False), "location": (255, False),
-    "stamp_text": (500, True)}
+    "stamp_text": (500, True), "reference_id": (128, False), "placement": (255, False), "page": (8, False),
+    "box": (64, False)}
 
 
 def pades_options(*, field_name: str, certify: bool, reason: str | None = None, location: str | None = None,
-                  stamp_text: str | None = None) -> dict[str, str | bool]:
-    """The PAdES options a signer is shown and approves; a text not given is left out."""
-    given = {"reason": reason, "location": location, "stamp_text": stamp_text}
+                  stamp_text: str | None = None, page: int | None = None,
+                  box: tuple[float, float, float, float] | None = None) -> dict[str, str | bool]:
+    """The PAdES options a signer is shown and approves; a text not given is left out (a new field's
+    page and box as text: "2", "50,250,290,330")."""
+    given = {"reason": reason, "location": location, "stamp_text": stamp_text,
+             "page": str(page) if page is not None else None,
+             "box": ",".join(f"{v:g}" for v in box) if box is not None else None}
     return {"field_name": field_name, "certify": certify, **{k: v for k, v in given.items() if v}}
+
+
+def xades_options(*, reference_id: str, placement: str) -> dict[str, str | bool]:
+    """Where an XML signature goes and what it covers: a signer approves both."""
+    return {"reference_id": reference_id, "placement": placement}
+
+
+def spec_options(spec: pipeline.Spec) -> dict[str, str | bool]:
+    """The options of a document's format that change what its signature means (none for CAdES)."""
+    if isinstance(spec, pipeline.PadesSpec):
+        return pades_options(field_name=spec.field_name, certify=spec.certify, reason=spec.reason,
+                             location=spec.location, stamp_text=spec.stamp_text, page=spec.page, box=spec.box)
+    if isinstance(spec, pipeline.XadesSpec):
+        return xades_options(reference_id=spec.reference_id, placement=spec.placement)
+    return {}
 
 
 def check_shown_text(value: str, what: str, *, multiline: bool = False) -> None:
@@ -99,16 +121,6 @@ def check_shown(title: str, summary: str, options: Mapping[str, object], what: s
         check_shown_text(value, f"{what} {name}", multiline=limits[1])
 
 
-SHOWN_OPTIONS_KEY = "shown_options"
-"""The payload key of each document's bound options, in position order."""
-
-
-def shown_options(request: SigningRequest) -> list[dict[str, str | bool]]:
-    """Each document's bound options, in position order (empty ones without options)."""
-    kept = (request.payload or {}).get(SHOWN_OPTIONS_KEY) or []
-    return [dict(kept[n]) if n < len(kept) else {} for n in range(len(request.items))]  # type: ignore[arg-type, index]
-
-
 def check_not_locked(credential: Credential, at: datetime) -> None:
     if credential.locked_until is not None and aware(credential.locked_until) > at:
         raise CredentialLocked(
@@ -128,10 +140,12 @@ def create(
     provider: CaAdapter,
     hash_algorithm: str = "sha256",
     ttl_seconds: int | None = None,
+    payload: RequestPayload | None = None,
     **columns: object,
 ) -> SigningRequest:
-    """A pending request whose binding covers every hash, title and summary, in order;
-    ``columns`` are more of its columns (its client, format, payload...), written in the same INSERT.
+    """A pending request whose binding covers every hash, title, summary and option, in order;
+    ``payload`` is its record of its own work, ``columns`` more of its columns (its client, format...),
+    written in the same INSERT.
 
     Every path that opens a request comes here, so every path checks the same things: the
     credential is usable, its unit signs remotely, and ``provider`` (the credential's CA) neither
@@ -171,8 +185,9 @@ def create(
         )
     )
     if any(d.options for d in documents):  # kept to show them again: they are bound
-        kept = [dict(d.options) for d in documents]
-        columns["payload"] = {**(columns.get("payload") or {}), SHOWN_OPTIONS_KEY: kept}  # type: ignore[dict-item]
+        payload = replace(payload or RequestPayload(), shown_options=tuple(dict(d.options) for d in documents))
+    if payload is not None:
+        columns["payload"] = payload.to_column()
     request = SigningRequest(
         id=request_id,
         credential_id=credential.id,
@@ -276,9 +291,10 @@ def transition(
                  details=details or {})
     if to in FINAL_STATES:
         webhooks.enqueue(session, request)
-        payload = request.payload or {}
-        signed_document = to is RequestState.SIGNED and request.format != "raw"
-        level = (payload.get("achieved_level") or payload.get("level")) if signed_document else None
+        level = None
+        if to is RequestState.SIGNED and request.format != "raw":
+            payload = RequestPayload.of(request)
+            level = (payload.achieved_level or payload.level).value
         session.info.setdefault(_ENDED, []).append((request.format, level, to.value))
 
 

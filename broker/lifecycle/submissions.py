@@ -1,20 +1,18 @@
-"""The native REST API's signing requests: raw hashes, CAdES or PAdES documents.
+"""The native REST API's signing requests: raw hashes, or CAdES, PAdES or XAdES documents.
 
-On creation kyso computes each data-to-be-signed (PAdES: the prepared PDF is written to the blob
-dir and its state kept in the request's payload), so that the approval binds exactly what will be
-signed. Once approved, :func:`finish` (run by the signing worker) signs through sole control and
-writes the results. An ``Idempotency-Key`` makes a retry return the same request; the same key
+On creation each document goes through the document pipeline (:mod:`signer.pipeline`): its
+data-to-be-signed is computed and its pending state kept in the request's payload, so that the
+approval binds exactly what will be signed. Once approved, :func:`finish` (run by the signing
+worker) signs through sole control and the pipeline writes the results. An ``Idempotency-Key`` makes a retry return the same request; the same key
 with another body is a conflict.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -23,7 +21,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
 from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,28 +39,23 @@ from broker.db.models import (
     RequestState,
     SigningRequest,
 )
-from broker.errors import Conflict, InvalidInput, KysoError, NotFound
+from broker.errors import Conflict, DocumentGone, InvalidInput, KysoError, NotFound, TooLarge
 from broker.lifecycle import load_limits, signing_requests, sole_control, webhooks
+from broker.lifecycle.payload import RequestPayload
 from broker.settings import Settings
 from ca_adapters import CaAdapter
 from hsm import Hsm
-from signer import cades, ltv, pades
-from signer.algorithms import digest_name, file_digest
-from signer.errors import InvalidDocument, SignerError
+from signer import ltv, pipeline
+from signer.algorithms import digest_name
+from signer.errors import SignerError
 
 
-class DocumentTooLarge(KysoError):
+class DocumentTooLarge(TooLarge):
     code = "document_too_large"
 
 
 class IdempotencyConflict(Conflict):
     code = "idempotency_key_reused"
-
-
-class DocumentGone(KysoError):
-    """The document's file is no longer stored: deleted after its retention, or not restored (410)."""
-
-    code = "document_gone"
 
 
 @dataclass(frozen=True)
@@ -75,7 +67,7 @@ class RawDocument:
 
 @dataclass(frozen=True)
 class FileDocument:
-    """A document to sign as CAdES (``content`` inline or an uploaded ``document_id``) or PAdES."""
+    """A document to sign (``content`` inline or an uploaded ``document_id``) as CAdES, PAdES or XAdES."""
 
     title: str
     summary: str = ""
@@ -87,6 +79,13 @@ class FileDocument:
     reason: str | None = None
     location: str | None = None
     stamp_text: str | None = None
+    reference_id: str | None = None
+    """XAdES: the Id of the element signed."""
+    placement: str | None = None
+    """XAdES: where the signature goes (``/Hoso/CKy_Dvi``, ``//Cky``)."""
+    page: int | None = None
+    """PAdES, a field the document lacks: its page (1 is the first) and box in points."""
+    box: tuple[float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -214,15 +213,16 @@ def _create(factory: sessionmaker[Session], settings: Settings, ctx: ClientConte
                                allow_private=settings.webhook_allow_private)
     work = settings.blobs / "work" / uuid.uuid4().hex
     try:
-        docs, payload = _prepare(factory, settings, ctx, credential, new, hash_name, work)
+        docs, pending = _prepare(factory, settings, ctx, credential, new, hash_name, level, work)
+        uploads = tuple(d.document_id for d in new.files)
         with transaction(factory) as session:
             credential = visible_credential(session, ctx, new.credential_id)
             request = signing_requests.create(
                 session, settings, ctx.actor(origin), credential, docs, relying_system=ctx.relying_system,
-                provider=ca_for(credential.provider), hash_algorithm=hash_name, client_id=ctx.client_id, idempotency_key=idempotency_key,
-                request_fingerprint=new.fingerprint, format=new.format,
-                payload={"work": str(work), "documents": payload, "webhook_url": webhook_url,
-                         "level": level.value, "accept_lower_level": new.accept_lower_level})
+                provider=ca_for(credential.provider), hash_algorithm=hash_name, client_id=ctx.client_id,
+                idempotency_key=idempotency_key, request_fingerprint=new.fingerprint, format=new.format,
+                payload=RequestPayload(work=work, documents=tuple(pending), uploads=uploads, webhook_url=webhook_url,
+                                       level=level, accept_lower_level=new.accept_lower_level))
             if new.format != "raw":
                 request.blobs = "live"  # its work dir: housekeeping removes it when the request ends
                 _hold_uploads(session, [d.document_id for d in new.files if d.document_id], request.expires_at)
@@ -245,11 +245,12 @@ def _create(factory: sessionmaker[Session], settings: Settings, ctx: ClientConte
 
 
 def _level(new: NewRequest) -> ltv.Level:
-    allowed = {"raw": (ltv.Level.B_B,), "cades": (ltv.Level.B_B, ltv.Level.B_T, ltv.Level.B_LT)}.get(new.format, tuple(ltv.Level))
+    up_to_lt = (ltv.Level.B_B, ltv.Level.B_T, ltv.Level.B_LT)
+    allowed = {"raw": (ltv.Level.B_B,), "cades": up_to_lt, "xades": up_to_lt}.get(new.format, tuple(ltv.Level))
     try:
         return ltv.parse_level(new.level, allowed=allowed)
     except ltv.UnsupportedLevel as exc:
-        raise InvalidInput(f"{new.format}: {exc.message}") from None
+        raise InvalidInput(f"{new.format}: {exc.message}") from exc
 
 
 def _by_key(factory: sessionmaker[Session], ctx: ClientContext, key: str, body_fingerprint: str) -> SigningRequest | None:
@@ -262,72 +263,58 @@ def _by_key(factory: sessionmaker[Session], ctx: ClientContext, key: str, body_f
 
 
 def _prepare(factory: sessionmaker[Session], settings: Settings, ctx: ClientContext, credential: Credential,
-             new: NewRequest, hash_name: str, work: Path) -> tuple[list[signing_requests.DocumentToSign], list[dict[str, Any]]]:
+             new: NewRequest, hash_name: str, level: ltv.Level, work: Path,
+             ) -> tuple[list[signing_requests.DocumentToSign], list[pipeline.PendingDocument]]:
     if new.format == "raw":
         if new.files or not new.raw:
             raise InvalidInput("a raw request carries hashes, at least one")
-        return [signing_requests.DocumentToSign(d.digest, d.title, d.summary) for d in new.raw], [{} for _ in new.raw]
-    if new.format not in ("cades", "pades") or new.raw or not new.files:
-        raise InvalidInput("format is raw, cades or pades, with hashes or documents accordingly")
+        return [signing_requests.DocumentToSign(d.digest, d.title, d.summary) for d in new.raw], []
+    if new.format not in pipeline.FORMAT_NAMES or new.raw or not new.files:
+        raise InvalidInput("format is raw, cades, pades or xades, with hashes or documents accordingly")
     limit = credential_service.batch_limit(credential, settings.max_batch)
     if len(new.files) > limit:
         raise InvalidInput(f"at most {limit} documents per request with credential {credential.id}")
     if hash_name != "sha256":
         raise InvalidInput("documents are signed with SHA-256")
-    # What the signer will be shown, checked before any work: the PAdES options are bound too.
-    shown = [_shown_options(doc) if new.format == "pades" else {} for doc in new.files]
+    specs = [_spec(new.format, doc, credential.user.full_name) for doc in new.files]
+    # What the signer will be shown, checked before any work: the options that change a signature's meaning too.
+    shown = [signing_requests.spec_options(spec) for spec in specs]
     for n, doc in enumerate(new.files):
         signing_requests.check_shown(doc.title, doc.summary, shown[n], f"document {n}")
     private_dir(settings.blobs)
     private_dir(work.parent)
     work.mkdir(mode=0o700)
     os.chmod(work, 0o700)
-    m = credential_service.signing_material(credential)
-    docs, payload = [], []
+    material = credential_service.signing_material(credential)
+    docs, pending = [], []
     previous = _previous_results(factory, ctx, new.after_request_id) if new.after_request_id else []
-    for n, doc in enumerate(new.files):
+    for n, (doc, spec) in enumerate(zip(new.files, specs)):
         source = _source(factory, ctx, doc, work / f"in-{n}", previous[n] if n < len(previous) else None)
-        document_hash = file_digest(source).hex()
-        if new.format == "pades":
-            if _head(source) != b"%PDF-":
-                raise InvalidInput(f"document {n} is not a PDF")
-            options = pades.PadesOptions(doc.field_name, doc.certify, doc.reason or None, doc.location or None,
-                                         credential.user.full_name, doc.stamp_text or None)
-            prepared = pades.prepare(m.certificate, m.intermediates, m.scheme, m.signature_size, source,
-                                     work / f"out-{n}.pdf", options, timestamped=new.level != "B-B")
-            dtbs = prepared.dtbs_digest
-            payload.append({"kind": "pades", "work_path": str(prepared.work_path), "output": str(prepared.output_path),
-                            "document_digest": prepared.prepared_digest.document_digest.hex(),
-                            "region": [prepared.prepared_digest.reserved_region_start,
-                                       prepared.prepared_digest.reserved_region_end],
-                            "work_size": prepared.work_path.stat().st_size,
-                            "signed_attrs": base64.b64encode(prepared.signed_attrs_der).decode()})
-            summary_kind = "PAdES"
-        else:
-            if doc.enveloping:
-                tbs = cades.prepare(m.certificate, m.intermediates, content=source.read_bytes(), detached=False)
-            else:
-                tbs = cades.prepare(m.certificate, m.intermediates, content_digest=bytes.fromhex(document_hash))
-            dtbs = tbs.digest
-            payload.append({"kind": "cades", "signed_attrs": base64.b64encode(tbs.signed_attrs_der).decode(),
-                            "content": str(source) if doc.enveloping else None,
-                            "output": str(work / f"out-{n}.{'p7m' if doc.enveloping else 'p7s'}")})
-            summary_kind = "CAdES"
-        if doc.document_id:
-            payload[-1]["upload"] = doc.document_id
-        summary = doc.summary or f"{summary_kind}, SHA-256 {document_hash}"
-        docs.append(signing_requests.DocumentToSign(dtbs, doc.title, summary, shown[n]))
-    return docs, payload
+        if isinstance(spec, pipeline.PadesSpec) and not pipeline.is_pdf(source):
+            raise InvalidInput(f"document {n} is not a PDF")
+        try:
+            prepared = pipeline.prepare(material, spec, source, work / pipeline.output_name(spec, f"out-{n}"),
+                                        level=level)
+        except SignerError as exc:  # its own class and code, naming the document
+            exc.message = f"document {n}: {exc.message}"
+            exc.args = (exc.message,)
+            raise
+        pending.append(prepared)
+        summary = doc.summary or f"{pipeline.FORMAT_NAMES[new.format]}, SHA-256 {prepared.document_sha256}"
+        docs.append(signing_requests.DocumentToSign(prepared.dtbs_digest, doc.title, summary, shown[n]))
+    return docs, pending
 
 
-def _shown_options(doc: FileDocument) -> dict[str, str | bool]:
-    return signing_requests.pades_options(field_name=doc.field_name, certify=doc.certify, reason=doc.reason,
-                                  location=doc.location, stamp_text=doc.stamp_text)
-
-
-def _head(path: Path) -> bytes:
-    with path.open("rb") as fh:
-        return fh.read(5)
+def _spec(format_: str, doc: FileDocument, signer_name: str) -> pipeline.Spec:
+    if format_ == "pades":
+        return pipeline.PadesSpec(doc.field_name, doc.certify, doc.reason or None, doc.location or None,
+                                  doc.stamp_text or None, signer_name, doc.page, doc.box)
+    if format_ == "xades":
+        if not doc.reference_id or not doc.placement:
+            raise InvalidInput("an XML signature needs reference_id (the Id of the element signed) and placement "
+                               "(where the signature goes, e.g. /Hoso/CKy_Dvi)")
+        return pipeline.XadesSpec(doc.reference_id, doc.placement)
+    return pipeline.CadesSpec(enveloping=doc.enveloping)
 
 
 def _previous_results(factory: sessionmaker[Session], ctx: ClientContext, request_id: str) -> list[Path]:
@@ -337,7 +324,7 @@ def _previous_results(factory: sessionmaker[Session], ctx: ClientContext, reques
             raise InvalidInput(f"request {request_id} has no signed documents to sign after")
         if previous.blobs == "gone":
             raise DocumentGone(f"the signed documents of request {request_id} were deleted after their retention period")
-        return [Path(d["output"]) for d in (previous.payload or {}).get("documents", [])]
+        return RequestPayload.of(previous).outputs
 
 
 def _source(factory: sessionmaker[Session], ctx: ClientContext, doc: FileDocument, target: Path,
@@ -358,8 +345,8 @@ def _source(factory: sessionmaker[Session], ctx: ClientContext, doc: FileDocumen
         raise DocumentGone("the document to sign is no longer stored (deleted, or not restored)")
     try:
         os.link(stored, target)  # from here on the request holds its own link: deleting the upload leaves it
-    except FileNotFoundError:
-        raise DocumentGone("the document to sign is no longer stored (deleted, or not restored)") from None
+    except FileNotFoundError as exc:
+        raise DocumentGone("the document to sign is no longer stored (deleted, or not restored)") from exc
     except OSError:  # another file system
         private_file(target)
         shutil.copyfile(stored, target)
@@ -478,87 +465,49 @@ def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id:
         request = signing_requests.get(session, request_id)
         already = [i.signature for i in request.items if i.state is ItemState.CONSUMED and i.signature]
         complete = len(already) == len(request.items)
-        payload = dict(request.payload or {})
-        m = credential_service.signing_material(request.credential)
+        payload = RequestPayload.of(request)
+        material = credential_service.signing_material(request.credential)
         provider = request.credential.provider
     _renew(factory, request_id, lease)  # still ours before anything is signed or written
     signatures = already if complete else sole_control.sign_approved(factory, hsm, ctx_actor, request_id,
                                                                       mark_signed=False)
-    level = ltv.Level(payload.get("level", "B-B"))
-    accept_lower = bool(payload.get("accept_lower_level"))
-    services = services_for(provider) if level.timestamped else None
+    services = services_for(provider) if payload.level.timestamped else None
     achieved: list[ltv.Level] = []
     try:
-        for doc, signature in zip(payload.get("documents", []), signatures):
+        for document, signature in zip(payload.documents, signatures):
             _renew(factory, request_id, lease)
-            achieved.append(_build(doc, signature, m, level, services, accept_lower))
+            achieved.append(pipeline.finish(document, signature, material, payload.level, services,
+                                            accept_lower=payload.accept_lower_level))
     except SignerError as exc:
         with transaction(factory) as session:
             request = signing_requests.get(session, request_id)
             _end_lease(request, lease)
-            signing_requests.transition(session, ctx_actor, request, RequestState.FAILED, expected=(RequestState.APPROVED,),
-                                failure_reason=f"{exc.code}: {exc.message}"[:255], details={"reason": exc.code})
+            signing_requests.transition(session, ctx_actor, request, RequestState.FAILED,
+                                        expected=(RequestState.APPROVED,),
+                                        failure_reason=f"{exc.code}: {exc.message}"[:255], details={"reason": exc.code})
         return
     with transaction(factory) as session:
         request = signing_requests.get(session, request_id)
         _end_lease(request, lease)
         reached = min(achieved, key=list(ltv.Level).index) if achieved else ltv.Level.B_B
-        request.payload = {**payload, "achieved_level": reached.value}
+        request.payload = payload.reached(reached).to_column()
         signing_requests.transition(session, ctx_actor, request, RequestState.SIGNED, expected=(RequestState.APPROVED,),
-                            details={"signatures": len(signatures), "level": reached.value})
-
-
-def _build(doc: dict[str, Any], signature: bytes, m: credential_service.SigningMaterial, level: ltv.Level,
-           services: ltv.LongTermServices | None, accept_lower: bool) -> ltv.Level:
-    """Write one signed document at ``level`` (or lower, if accepted); the level reached."""
-    if doc.get("kind") == "pades":
-        prepared = pades.PreparedPdf(
-            Path(doc["work_path"]), Path(doc["output"]),
-            PreparedByteRangeDigest(bytes.fromhex(doc["document_digest"]), doc["region"][0], doc["region"][1]),
-            None, base64.b64decode(doc["signed_attrs"]), b"", "sha256")
-        if Path(doc["output"]).exists() and not prepared.work_path.exists():
-            return level  # built by a run that died before marking the request signed
-        if not prepared.work_path.exists():  # ends the request failed instead of retrying forever
-            raise InvalidDocument("the prepared document is gone (its work file was removed); not finished")
-        if "work_size" in doc:  # drop what a run that died while finishing may have appended
-            os.truncate(prepared.work_path, int(doc["work_size"]))
-        return pades.finish(prepared, signature, m.certificate, m.intermediates, m.scheme, level, services,
-                            accept_lower=accept_lower)
-    if doc.get("kind") == "cades":
-        content = Path(doc["content"]).read_bytes() if doc.get("content") else None
-        tbs = cades.CadesToBeSigned(base64.b64decode(doc["signed_attrs"]), b"", "sha256", content)
-        data, reached = cades.complete(tbs, signature, m.certificate, m.intermediates, m.scheme,
-                                       cades.default_pss(m.scheme, "sha256"), level, services, accept_lower=accept_lower)
-        _write(Path(doc["output"]), data)
-        return reached
-    return ltv.Level.B_B
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Whole or not at all: a reader never sees a half-written result."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
+                                    details={"signatures": len(signatures), "level": reached.value})
 
 
 def result_file(session: Session, ctx: ClientContext, request_id: str, position: int) -> tuple[Path, str]:
     request = visible_request(session, ctx, request_id)
     if request.state is not RequestState.SIGNED or request.format == "raw":
         raise NotFound(f"request {request_id} has no signed document (state {request.state.value})")
-    documents = (request.payload or {}).get("documents", [])
+    documents = RequestPayload.of(request).documents
     if not 0 <= position < len(documents):
         raise NotFound(f"request {request_id} has no document {position}")
-    path = Path(documents[position]["output"])
+    path = documents[position].output
     if request.blobs == "gone" or not path.is_file():
         raise DocumentGone(f"the signed document {position} of request {request_id} is no longer stored")
-    media = "application/pdf" if path.suffix == ".pdf" else "application/pkcs7-signature" if path.suffix == ".p7s" \
-        else "application/pkcs7-mime"
-    return path, media
+    return path, MEDIA_TYPES[path.suffix]
+
+
+MEDIA_TYPES = {".pdf": "application/pdf", ".p7s": "application/pkcs7-signature", ".p7m": "application/pkcs7-mime",
+               ".xml": "application/xml"}
 

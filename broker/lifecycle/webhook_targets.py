@@ -141,19 +141,19 @@ def _host(text: str, what: str, url: str) -> str:
             raise bad
         try:
             return str(ipaddress.IPv6Address(inner))
-        except ValueError:
-            raise bad from None
+        except ValueError as exc:
+            raise bad from exc
     if not text:
         raise bad
     try:
         name = text.lower() if text.isascii() else text.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise bad from None
+    except UnicodeError as exc:
+        raise bad from exc
     if _NUMERIC_LABEL.fullmatch(name.rsplit(".", 1)[-1]):
         try:
             return str(ipaddress.IPv4Address(name))  # dotted quad only, no leading zeros
-        except ValueError:
-            raise bad from None
+        except ValueError as exc:
+            raise bad from exc
     if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
         raise bad
     return name
@@ -230,8 +230,8 @@ def resolve(target: Target, *, allow_private: bool) -> str:
     else:
         try:
             infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError):
-            raise WebhookTargetRefused(f"the webhook host {_shown(target.host)} does not resolve") from None
+        except (OSError, UnicodeError) as exc:
+            raise WebhookTargetRefused(f"the webhook host {_shown(target.host)} does not resolve") from exc
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         if not addresses:
             raise WebhookTargetRefused(f"the webhook host {_shown(target.host)} does not resolve")

@@ -28,6 +28,7 @@ from broker.db.engine import read_connection, transaction
 from broker.db.models import DeliveryState, RelyingSystem, SigningRequest, WebhookDelivery
 from broker.errors import InvalidInput
 from broker.lifecycle.clock import aware, now
+from broker.lifecycle.payload import RequestPayload
 from broker.lifecycle.webhook_targets import InvalidWebhookUrl, WebhookNotAllowed, WebhookTargetRefused, check_url
 from broker.observability import metrics
 
@@ -57,7 +58,7 @@ def verify_signature(secret: str, header: str, body: str, tolerance: int = 300) 
 
 def enqueue(session: Session, request: SigningRequest) -> None:
     """Queue the event for a request that reached a final state (same transaction as the change)."""
-    url = (request.payload or {}).get("webhook_url")
+    url = RequestPayload.of(request).webhook_url
     if not url or request.client_id is None:
         return
     rs = session.scalar(select(RelyingSystem).where(RelyingSystem.name == request.relying_system))

@@ -170,8 +170,8 @@ def read_backup(src: Path) -> tuple[dict[str, Any], str]:
     manifest_path = src / MANIFEST
     try:
         manifest = json.loads(manifest_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        raise BackupCorrupt(f"{src} has no readable {MANIFEST}") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BackupCorrupt(f"{src} has no readable {MANIFEST}") from exc
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise BackupCorrupt(f"{src} is not a kyso backup of version {VERSION}")
     files = manifest.get("files") or {}
@@ -188,8 +188,8 @@ def read_backup(src: Path) -> tuple[dict[str, Any], str]:
         db_dump.DatabaseKind(manifest["database"]["kind"])
         str(manifest["database"]["file"])
         int(manifest["anchor"]["head_id"]), int(manifest["anchor"]["event_id"])
-    except (KeyError, TypeError, ValueError):
-        raise BackupCorrupt(f"{src}/{MANIFEST} lacks the database or the audit anchor") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BackupCorrupt(f"{src}/{MANIFEST} lacks the database or the audit anchor") from exc
     return manifest, _sha256(manifest_path)
 
 

@@ -147,7 +147,7 @@ def _sqlite_copy(source: Path, target: Path) -> None:
         src.backup(dst)
         dst.execute("PRAGMA journal_mode=DELETE")
     except sqlite3.Error as exc:
-        raise DatabaseCopyFailed(f"SQLite copy failed: {exc}") from None
+        raise DatabaseCopyFailed(f"SQLite copy failed: {exc}") from exc
     finally:
         dst.close()
         src.close()

@@ -39,8 +39,8 @@ def pki_router(state: EmulatorState) -> APIRouter:
         state.check_up("ocsp")
         try:
             request_der = base64.b64decode(encoded)
-        except ValueError:
-            raise HTTPException(400, "not base64") from None
+        except ValueError as exc:
+            raise HTTPException(400, "not base64") from exc
         return Response(pki_services.ocsp_response(ca, request_der), media_type="application/ocsp-response")
 
     @router.post("/tsa")
@@ -51,7 +51,7 @@ def pki_router(state: EmulatorState) -> APIRouter:
         try:
             body = pki_services.timestamp_response(ca, await request.body())
         except pki_services.MalformedPkiRequest as exc:
-            raise HTTPException(400, exc.message) from None
+            raise HTTPException(400, exc.message) from exc
         return Response(body, media_type="application/timestamp-reply")
 
     return router

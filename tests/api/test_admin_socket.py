@@ -77,7 +77,8 @@ def test_the_admin_sign_route_refuses_a_relying_systems_request(runtime: Runtime
         assert refused.status_code == 403 and refused.json()["code"] == "policy_violation"
         assert admin.post("/admin/v1/requests/no-such/sign").json()["code"] in ("not_found", "not_authorised")
         relative = admin.post("/admin/v1/unconfirmed-signatures", json={
-            "credential_id": enrolled.ec, "input_path": "in.txt", "output_path": "out.p7s"})
+            "credential_id": enrolled.ec, "input_path": "in.txt", "output_path": "out.p7s", "format": "cades",
+            "spec": {"enveloping": False}})
         assert relative.status_code == 400 and relative.json()["code"] == "invalid_input"
         bad = admin.post("/admin/v1/audit/exports", json={"output_path": "relative.jsonl"})
         assert bad.status_code == 400 and bad.json()["code"] == "invalid_input"

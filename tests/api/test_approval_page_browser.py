@@ -95,9 +95,12 @@ def test_register_sign_in_approve_and_refuse(browser, runtime: Runtime, live_ser
     assert evidence and evidence["kind"] == "webauthn" and "assertion" in evidence
     assert len(sole_control.sign_approved(runtime.sessions, runtime.hsm, ACTOR, request_id)) == 1
 
-    # Sign in again with the same authenticator, then refuse with one tap.
+    # The session survives a reload; sign out, sign in again with the same authenticator, refuse with one tap.
     refused_id, _ = new_request(runtime, enrolled.ec, "Ủy nhiệm chi UNC-002")
     page.reload()
+    page.wait_for_selector("#inbox:not(.hidden)", timeout=20000)
+    page.click("#logout")
+    page.wait_for_selector("#signin:not(.hidden)", timeout=20000)
     page.fill("#username", "hung")
     page.click("#login")
     card = page.locator(f'[data-request-id="{refused_id}"]')

@@ -404,7 +404,7 @@ def test_a_stamp_is_only_the_documented_template(stack: Stack, stamp: str) -> No
     with stack.http() as api:
         created = api.post("/v1/requests", json={"credential_id": stack.credential_id, "format": "pades", "documents": [
             {"title": "UNC", "stamp": stamp, "document_id": _upload(api, build_pdf(CATALOG, PAGES, PAGE))}]})
-    assert (created.status_code, created.json()["code"]) == (400, "invalid_input"), created.text
+    assert (created.status_code, created.json()["code"]) == (400, "invalid_stamp"), created.text
     assert time.monotonic() - started < 5
 
 

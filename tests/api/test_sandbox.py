@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from kyso_client import KysoClient
 from tests.support import REPO
 
-KEYS = {"base_url", "access_token", "client_id", "client_secret", "token_url", "trust_anchors", "credentials"}
+KEYS = {"base_url", "access_token", "client_id", "client_secret", "token_url", "trust_anchors", "credentials",
+        "manual_approval"}
 
 
 def test_sandbox_start_sign_and_stop(tmp_path: Path) -> None:

@@ -231,7 +231,7 @@ def test_service_refuses_bad_options(runtime: Runtime, enrolled: Enrolled) -> No
     digest = hashlib.sha256(b"options").digest()
     cases: list[tuple[dict[str, Any], str]] = [
         ({"reason": "a\u202eb"}, "invalid_text"), ({"stamp_text": "a\x1bb"}, "invalid_text"),
-        ({"certify": "yes"}, "invalid_input"), ({"placement": "x"}, "invalid_input"),
+        ({"certify": "yes"}, "invalid_input"), ({"colour": "x"}, "invalid_input"),
         ({"reason": "x" * 256}, "invalid_input"),
     ]
     for options, code in cases:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,6 @@ from sqlalchemy import select, update
 
 from biometrics import Decision
 from broker import approvals, clients, credentials, directory
-from broker.app.cli import run
 from broker.db.engine import transaction
 from broker.db.models import (
     AuditEvent,
@@ -41,6 +40,8 @@ from kyso_client import KysoClient
 from tests.api.test_csc import AutoApprover
 from tests.api.test_device_protocol import make_device
 from tests.conftest import ACTOR
+
+Kyso = Callable[..., tuple[int, str, str]]
 
 UNIT = "POL1"
 
@@ -108,11 +109,6 @@ def refusals(runtime: Runtime, action: str) -> list[AuditEvent]:
     with transaction(runtime.sessions) as s:
         return list(s.scalars(select(AuditEvent).where(AuditEvent.action == action, AuditEvent.outcome == "refused")))
 
-
-def kyso(data_dir: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = run(["--data-dir", str(data_dir), *args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # -- tenancy and scopes ----------------------------------------------------------------------------------
@@ -191,8 +187,8 @@ def test_refused_sign_hash_attempts_are_audited(setup: Setup, runtime: Runtime, 
 # -- the provider's word: revoked or unknown certificates sign nothing, whatever the path ---------------
 
 
-def test_a_certificate_revoked_at_the_provider_signs_on_no_path(setup: Setup, runtime: Runtime, data_dir: Path,
-                                                                capsys: pytest.CaptureFixture[str],
+def test_a_certificate_revoked_at_the_provider_signs_on_no_path(setup: Setup, runtime: Runtime, kyso: Kyso,
+                                                                
                                                                 tmp_path: Path) -> None:
     with transaction(runtime.sessions) as s:
         directory.add_user(s, ACTOR, username="pol.rev", unit_code=UNIT, full_name="Lý Thị Thu Hồi",
@@ -210,7 +206,7 @@ def test_a_certificate_revoked_at_the_provider_signs_on_no_path(setup: Setup, ru
     document = tmp_path / "order.xml"
     document.write_bytes(b"<UNC/>")
     for unconfirmed in ([], ["--unconfirmed"]):
-        code, _, err = kyso(data_dir, capsys, "sign", *unconfirmed, str(document), "--out", str(tmp_path / "o.p7s"),
+        code, _, err = kyso("sign", *unconfirmed, str(document), "--out", str(tmp_path / "o.p7s"),
                             "--credential", credential_id, "--format", "cades")
         assert code != 0 and "certificate_revoked" in err, err
         assert not (tmp_path / "o.p7s").exists()
@@ -224,14 +220,14 @@ def test_a_certificate_revoked_at_the_provider_signs_on_no_path(setup: Setup, ru
 
 
 def test_enrolling_the_same_provider_twice_is_refused_renewal_is_explicit(
-        setup: Setup, runtime: Runtime, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = kyso(data_dir, capsys, "cert", "enroll", "--user", "pol.kt", "--ca", "vnpt", "--key", "ec-p256")
+        setup: Setup, runtime: Runtime, kyso: Kyso) -> None:
+    code, _, err = kyso("cert", "enroll", "--user", "pol.kt", "--ca", "vnpt", "--key", "ec-p256")
     assert code != 0 and "credential_exists" in err and "renew" in err
     with transaction(runtime.sessions) as s:
         user = directory.get_user(s, "pol.kt")
         assert [c.id for c in user.credentials if c.status is CredentialStatus.ACTIVE] == [setup.kt]
     # Another provider is another credential.
-    code, _, err = kyso(data_dir, capsys, "cert", "enroll", "--user", "pol.cth", "--ca", "nacencomm", "--key", "ec-p256")
+    code, _, err = kyso("cert", "enroll", "--user", "pol.cth", "--ca", "nacencomm", "--key", "ec-p256")
     assert code == 0, err
 
 
@@ -239,14 +235,14 @@ def test_enrolling_the_same_provider_twice_is_refused_renewal_is_explicit(
 
 
 def test_switching_to_usb_tokens_ends_open_requests_and_every_path_refuses(
-        setup: Setup, runtime: Runtime, data_dir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+        setup: Setup, runtime: Runtime, kyso: Kyso, tmp_path: Path) -> None:
     pending_id = raw_request(setup.own, setup.cth, b"left pending").json()["request_id"]
     digest = hashlib.sha256(b"approved before the switch").digest()
     authorised = setup.own.post("/csc/v2/credentials/authorize", json={
         "credentialID": setup.kt, "numSignatures": 1, "hashes": [b64(digest)]})
     assert authorised.status_code == 200, authorised.text
 
-    code, out, err = kyso(data_dir, capsys, "unit", "set-mode", UNIT, "usb-token")
+    code, out, err = kyso("unit", "set-mode", UNIT, "usb-token")
     assert code == 0, err
     assert "open signing request(s) of the unit cancelled" in out
 
@@ -268,12 +264,12 @@ def test_switching_to_usb_tokens_ends_open_requests_and_every_path_refuses(
     document = tmp_path / "order.xml"
     document.write_bytes(b"<UNC/>")
     for unconfirmed in ([], ["--unconfirmed"]):
-        code, _, err = kyso(data_dir, capsys, "sign", *unconfirmed, str(document), "--out", str(tmp_path / "o.p7s"),
+        code, _, err = kyso("sign", *unconfirmed, str(document), "--out", str(tmp_path / "o.p7s"),
                             "--credential", setup.kt, "--format", "cades")
         assert code != 0 and "unit_in_usb_token_mode" in err, err
         assert not (tmp_path / "o.p7s").exists()
 
-    code, _, err = kyso(data_dir, capsys, "unit", "set-mode", UNIT, "remote")
+    code, _, err = kyso("unit", "set-mode", UNIT, "remote")
     assert code == 0, err
 
 

@@ -11,23 +11,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from broker.app.cli import run
 from broker.db.engine import transaction
 from broker.db.models import AuditEvent, Credential, Unit, User
 from broker.runtime import Runtime
 from demo.documents import write_payment_order_pdf
 from tests.conftest import Enrolled
 from tests.support import REPO, openssl_cms_verify, require_tool
-
-
-@pytest.fixture()
-def kyso(data_dir: Path, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
-    def call(*args: str) -> tuple[int, str, str]:
-        code = run(["--data-dir", str(data_dir), *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
 
 
 def db_state(runtime: Runtime) -> tuple[int, ...]:
@@ -47,7 +36,7 @@ def test_admin_flow(kyso, runtime: Runtime, enrolled: Enrolled, tmp_path: Path, 
     code, out, _ = kyso("unit", "list")
     assert "CLI1" in out and "remote" in out
     code, out, _ = kyso("user", "list", "--unit", "CLI1")
-    assert "an" in out and "account_holder" in out
+    assert "an" in out and "account-holder" in out
 
     content = tmp_path / "order.xml"
     content.write_bytes("<order>Đỗ Văn An</order>".encode())
@@ -73,7 +62,7 @@ def test_admin_flow(kyso, runtime: Runtime, enrolled: Enrolled, tmp_path: Path, 
         credential_id = s.scalar(select(Credential.id).join(User).where(User.username == "an"))
     code, out, _ = kyso("cert", "show", credential_id)
     assert code == 0 and "MISA-CA (TEST)" in out
-    code, out, _ = kyso("cert", "revoke", credential_id, "--reason", "key_compromise")
+    code, out, _ = kyso("cert", "revoke", credential_id, "--reason", "key_compromise", "--yes")
     assert code == 0
     code, _, err = kyso("sign", "--unconfirmed", str(pdf), "--out", str(tmp_path / "again.pdf"), "--credential", credential_id)
     assert code == 2 and "credential_not_usable" in err
@@ -156,7 +145,7 @@ def test_renew_replaces_the_key_and_the_expiry_report_finds_it(kyso, runtime: Ru
     assert code == 0, out + err
     old_id = out.split()[1]
     code, out, err = kyso("cert", "expiring", "--days", "10000")
-    assert code == 0 and old_id in out
+    assert code == 0 and old_id[:12] in out  # tables show ids shortened
     code, out, err = kyso("cert", "renew", old_id)
     assert code == 0 and "superseded" in out, out
     new_id = out.split()[1]
@@ -168,4 +157,4 @@ def test_renew_replaces_the_key_and_the_expiry_report_finds_it(kyso, runtime: Ru
     code, out, err = kyso("cert", "renew", old_id)  # a revoked credential is not renewed
     assert code == 2 and "credential_not_usable" in out + err
     code, out, err = kyso("cert", "expiring", "--days", "0")
-    assert code == 0 and new_id not in out
+    assert code == 0 and new_id[:12] not in out

@@ -90,13 +90,13 @@ def test_the_sandbox_logs_through_the_redacting_handler(tmp_path: Path) -> None:
     data_dir = tmp_path / "sandbox"
     env = {**os.environ, "KYSO_LOG_FORMAT": "json"}
     process = subprocess.Popen([sys.executable, "-m", "broker.app.cli", "sandbox", "--data-dir", str(data_dir),
-                                "--port", "0"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+                                "--port", "0"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # the sandbox logs on stdout
     try:
         described = data_dir / "sandbox.json"
         deadline = time.monotonic() + 240
         while not described.exists():
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
             assert time.monotonic() < deadline, "the sandbox did not become ready"
             time.sleep(0.5)
         base_url = json.loads(described.read_text())["base_url"]
@@ -105,7 +105,7 @@ def test_the_sandbox_logs_through_the_redacting_handler(tmp_path: Path) -> None:
         assert answer.status_code == 401
     finally:
         process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
+        err, _ = process.communicate(timeout=60)
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     access = [line for line in lines if line.get("logger") == "kyso.http" and line.get("status") == 401]
     assert access and access[0]["route"] and access[0]["request_id"]

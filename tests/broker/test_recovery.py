@@ -116,11 +116,14 @@ def test_one_worker_at_a_time_finishes_a_request(runtime: Runtime, enrolled: Enr
 
 
 def test_a_lost_work_file_fails_the_document_instead_of_retrying(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from broker.lifecycle import submissions
+    """A request stored before the payload was versioned (version 0) reads as it was, and a PDF whose
+    work file is gone ends the document failed instead of being retried forever."""
+    from signer import pipeline
     from signer.errors import InvalidDocument
 
-    doc = {"kind": "pades", "work_path": str(tmp_path / "gone.pdf"), "output": str(tmp_path / "out.pdf"),
-           "document_digest": "00" * 32, "region": [0, 1], "signed_attrs": "", "work_size": 10}
+    stored = {"kind": "pades", "work_path": str(tmp_path / "gone.pdf"), "output": str(tmp_path / "out.pdf"),
+              "document_digest": "00" * 32, "region": [0, 1], "signed_attrs": "AA==", "work_size": 10}
+    pending = pipeline.PendingDocument.from_dict(stored)
     with pytest.raises(InvalidDocument):
-        submissions._build(doc, b"", None, submissions.ltv.Level.B_B, None, False)  # type: ignore[arg-type]
+        pipeline.finish(pending, b"", None)  # type: ignore[arg-type]
     assert not (tmp_path / "out.pdf").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Optional
 
@@ -22,7 +23,7 @@ from broker.app.cli import (
     sign_cmds,
 )
 from broker.app.cli.context import CliState
-from broker.app.cli.output import fail
+from broker.app.cli.output import console, fail
 from broker.errors import KysoError
 from broker.settings import resolve_data_dir
 from ca_adapters import CaError
@@ -38,12 +39,27 @@ app = typer.Typer(
 )
 
 
+def version() -> str:
+    try:
+        return metadata.version("kyso")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"kyso {version()}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     data_dir: Optional[Path] = typer.Option(  # noqa: UP007 - typer needs Optional
         None, "--data-dir", help="Data dir (else KYSO_DATA_DIR, else ./kyso-data)."
     ),
+    _version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                  help="Print the version and exit."),
 ) -> None:
     ctx.obj = CliState(resolve_data_dir(data_dir))
     ctx.call_on_close(ctx.obj.close)
@@ -75,15 +91,27 @@ def run(argv: list[str]) -> int:
     except typer.Abort:
         fail("aborted", "aborted")
         return 1
-    except typer.TyperException as exc:  # usage errors: bad option, missing argument
-        exc.show()  # type: ignore[attr-defined]
-        return exc.exit_code  # type: ignore[attr-defined]
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument, bad value
+        if type(exc).__name__ == "NoArgsIsHelpError":  # 'kyso' or 'kyso cert' alone: the help
+            exc.show()  # type: ignore[attr-defined]
+            return exc.exit_code
+        fail("usage", _usage_message(exc))
+        return 2
     except Exception as exc:  # an unexpected failure: one line, no secrets; the trace on demand
         if os.environ.get("KYSO_DEBUG"):
             raise
         fail("internal_error", f"{type(exc).__name__} (set KYSO_DEBUG=1 for the trace)")
         return 1
     return result if isinstance(result, int) else 0
+
+
+def _usage_message(exc: typer.TyperException) -> str:
+    """One line: the command, what is wrong, where the help is."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is None:
+        return message
+    return f"{ctx.command_path}: {message} (see '{ctx.command_path} --help')"
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import typer
 from broker import audit
 from broker.admin_socket import AdminClient
 from broker.app.cli.context import state
-from broker.app.cli.output import console, table
+from broker.app.cli.output import JSON_OPTION, console, print_json, table
 from broker.audit import checkpoint as audit_checkpoint
 from broker.audit import cli_actor
 from broker.audit import export as audit_export
@@ -36,8 +36,16 @@ def list_(
     ctx: typer.Context,
     limit: int = typer.Option(50, "--limit", min=1),
     action: Optional[str] = typer.Option(None, "--action"),  # noqa: UP007
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """The newest audit events, oldest first."""
+    if as_json:
+        with read_transaction(state(ctx).runtime().sessions) as session:
+            events = [{"id": e.id, "at": e.at, "actor": e.actor, "action": e.action, "outcome": e.outcome,
+                       "target_type": e.target_type, "target_id": e.target_id, "details": e.details,
+                       "hash": e.hash.hex()} for e in audit.list_events(session, limit, action)]
+        print_json(events)
+        return
     with transaction(state(ctx).runtime().sessions) as session:
         rows = [
             (
@@ -177,8 +185,8 @@ def _print_report(subject: str, report: audit_verify.Report) -> None:
 def _load_key(path: Path) -> audit_key.AuditPublicKey:
     try:
         return audit_key.AuditPublicKey.from_pem(path.read_text())
-    except (OSError, ValueError):
-        raise InvalidInput(f"{path} is not a PEM public key") from None
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{path} is not a PEM public key") from exc
 
 
 def _parse_time(value: str | None, option: str) -> datetime | None:
@@ -186,6 +194,6 @@ def _parse_time(value: str | None, option: str) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"{option}: not an ISO 8601 time: {value!r}") from None
+    except ValueError as exc:
+        raise InvalidInput(f"{option}: not an ISO 8601 time: {value!r}") from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

@@ -93,8 +93,8 @@ def _user_pin(pin_file: Path | None) -> str:
     if pin_file is not None:
         try:
             pin = pin_file.read_text().splitlines()[0].strip() if pin_file.stat().st_size else ""
-        except (OSError, UnicodeDecodeError, IndexError):
-            raise backup_service.PinRequired(f"cannot read the PIN file {str(pin_file)[:200]}") from None
+        except (OSError, UnicodeDecodeError, IndexError) as exc:
+            raise backup_service.PinRequired(f"cannot read the PIN file {str(pin_file)[:200]}") from exc
         if not pin:
             raise backup_service.PinRequired(f"the PIN file {str(pin_file)[:200]} is empty")
         return pin

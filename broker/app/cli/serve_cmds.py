@@ -45,8 +45,12 @@ def sandbox(
     ctx: typer.Context,
     port: int = typer.Option(0, "--port", help="0 picks a free port."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Overrides the global --data-dir."),  # noqa: UP007
+    manual_approval: Optional[list[str]] = typer.Option(  # noqa: UP007
+        None, "--manual-approval", metavar="USER",
+        help="A demo user (sbx.ketoan, sbx.chutk) whose requests wait for the approval app at /approve instead of "
+             "a simulated phone (repeat)."),
 ) -> None:
     """Run the broker on loopback with demo data and auto-approving simulated phones (foreground)."""
     from broker.app import sandbox as sandbox_module
 
-    sandbox_module.run(data_dir or state(ctx).data_dir, port)
+    sandbox_module.run(data_dir or state(ctx).data_dir, port, manual_approval=manual_approval or [])

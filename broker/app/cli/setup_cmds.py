@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import enum
+from pathlib import Path
 from typing import Optional
 
 import typer
 
 from broker import directory
+from broker.app.cli import onboarding_cmds
 from broker.app.cli.context import state
-from broker.app.cli.output import console, table
+from broker.app.cli.output import JSON_OPTION, console, print_json, table, word
 from broker.audit import cli_actor
-from broker.db.engine import transaction
-from broker.db.models import Role, SigningMode
+from broker.db.engine import read_transaction, transaction
+from broker.db.models import Role, SigningMode, Unit, User
 from broker.lifecycle import unit_mode
 from broker.notify import request_topic
-from broker.operations import setup
+from broker.operations import onboarding, setup
 
 
 class ModeChoice(str, enum.Enum):
@@ -67,15 +69,23 @@ def unit_add(
     """Add a unit."""
     with transaction(state(ctx).runtime().sessions) as session:
         unit = directory.add_unit(session, cli_actor(), code, name, mode.to_model())
-        console.print(f"unit {unit.code} added ({unit.signing_mode.value})")
+        console.print(f"unit {unit.code} added ({word(unit.signing_mode)})")
+
+
+def unit_view(u: Unit) -> dict[str, object]:
+    return {"code": u.code, "name": u.name, "mode": word(u.signing_mode), "users": len(u.users),
+            "created_at": u.created_at}
 
 
 @unit_app.command("list")
-def unit_list(ctx: typer.Context) -> None:
+def unit_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     """List units."""
-    with transaction(state(ctx).runtime().sessions) as session:
-        rows = [(u.code, u.name, u.signing_mode.value, len(u.users)) for u in directory.list_units(session)]
-    table(["code", "name", "mode", "users"], rows)
+    with read_transaction(state(ctx).runtime().sessions) as session:
+        views = [unit_view(u) for u in directory.list_units(session)]
+    if as_json:
+        print_json(views)
+        return
+    table(["code", "name", "mode", "users"], [(v["code"], v["name"], v["mode"], v["users"]) for v in views])
 
 
 @unit_app.command("set-mode")
@@ -88,7 +98,7 @@ def unit_set_mode(
     runtime = state(ctx).runtime()
     with transaction(runtime.sessions) as session:
         unit, ended = unit_mode.set_mode(session, cli_actor(), code, mode.to_model())
-        console.print(f"unit {unit.code} now signs with {unit.signing_mode.value}", markup=False, highlight=False)
+        console.print(f"unit {unit.code} now signs with {word(unit.signing_mode)}", markup=False, highlight=False)
     if ended:
         runtime.notifier.notify(*(request_topic(request_id) for request_id in ended))
         console.print(f"{len(ended)} open signing request(s) of the unit cancelled (reason unit_usb_token)",
@@ -117,15 +127,73 @@ def user_add(
             role=role.to_model(),
             email=email,
         )
-        console.print(f"user {user.username} added to {unit} as {user.role.value}")
+        console.print(f"user {user.username} added to {unit} as {word(user.role)}")
+
+
+def user_view(u: User) -> dict[str, object]:
+    return {"username": u.username, "full_name": u.full_name, "unit": u.unit.code, "role": word(u.role),
+            "national_id": u.national_id, "email": u.email, "status": "disabled" if u.disabled_at else "active",
+            "disabled_at": u.disabled_at, "credentials": [c.id for c in u.credentials], "created_at": u.created_at}
 
 
 @user_app.command("list")
-def user_list(ctx: typer.Context, unit: Optional[str] = typer.Option(None, "--unit")) -> None:  # noqa: UP007
+def user_list(ctx: typer.Context, unit: Optional[str] = typer.Option(None, "--unit"),  # noqa: UP007
+              as_json: bool = JSON_OPTION) -> None:
     """List users."""
+    with read_transaction(state(ctx).runtime().sessions) as session:
+        views = [user_view(u) for u in directory.list_users(session, unit)]
+    if as_json:
+        print_json(views)
+        return
+    table(["username", "name", "unit", "role", "status", "credentials"],
+          [(v["username"], v["full_name"], v["unit"], v["role"], v["status"], len(v["credentials"]))  # type: ignore[arg-type]
+           for v in views])
+
+
+@user_app.command("show")
+def user_show(ctx: typer.Context, username: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
+    """Show a user: unit, role, status and credentials."""
+    with read_transaction(state(ctx).runtime().sessions) as session:
+        view = user_view(directory.get_user(session, username))
+    if as_json:
+        print_json(view)
+        return
+    rows = [(k.replace("_", " "), v) for k, v in view.items() if k != "credentials"]
+    rows.append(("credentials", " ".join(str(c)[:12] for c in view["credentials"]) or "-"))  # type: ignore[attr-defined]
+    table(["field", "value"], [(k, "" if v is None else v) for k, v in rows])
+
+
+@user_app.command("disable")
+def user_disable(
+    ctx: typer.Context,
+    username: str = typer.Argument(...),
+    reason: Optional[str] = typer.Option(None, "--reason", help="Recorded in the audit log."),  # noqa: UP007
+) -> None:
+    """Disable a user: none of their credentials signs (on any path) until 'kyso user enable'."""
     with transaction(state(ctx).runtime().sessions) as session:
-        rows = [
-            (u.username, u.full_name, u.unit.code, u.role.value, len(u.credentials))
-            for u in directory.list_users(session, unit)
-        ]
-    table(["username", "name", "unit", "role", "credentials"], rows)
+        directory.disable_user(session, cli_actor(), username, reason)
+    console.print(f"user {username} disabled: their signing requests are refused (user_disabled)")
+
+
+@user_app.command("enable")
+def user_enable(ctx: typer.Context, username: str = typer.Argument(...)) -> None:
+    """Enable a disabled user again."""
+    with transaction(state(ctx).runtime().sessions) as session:
+        directory.enable_user(session, cli_actor(), username)
+    console.print(f"user {username} enabled")
+
+
+@user_app.command("import")
+def user_import(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="CSV, UTF-8, header: username,unit,full_name,national_id[,role][,email]."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check every row; change nothing."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Add many users from a CSV file; users already there are skipped, so a run can be repeated to resume."""
+    rows = onboarding.read_rows(file, onboarding.USER_REQUIRED, onboarding.USER_COLUMNS)
+    runtime = state(ctx).runtime()
+    with onboarding_cmds.progress(len(rows), "users") as advance:
+        report = onboarding.import_users(onboarding_cmds.batch(runtime, file, dry_run, advance), rows,
+                                         onboarding_cmds.ROW_ERRORS)
+    onboarding_cmds.finish(report, "user", dry_run, as_json)
