@@ -6,7 +6,7 @@ from fastapi import Header, Request
 from fastapi.concurrency import run_in_threadpool
 
 from api.body_limits import remember_client, remembered_client
-from api.deps import runtime
+from api.deps import runtime_of
 from broker.clients import ClientContext, authenticate
 from broker.db.engine import read_connection
 from broker.runtime import Runtime
@@ -23,7 +23,7 @@ async def client_context(request: Request, authorization: str | None = Header(de
     token = bearer(authorization)
     ctx = remembered_client(request.scope, token)
     if ctx is None:
-        ctx = await run_in_threadpool(_authenticate, runtime(request), token)
+        ctx = await run_in_threadpool(_authenticate, runtime_of(request), token)
         remember_client(request.scope, token, ctx)
     return ctx
 

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from api import csc_schemas
 from api.body_limits import BodyRefused, remember_client, remembered_client
-from api.deps import client_origin, runtime
+from api.deps import origin_of, runtime_of
 from api.problems import CSC_RESPONSES, capped
 from biometrics import ConfirmationError
 from broker import clients, csc, timestamping
@@ -126,7 +126,7 @@ def build_router(version: str) -> APIRouter:
     @router.post("/info",
                  **csc_schemas.documented(csc_schemas.InfoIn, csc_schemas.InfoOut))
     async def info(request: Request) -> JSONResponse:
-        rt = runtime(request)
+        rt = runtime_of(request)
 
         def work(_: Any, body: dict[str, Any]) -> dict[str, Any]:
             _text(body, "lang", required=False)  # answered in vi-VN whatever it asks, but it must be a language tag
@@ -148,7 +148,7 @@ def build_router(version: str) -> APIRouter:
     @router.post("/credentials/list",
                  **csc_schemas.documented(csc_schemas.CredentialsListIn, csc_schemas.CredentialsListOut))
     async def credentials_list(request: Request) -> JSONResponse:
-        rt = runtime(request)
+        rt = runtime_of(request)
 
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             user = _text(body, "userID", required=False)
@@ -164,7 +164,7 @@ def build_router(version: str) -> APIRouter:
     @router.post("/credentials/info",
                  **csc_schemas.documented(csc_schemas.CredentialsInfoIn, csc_schemas.CredentialsInfoOut))
     async def credentials_info(request: Request) -> JSONResponse:
-        rt = runtime(request)
+        rt = runtime_of(request)
 
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             credential_id = _text(body, "credentialID")
@@ -181,7 +181,7 @@ def build_router(version: str) -> APIRouter:
     @router.post("/credentials/authorize",
                  **csc_schemas.documented(csc_schemas.AuthorizeIn, csc_schemas.AuthorizeOut))
     async def authorize(request: Request) -> JSONResponse:
-        rt, origin = runtime(request), client_origin(request)  # plain calls: no dependency solving per call
+        rt, origin = runtime_of(request), origin_of(request)  # plain calls: no dependency solving per call
 
         async def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             digests = _b64_list(body)
@@ -200,7 +200,7 @@ def build_router(version: str) -> APIRouter:
     @router.post("/signatures/signHash",
                  **csc_schemas.documented(csc_schemas.SignHashIn, csc_schemas.SignHashOut))
     async def sign_hash(request: Request) -> JSONResponse:
-        rt, origin = runtime(request), client_origin(request)
+        rt, origin = runtime_of(request), origin_of(request)
 
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             digests = _b64_list(body)
@@ -224,7 +224,7 @@ def build_router(version: str) -> APIRouter:
     @router.post("/signatures/timestamp",
                  **csc_schemas.documented(csc_schemas.TimestampIn, csc_schemas.TimestampOut))
     async def timestamp(request: Request) -> JSONResponse:
-        rt = runtime(request)
+        rt = runtime_of(request)
 
         def work(ctx: clients.ClientContext, body: dict[str, Any]) -> dict[str, Any]:
             ctx.require("sign")

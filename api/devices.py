@@ -13,7 +13,7 @@ from api.schemas import DecisionIn, DeviceEnrollIn, DeviceEnrollOut, PendingList
 from api.views import pending_view, status_view
 from broker import approvals
 from broker.audit import Actor
-from broker.db.engine import read_transaction, transaction
+from broker.db.engine import read_connection, read_transaction, transaction
 from broker.errors import InvalidInput
 from broker.lifecycle import signing_requests
 from broker.notify import request_topic, user_topic
@@ -49,12 +49,17 @@ async def pending(
             device = approvals.device_for_token(session, token)
             return device.user_id, [pending_view(r) for r in signing_requests.pending_for_user(session, device.user_id)]
 
+    def any_awaiting() -> bool:
+        """What each wake-up asks: one small Core query, no views built until something arrived."""
+        with read_connection(rt.sessions) as connection:
+            return bool(signing_requests.awaiting_confirmation(connection, [user_id]))
+
     user_id, found = await run_in_threadpool(check)
     timeout = min(wait, rt.settings.long_poll_seconds)
     if not found and timeout > 0:
         # The long poll waits in the event loop (a phone may wait a minute): no pool thread is held.
-        _, found = await rt.notifier.wait_for_async(check, lambda checked: bool(checked[1]), timeout,
-                                                    topic=user_topic(user_id))
+        if await rt.notifier.wait_for_async(any_awaiting, bool, timeout, topic=user_topic(user_id)):
+            _, found = await run_in_threadpool(check)  # the device checked again, the views built once
     return PendingList(requests=found)
 
 

@@ -485,8 +485,10 @@ class MisaClient(RemoteSigningClient):
         return choose_certificate(user_id, parse_misa_certificates(reply), serial_hex)
 
     def start(self, credential: RemoteCredential, digests: list[DigestToSign], description: str) -> str:
+        # UserId is MISA's user.id from the tokens reply, which need not be the userName one logs in with.
+        account_id = (self._sessions.get(credential.user_id) or {}).get("user_id") or credential.user_id
         code, reply = self._call("POST", MISA_SIGN, credential.user_id, {
-            "DataToBeDisplayed": description, "UserId": credential.user_id, "CertAlias": credential.credential_ref,
+            "DataToBeDisplayed": description, "UserId": account_id, "CertAlias": credential.credential_ref,
             "Documents": [{"DocumentId": d.document_id[:36], "FileToSign": _b64(d.digest), "DocumentName": d.name[:100]}
                           for d in digests]})
         status, data = misa_status(reply)

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
@@ -196,6 +197,17 @@ def add_signature_fields(input_path: Path, output_path: Path, specs: Sequence[Fi
             writer.write(out)
 
 
+_TS = re.compile(r"(?<!%)((?:%%)*)%\(ts\)s")
+"""An unescaped ``%(ts)s`` (``%%(ts)s`` is the literal text)."""
+VIETNAM_TIME = timezone(timedelta(hours=7), "ICT")
+"""Indochina Time, UTC+07:00 all year (no daylight saving): what a Vietnamese reader expects on a stamp."""
+
+
+def stamp_time(moment: datetime | None = None) -> str:
+    """The stamp's ``%(ts)s``: Vietnam time, day first, with its offset, whatever the server's zone."""
+    return (moment or datetime.now(timezone.utc)).astimezone(VIETNAM_TIME).strftime("%d/%m/%Y %H:%M:%S (UTC+07:00)")
+
+
 STAMP_FONT_SIZE = 10
 DEFAULT_STAMP = "Ký bởi: %(signer)s\nNgày ký: %(ts)s"
 
@@ -355,7 +367,8 @@ async def _prepare(
             name=options.signer_name,
         )
         external = _external_signer(certificate, chain, scheme, signature_size, hash_name)
-        stamp = _stamp_style(options.stamp_text or DEFAULT_STAMP)
+        # pyHanko fills %(ts)s in the server's zone: the template gets kyso's own Vietnam-time value instead.
+        stamp = _stamp_style(_TS.sub(r"\1%(ts_vietnam)s", options.stamp_text or DEFAULT_STAMP))
         pdf_signer = signers.PdfSigner(meta, signer=external, stamp_style=stamp, new_field_spec=new_field)
         work_path = output_path.with_name(output_path.name + ".part")
         try:
@@ -366,7 +379,7 @@ async def _prepare(
                 reserved = 2 * ((TIMESTAMP_ROOM if timestamped else 0) + 4096 + signature_size
                                 + sum(len(c.dump()) for c in (certificate, *chain)))
                 prepared_digest, tbs, _ = await pdf_signer.async_digest_doc_for_signing(
-                    writer, output=out, bytes_reserved=reserved)
+                    writer, output=out, bytes_reserved=reserved, appearance_text_params={"ts_vietnam": stamp_time()})
         except BaseException:
             work_path.unlink(missing_ok=True)
             raise

@@ -73,7 +73,8 @@ def test_a_malformed_pdf_is_an_invalid_document(name: str, key: KeySigner, tmp_p
 def test_a_well_formed_minimal_pdf_still_signs(key: KeySigner, tmp_path: Path) -> None:
     source = tmp_path / "in.pdf"
     source.write_bytes(build_pdf(CATALOG, PAGES, PAGE))
-    pades.sign(key, source, tmp_path / "out.pdf", pades.PadesOptions("Signature1", stamp_text="100%% %(signer)s"))
+    pades.sign(key, source, tmp_path / "out.pdf", pades.PadesOptions("Signature1", stamp_text="100%% %(signer)s", page=1,
+                                                                 box=(50, 50, 200, 100)))
     assert (tmp_path / "out.pdf").stat().st_size > source.stat().st_size
 
 

@@ -81,3 +81,19 @@ def test_a_stamp_without_a_place_is_refused_and_nothing_is_written(key: KeySigne
 def test_malformed_boxes_are_refused(box: tuple[float, float, float, float]) -> None:
     with pytest.raises(InvalidFieldPlace):
         PadesOptions("X", page=1, box=box)
+
+
+def test_stamp_times_are_vietnam_time_whatever_the_servers_zone(key: KeySigner, tmp_path: Path) -> None:
+    import subprocess
+    from datetime import datetime, timezone
+
+    from signer.pades import stamp_time
+    from tests.support import require_tool
+
+    assert stamp_time(datetime(2026, 3, 16, 20, 30, tzinfo=timezone.utc)) == "17/03/2026 03:30:00 (UTC+07:00)"
+    spec = pipeline.PadesSpec("Ngay", stamp_text="Ngày ký: %(ts)s", signer_name="Trần Văn Hùng", page=1,
+                              box=(50, 50, 350, 120))
+    pending, _ = pipeline.sign(key, spec, plain_pdf(tmp_path / "in.pdf", pages=1), tmp_path / "out.pdf")
+    text = subprocess.run([require_tool("pdftotext"), str(pending.output), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    assert "Ngày ký:" in text and "(UTC+07:00)" in text, text
