@@ -56,7 +56,7 @@ class CertificateProfile:
     key_algorithms: tuple[str, ...]
     """Key types the real provider issues for (``rsa-2048``)."""
     test_key_algorithms: tuple[str, ...]
-    """Accepted by the emulator only, for tests (DESIGN decision 27)."""
+    """Accepted by the emulator only, for tests: the providers' real profiles are RSA-2048."""
     key_usage: tuple[str, ...]
     extended_key_usage: tuple[str, ...]
     policy_oids: tuple[str, ...] = ()

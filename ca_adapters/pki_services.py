@@ -1,7 +1,7 @@
 """What a provider's emulator answers for its PKI: OCSP (RFC 6960), CRLs (RFC 5280), RFC 3161 timestamps.
 
 Pure functions of an :class:`IssuingCa` and the request bytes; the emulator's HTTP layer only
-routes. OCSP and CRLs are answered from the CA's record of issued serials (DESIGN decision 12);
+routes. OCSP and CRLs are answered from the CA's record of issued serials (the CAs issue at run time, which a fixed test-PKI configuration cannot serve);
 the issuing CA signs its OCSP responses itself, so no responder certificate is needed.
 """
 

@@ -1,10 +1,11 @@
 """``kyso serve``: one or several worker processes, and ``DATA_DIR/server.json`` while they run.
 
 Several workers are run by uvicorn's supervisor, which starts them with the ``spawn`` method: each
-worker is a fresh interpreter that loads PKCS#11 and logs in once itself (STACK_NOTES traps 2-4),
-and the supervising process never loads the module, so no PKCS#11 state crosses a fork. Workers
-share nothing but the database (PostgreSQL) and the data dir; a worker that dies is restarted by
-the supervisor.
+worker is a fresh interpreter that loads PKCS#11 and logs in once itself (a PKCS#11 login is per
+process, SoftHSM rewrites its token file at every login, and a forked child must initialise the
+library again), and the supervising process never loads the module, so no PKCS#11 state crosses a
+fork. Workers share nothing but the database (PostgreSQL) and the data dir; a worker that dies is
+restarted by the supervisor.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ kyso links a provider's signer to a kyso user (the certificate and chain come fr
 API), forwards each request's data-to-be-signed to the provider, polls the provider's transaction
 and maps its outcome onto the request's states. A provider's signature is checked against the
 certificate before it is stored; formats are then built around it exactly as for hosted keys.
-Nothing here touches kyso's HSM (DESIGN decision 26).
+Nothing here touches kyso's HSM: the provider's app is the signer's confirmation.
 """
 
 from __future__ import annotations
