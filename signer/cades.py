@@ -29,7 +29,7 @@ class CadesToBeSigned:
     """The signed attributes, their DER, and the digest the key must sign."""
 
     signed_attrs_der: bytes
-    digest: bytes
+    dtbs_digest: bytes
     hash_name: str
     content: bytes | None
     """The content to embed (enveloping), or None (detached)."""
@@ -122,7 +122,7 @@ def prepare(
     signed_attrs_der = der.set_of(_CONTENT_TYPE_ATTR, signing_time_attr, digest_attr, profile.signing_certificate_v2)
     return CadesToBeSigned(
         signed_attrs_der=signed_attrs_der,
-        digest=hashlib.new(hash_name, signed_attrs_der).digest(),
+        dtbs_digest=hashlib.new(hash_name, signed_attrs_der).digest(),
         hash_name=hash_name,
         content=None if detached else content,
     )
@@ -257,5 +257,5 @@ def sign(
         signing_time=signing_time,
     )
     pss = default_pss(key.scheme, hash_name)
-    signature = key.sign(tbs.digest, hash_name, pss=pss)
+    signature = key.sign(tbs.dtbs_digest, hash_name, pss=pss)
     return complete(tbs, signature, key.certificate, key.chain, key.scheme, pss, level, services)[0]

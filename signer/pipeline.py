@@ -197,7 +197,7 @@ def prepare(material: SigningMaterial, spec: Spec, source: Path, output: Path, *
         tbs = cades.prepare(material.certificate, material.intermediates, content=source.read_bytes(), detached=False)
     else:
         tbs = cades.prepare(material.certificate, material.intermediates, content_digest=bytes.fromhex(document_sha256))
-    return PendingDocument("cades", tbs.digest, document_sha256, output, source if spec.enveloping else None,
+    return PendingDocument("cades", tbs.dtbs_digest, document_sha256, output, source if spec.enveloping else None,
                            signed_attrs=tbs.signed_attrs_der)
 
 

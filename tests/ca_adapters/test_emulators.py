@@ -110,7 +110,7 @@ def test_delegated_cades_around_the_providers_signature(runtime: Runtime, emulat
     intermediates = [c for c in chain if c.self_signed == "no"]
     content = "Ủy nhiệm chi UNC-2026-0042".encode()
     tbs = cades.prepare(cert, intermediates, content=content)
-    transaction_id = client.start(credential, [DigestToSign("doc-1", "UNC-2026-0042.xml", tbs.digest)], "Ký UNC")
+    transaction_id = client.start(credential, [DigestToSign("doc-1", "UNC-2026-0042.xml", tbs.dtbs_digest)], "Ký UNC")
     assert client.poll(credential, transaction_id).status is RemoteStatus.PENDING  # the phone has not answered yet
     assert _wait(client, credential, transaction_id) is RemoteStatus.SUCCESS
     [signature] = client.poll(credential, transaction_id).signatures
