@@ -32,6 +32,7 @@ from broker.credentials.delegated import ProviderUnavailable
 from broker.csc import AccessDenied, SadExpired, SadInvalid
 from broker.errors import (
     CredentialNotUsable,
+    DocumentGone,
     InvalidInput,
     InvalidText,
     NotFound,
@@ -41,7 +42,8 @@ from broker.errors import (
 from broker.errors_http import status_for
 from broker.lifecycle.load_limits import RateLimited, TooManyPendingForSystem, UploadQuotaExceeded
 from broker.lifecycle.signing_requests import CredentialLocked, RequestNotPending, TooManyPending
-from broker.lifecycle.submissions import DocumentGone, DocumentTooLarge, IdempotencyConflict
+from broker.lifecycle.submissions import IdempotencyConflict
+from broker.lifecycle.uploads import DocumentTooLarge
 from broker.lifecycle.webhook_targets import InvalidWebhookUrl, WebhookNotAllowed, WebhookTargetRefused
 from broker.timestamping import TimestampNotOffered, TsaUnavailable
 from ca_adapters.remote_signing import ProviderApiError

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -22,9 +21,9 @@ from api.problems import PROBLEM_RESPONSES
 from broker import clients
 from broker.clients import ClientContext
 from broker.db.engine import read_connection, read_transaction, transaction
-from broker.db.models import Document, RequestState, SigningRequest
+from broker.db.models import RequestState, SigningRequest
 from broker.errors import InvalidInput
-from broker.lifecycle import signing_requests, submissions, webhooks
+from broker.lifecycle import signing_requests, submissions, uploads, webhooks
 from broker.lifecycle.payload import RequestPayload
 from broker.notify import request_topic, user_topic
 from broker.runtime import Runtime
@@ -145,31 +144,10 @@ async def upload(request: Request, ctx: ClientContext = Depends(client_context),
                  rt: Runtime = Depends(runtime)) -> DocumentOut:
     """Upload a document (raw body, streamed to disk) to sign later by ``document_id``."""
     declared = request.headers.get("content-length")
-    document = await _store_upload(rt, ctx, request.stream(), int(declared) if declared and declared.isdigit() else 0,
+    document = await uploads.store(rt.sessions, rt.settings, ctx, request.stream(),
+                                   int(declared) if declared and declared.isdigit() else 0,
                                    request.headers.get("content-type", "application/octet-stream"))
     return DocumentOut(document_id=document.id, size=document.size, sha256=document.sha256)
-
-
-async def _store_upload(rt: Runtime, ctx: ClientContext, chunks: AsyncIterator[bytes], declared: int,
-                        media_type: str) -> Document:
-    """Stream a document to its blob under the relying system's limits, counted as it arrives."""
-    if declared > rt.settings.max_document_bytes:
-        raise submissions.DocumentTooLarge(f"documents are limited to {rt.settings.max_document_bytes} bytes")
-    document_id, path = await run_in_threadpool(submissions.upload_target, rt.sessions, rt.settings, ctx, declared)
-    digest, size = hashlib.sha256(), 0
-    try:
-        with path.open("wb") as out:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > rt.settings.max_document_bytes:
-                    raise submissions.DocumentTooLarge(f"documents are limited to {rt.settings.max_document_bytes} bytes")
-                digest.update(chunk)
-                out.write(chunk)
-        return await run_in_threadpool(submissions.register_upload, rt.sessions, ctx, document_id, path, size,
-                                       digest.hexdigest(), media_type, rt.settings)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
 
 
 PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d{1,3})(?:$|[,;\s])")
@@ -204,7 +182,7 @@ async def create_request_with_documents(request: Request, response: Response,
     if not (declared and declared.isdigit()):
         raise InvalidInput("a multipart request declares its Content-Length")
     if int(declared) > rt.settings.max_document_bytes:
-        raise submissions.DocumentTooLarge(f"documents are limited to {rt.settings.max_document_bytes} bytes")
+        raise uploads.DocumentTooLarge(f"documents are limited to {rt.settings.max_document_bytes} bytes")
     form = await request.form(max_files=rt.settings.max_batch, max_fields=4, max_part_size=rt.settings.max_json_bytes)
     try:
         raw_body = form.get("request")
@@ -222,7 +200,7 @@ async def create_request_with_documents(request: Request, response: Response,
         for document, upload_file in zip(body.documents, files):
             if document.content is not None or document.document_id is not None:
                 raise InvalidInput("in a multipart request, the documents come as parts, not content or document_id")
-            stored = await _store_upload(rt, ctx, _chunks(upload_file), upload_file.size or 0,
+            stored = await uploads.store(rt.sessions, rt.settings, ctx, _chunks(upload_file), upload_file.size or 0,
                                          upload_file.content_type or "application/octet-stream")
             document.document_id = stored.id
     finally:

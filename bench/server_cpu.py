@@ -31,7 +31,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,11 +50,13 @@ from bench.workers import (
     DOCUMENTS,
     PHONES,
     REPO,
+    Operation,
     Phones,
     cades_request,
     csc_batch,
     fresh_database,
     pades_request,
+    run_clients,
     serving,
 )
 from broker import credentials
@@ -65,7 +66,6 @@ from kyso_device.client import DeviceState, enroll
 from signer import cades
 
 SERVERS = ("sandbox", "sqlite", "pg1", "pg2")
-Operation = Callable[[str, dict[str, str], str, str], int]
 
 
 def tree_cpu(pid: int) -> float:
@@ -158,30 +158,8 @@ def baselines(tmp: Path, pdf: Path, seconds: float) -> dict[str, Measured]:
 def server_cpu(pid: int, operation: Operation, url: str, headers: dict[str, str], credential_id: str,
                clients: int, seconds: float, label: str) -> Measured:
     """``clients`` threads run ``operation`` for about ``seconds``; the server tree's CPU per unit."""
-    operation(url, headers, credential_id, f"{label}-warm-up")
-    counts = [0] * clients
-    errors: list[BaseException] = []
-    stop = time.perf_counter() + seconds
-
-    def client(n: int) -> None:
-        i = 0
-        try:
-            while time.perf_counter() < stop:
-                counts[n] += operation(url, headers, credential_id, f"{label}-{n}-{i}")
-                i += 1
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    cpu0, start = tree_cpu(pid), time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall, cpu = time.perf_counter() - start, tree_cpu(pid) - cpu0
-    if errors:
-        raise errors[0]
-    units = sum(counts)
+    units, wall, cpu = run_clients(operation, url, headers, credential_id, clients, seconds, label,
+                                   measure=functools.partial(tree_cpu, pid))
     return Measured(units / wall, cpu / max(units, 1), units)
 
 

@@ -237,9 +237,10 @@ def pades_request(pdf: bytes, url: str, headers: dict[str, str], credential_id: 
 Operation = Callable[[str, dict[str, str], str, str], int]
 
 
-def throughput(operation: Operation, url: str, headers: dict[str, str], credential_id: str, clients: int,
-               seconds: float, label: str) -> float:
-    """Signatures/s of ``clients`` threads running ``operation`` in a loop for about ``seconds``."""
+def run_clients(operation: Operation, url: str, headers: dict[str, str], credential_id: str, clients: int,
+                seconds: float, label: str, measure: Callable[[], float] = lambda: 0.0) -> tuple[int, float, float]:
+    """``clients`` threads run ``operation`` in a loop for about ``seconds`` (after one warm-up call):
+    the units done, the wall time, and what ``measure`` (say, a process's CPU time) grew by meanwhile."""
     operation(url, headers, credential_id, f"{label}-warm-up")  # first-use costs stay out of the window
     counts = [0] * clients
     errors: list[BaseException] = []
@@ -254,15 +255,23 @@ def throughput(operation: Operation, url: str, headers: dict[str, str], credenti
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             errors.append(exc)
 
-    start = time.perf_counter()
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    before, start = measure(), time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    wall, grown = time.perf_counter() - start, measure() - before
     if errors:
         raise errors[0]
-    return sum(counts) / (time.perf_counter() - start)
+    return sum(counts), wall, grown
+
+
+def throughput(operation: Operation, url: str, headers: dict[str, str], credential_id: str, clients: int,
+               seconds: float, label: str) -> float:
+    """Signatures/s of ``clients`` threads running ``operation`` in a loop for about ``seconds``."""
+    units, wall, _ = run_clients(operation, url, headers, credential_id, clients, seconds, label)
+    return units / wall
 
 
 def main() -> None:

@@ -32,15 +32,14 @@ from broker.credentials import delegated
 from broker.db.engine import read_connection, read_transaction, transaction
 from broker.db.models import (
     Credential,
-    Document,
     ItemState,
     RelyingSystem,
     RequestItem,
     RequestState,
     SigningRequest,
 )
-from broker.errors import Conflict, DocumentGone, InvalidInput, KysoError, NotFound, TooLarge
-from broker.lifecycle import load_limits, signing_requests, sole_control, webhooks
+from broker.errors import Conflict, DocumentGone, InvalidInput, KysoError, NotFound
+from broker.lifecycle import load_limits, signing_requests, sole_control, uploads, webhooks
 from broker.lifecycle.payload import RequestPayload
 from broker.settings import Settings
 from ca_adapters import CaAdapter
@@ -48,10 +47,6 @@ from hsm import Hsm
 from signer import ltv, pipeline
 from signer.algorithms import digest_name
 from signer.errors import SignerError
-
-
-class DocumentTooLarge(TooLarge):
-    code = "document_too_large"
 
 
 class IdempotencyConflict(Conflict):
@@ -107,76 +102,6 @@ def fingerprint(body: Any) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
-# -- documents -------------------------------------------------------------------------------------------
-
-
-def private_dir(path: Path) -> Path:
-    """A blob directory 0700, whatever the umask (mkdir's mode is masked by it; chmod is not)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        os.chmod(path, 0o700)
-    except PermissionError:  # a shared mount point owned by another account: what kyso creates inside is 0700
-        pass
-    return path
-
-
-def private_file(path: Path) -> None:
-    """Create ``path`` empty and 0600 (the umask does not apply to os.open's mode after a chmod)."""
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-    os.chmod(path, 0o600)
-
-
-def upload_target(factory: sessionmaker[Session], settings: Settings, ctx: ClientContext,
-                  declared_size: int = 0) -> tuple[str, Path]:
-    """Admit an upload under the relying system's load limits, then create its empty 0600 file."""
-    ctx.require("sign")
-    with read_transaction(factory) as session:
-        load_limits.admit_upload(session, settings, ctx.relying_system, declared_size)
-    private_dir(settings.blobs)
-    folder = private_dir(settings.blobs / "documents")
-    document_id = uuid.uuid4().hex
-    private_file(folder / document_id)
-    return document_id, folder / document_id
-
-
-def register_upload(factory: sessionmaker[Session], ctx: ClientContext, document_id: str, path: Path, size: int,
-                    sha256_hex: str, media_type: str, settings: Settings | None = None) -> Document:
-    """Record an upload streamed to ``path``; with ``settings``, checked again against the stored-upload caps
-    with its real size (a body without Content-Length was admitted as empty)."""
-    ctx.require("sign")
-    if size == 0:
-        path.unlink(missing_ok=True)
-        raise InvalidInput("the document is empty")
-    try:
-        with transaction(factory) as session:
-            document = Document(id=document_id, client_id=ctx.client_id, path=str(path), media_type=media_type[:64],
-                                size=size, sha256=sha256_hex)
-            session.add(document)
-            session.flush()
-            if settings is not None:
-                load_limits.admit_upload(session, settings, ctx.relying_system, size, counted=True)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return document
-
-
-def _document(session: Session, ctx: ClientContext, document_id: str) -> Document:
-    document = session.get(Document, document_id)
-    if document is None or document.client_id != ctx.client_id:
-        raise NotFound(f"no document {document_id!r}")
-    if document.deleted_at is not None:
-        raise DocumentGone(f"document {document_id} was deleted after its retention period")
-    return document
-
-
-def _hold_uploads(session: Session, document_ids: list[str], until: Any) -> None:
-    """Keep the uploads a new request signs at least until it can end (housekeeping moves this to its end)."""
-    if document_ids:
-        session.execute(update(Document).where(Document.id.in_(document_ids), Document.retained_from < until)
-                        .values(retained_from=until))
-
-
 # -- creation ----------------------------------------------------------------------------------------------
 
 
@@ -214,18 +139,18 @@ def _create(factory: sessionmaker[Session], settings: Settings, ctx: ClientConte
     work = settings.blobs / "work" / uuid.uuid4().hex
     try:
         docs, pending = _prepare(factory, settings, ctx, credential, new, hash_name, level, work)
-        uploads = tuple(d.document_id for d in new.files)
+        upload_ids = tuple(d.document_id for d in new.files)
         with transaction(factory) as session:
             credential = visible_credential(session, ctx, new.credential_id)
             request = signing_requests.create(
                 session, settings, ctx.actor(origin), credential, docs, relying_system=ctx.relying_system,
                 provider=ca_for(credential.provider), hash_algorithm=hash_name, client_id=ctx.client_id,
                 idempotency_key=idempotency_key, request_fingerprint=new.fingerprint, format=new.format,
-                payload=RequestPayload(work=work, documents=tuple(pending), uploads=uploads, webhook_url=webhook_url,
+                payload=RequestPayload(work=work, documents=tuple(pending), uploads=upload_ids, webhook_url=webhook_url,
                                        level=level, accept_lower_level=new.accept_lower_level))
             if new.format != "raw":
                 request.blobs = "live"  # its work dir: housekeeping removes it when the request ends
-                _hold_uploads(session, [d.document_id for d in new.files if d.document_id], request.expires_at)
+                uploads.hold(session, [d.document_id for d in new.files if d.document_id], request.expires_at)
             delegated_request = request.credential.delegated
         if delegated_request:
             delegated.forward(factory, ca_for, ctx.actor(origin), request.id)
@@ -281,8 +206,8 @@ def _prepare(factory: sessionmaker[Session], settings: Settings, ctx: ClientCont
     shown = [signing_requests.spec_options(spec) for spec in specs]
     for n, doc in enumerate(new.files):
         signing_requests.check_shown(doc.title, doc.summary, shown[n], f"document {n}")
-    private_dir(settings.blobs)
-    private_dir(work.parent)
+    uploads.private_dir(settings.blobs)
+    uploads.private_dir(work.parent)
     work.mkdir(mode=0o700)
     os.chmod(work, 0o700)
     material = credential_service.signing_material(credential)
@@ -333,14 +258,14 @@ def _source(factory: sessionmaker[Session], ctx: ClientContext, doc: FileDocumen
     if sum(given) != 1:
         raise InvalidInput("each document needs exactly one of content, document_id, or after_request_id's result")
     if doc.content is not None:
-        private_file(target)
+        uploads.private_file(target)
         target.write_bytes(doc.content)
         return target
     if previous is not None:
         stored = previous
     else:
         with read_transaction(factory) as session:
-            stored = Path(_document(session, ctx, str(doc.document_id)).path)
+            stored = Path(uploads.document(session, ctx, str(doc.document_id)).path)
     if not stored.is_file():
         raise DocumentGone("the document to sign is no longer stored (deleted, or not restored)")
     try:
@@ -348,7 +273,7 @@ def _source(factory: sessionmaker[Session], ctx: ClientContext, doc: FileDocumen
     except FileNotFoundError as exc:
         raise DocumentGone("the document to sign is no longer stored (deleted, or not restored)") from exc
     except OSError:  # another file system
-        private_file(target)
+        uploads.private_file(target)
         shutil.copyfile(stored, target)
     os.chmod(target, 0o600)
     return target
