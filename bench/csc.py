@@ -63,7 +63,7 @@ def start_sandbox(tmp: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     data_dir = tmp / "sandbox"
     # The per-client request limit is a policy, not a cost: lift it so that it does not cap the load.
     env = {**os.environ, "KYSO_RATE_LIMIT_PER_MINUTE": "1000000"}
-    process = subprocess.Popen([sys.executable, "-m", "broker.app.cli", "sandbox", "--data-dir", str(data_dir),
+    process = subprocess.Popen([sys.executable, "-m", "kyso.cli", "sandbox", "--data-dir", str(data_dir),
                                 "--port", "0"], stdout=open(os.environ.get("KYSO_BENCH_LOG", os.devnull), "ab"), stderr=subprocess.STDOUT, env=env)
     described = data_dir / "sandbox.json"
     while not described.exists():

@@ -33,7 +33,7 @@ from broker import approvals, clients, credentials, directory
 from broker.audit import Actor
 from broker.db.engine import transaction
 from broker.db.models import Role, SigningMode
-from broker.operations import setup
+from kyso.operations import setup
 from broker.runtime import Runtime
 from broker.settings import load_settings
 from hsm import KeyAlgorithm

@@ -99,7 +99,7 @@ def serving(data_dir: Path, env: dict[str, str], workers: int, log: Path) -> Ite
     """``kyso serve --workers N`` until the block ends; yields its URL once every worker answers."""
     port = free_port()
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "broker.app.cli", "--data-dir", str(data_dir), "serve",
+        process = subprocess.Popen([sys.executable, "-m", "kyso.cli", "--data-dir", str(data_dir), "serve",
                                     "--workers", str(workers), "--port", str(port)],
                                    cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -16,7 +16,7 @@ from broker.audit import Actor
 from broker.db.engine import make_engine, transaction
 from broker.db.migrate import upgrade
 from broker.db.models import Credential, Role, SigningMode
-from broker.operations import setup
+from kyso.operations import setup
 from broker.runtime import Runtime
 from broker.settings import Settings, load_settings
 from ca_adapters.emulator import EmulatorSet
@@ -42,7 +42,7 @@ def settings(data_dir: Path) -> Settings:
 @pytest.fixture()
 def kyso(settings: Settings, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
     """The admin CLI in this process on the session's data dir (initialised first): exit code, out, err."""
-    from broker.app.cli import run
+    from kyso.cli import run
 
     def call(*args: str) -> tuple[int, str, str]:
         code = run(["--data-dir", str(settings.data_dir), *args])

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
 from broker import approvals, directory
-from broker.app.cli import run
+from kyso.cli import run
 from broker.db.engine import transaction
 from broker.db.models import AuditEvent, DeviceStatus, Role, WebAuthnCredential, WebSession
 from broker.runtime import Runtime

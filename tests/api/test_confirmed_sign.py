@@ -9,7 +9,7 @@ import pytest
 from asn1crypto import x509
 
 from biometrics import Decision
-from broker.app.cli import run
+from kyso.cli import run
 from broker.runtime import Runtime
 from demo.documents import CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
 from kyso_device.client import DeviceClient

@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from biometrics import Decision
 from broker import approvals, clients
-from broker.app.cli import run as kyso
+from kyso.cli import run as kyso
 from broker.credentials import delegated
 from broker.db.engine import transaction
 from broker.db.models import AuditEvent, Credential, CredentialMode, ProviderCallback, RequestState, SigningRequest

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from broker import credentials
-from broker.app.cli import run
+from kyso.cli import run
 from broker.db.engine import transaction
 from broker.db.models import RequestState
 from broker.lifecycle import signing_requests

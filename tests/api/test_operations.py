@@ -312,7 +312,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     base = tmp_path_factory.mktemp("ops-server")
     data_dir, metrics_dir, log = base / "data", base / "prometheus", base / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KYSO_", "PROMETHEUS_", "SOFTHSM2_"))}
-    subprocess.run([sys.executable, "-m", "broker.app.cli", "--data-dir", str(data_dir), "init", "--sandbox"],
+    subprocess.run([sys.executable, "-m", "kyso.cli", "--data-dir", str(data_dir), "init", "--sandbox"],
                    cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
     (metrics_dir / "counter_999999.db").parent.mkdir(parents=True)
     (metrics_dir / "counter_999999.db").write_bytes(b"left by an earlier run")  # must be wiped at start

@@ -26,7 +26,7 @@ KEYS = {"base_url", "access_token", "client_id", "client_secret", "token_url", "
 def test_sandbox_start_sign_and_stop(tmp_path: Path) -> None:
     data_dir = tmp_path / "sandbox"
     log = tmp_path / "sandbox.log"  # a file, not a pipe: the sandbox logs every request, and a full pipe blocks it
-    process = subprocess.Popen([sys.executable, "-m", "broker.app.cli", "sandbox", "--data-dir", str(data_dir),
+    process = subprocess.Popen([sys.executable, "-m", "kyso.cli", "sandbox", "--data-dir", str(data_dir),
                                 "--port", "0"], cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
         described = data_dir / "sandbox.json"
@@ -73,7 +73,7 @@ def test_sandbox_start_sign_and_stop(tmp_path: Path) -> None:
 
         signer = threading.Thread(target=keep_signing)
         signer.start()
-        enrolled = subprocess.run([sys.executable, "-m", "broker.app.cli", "--data-dir", str(data_dir), "cert", "enroll",
+        enrolled = subprocess.run([sys.executable, "-m", "kyso.cli", "--data-dir", str(data_dir), "cert", "enroll",
                                    "--user", "sbx.chutk", "--ca", "misa", "--key", "ec-p256"], cwd=REPO,
                                   capture_output=True, text=True, timeout=240)
         time.sleep(1)
@@ -100,7 +100,7 @@ def test_sandbox_start_sign_and_stop(tmp_path: Path) -> None:
 
 
 def _kyso(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "broker.app.cli", "--data-dir", str(data_dir), *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "kyso.cli", "--data-dir", str(data_dir), *args], cwd=REPO,
                           capture_output=True, text=True, timeout=240)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from api.app import create_app
 from broker import clients
-from broker.app.server import uvicorn_config
+from kyso.server import uvicorn_config
 from broker.db.engine import transaction
 from broker.db.models import AuditEvent
 from broker.runtime import Runtime

@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
 from broker import clients
-from broker.app.cli import run
+from kyso.cli import run
 from broker.db.engine import transaction
 from broker.db.models import AuditEvent, DeliveryState, RelyingSystem, SigningRequest, WebhookDelivery
 from broker.errors import InvalidInput

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import delete, select, text, update
 
 from broker import audit
-from broker.app.cli import run
+from kyso.cli import run
 from broker.audit.checkpoint import checkpoint_on_shutdown, write_checkpoint
 from broker.audit.key import AUDIT_KEY_ID, audit_public_key
 from broker.db.engine import make_engine, transaction

@@ -18,13 +18,13 @@ import pytest
 from sqlalchemy import text
 
 from broker.db.engine import make_engine
-from broker.operations import backup as backup_service
+from kyso.operations import backup as backup_service
 from tests.conftest import _postgres_url
 from tests.support import REPO, flip_byte, openssl_cms_verify
 
 _DRIVER = r"""
 import contextlib, io, json, os, sys
-from broker.app.cli import run
+from kyso.cli import run
 
 results = []
 for step in json.loads(sys.argv[1]):

@@ -115,7 +115,7 @@ def test_wrong_pin_in_a_fresh_process(data_dir: Path, enrolled: Enrolled, tmp_pa
     copy = tmp_path / "data"
     shutil.copytree(data_dir, copy)
     env = {**os.environ, "KYSO_HSM_USER_PIN": "not-the-pin"}
-    result = subprocess.run([sys.executable, "-m", "broker.app.cli", "--data-dir", str(copy), "cert", "enroll",
+    result = subprocess.run([sys.executable, "-m", "kyso.cli", "--data-dir", str(copy), "cert", "enroll",
                              "--user", "lan", "--ca", "vnpt"], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 2

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
 
 from broker import approvals, directory
-from broker.app.cli import run
-from broker.app.cli.output import fail, safe_text, table
+from kyso.cli import run
+from kyso.cli.output import fail, safe_text, table
 from broker.db.engine import transaction
 from broker.db.models import Role
 from broker.runtime import Runtime

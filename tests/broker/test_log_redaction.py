@@ -89,7 +89,7 @@ def test_the_sandbox_logs_through_the_redacting_handler(tmp_path: Path) -> None:
     """``kyso sandbox`` configures logging (json here): one line per request, with its route and status."""
     data_dir = tmp_path / "sandbox"
     env = {**os.environ, "KYSO_LOG_FORMAT": "json"}
-    process = subprocess.Popen([sys.executable, "-m", "broker.app.cli", "sandbox", "--data-dir", str(data_dir),
+    process = subprocess.Popen([sys.executable, "-m", "kyso.cli", "sandbox", "--data-dir", str(data_dir),
                                 "--port", "0"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)  # the sandbox logs on stdout
     try:

@@ -102,12 +102,12 @@ def test_user_import_resumes_after_the_process_is_killed(tmp_path: Path) -> None
     way, run again, and every row is there once; the database is intact."""
     data_dir = tmp_path / "data"
     for args in (["init", "--sandbox"], ["unit", "add", UNIT, "Trường Trung học cơ sở Chu Văn An"]):
-        done = subprocess.run([sys.executable, "-m", "broker.app.cli", "--data-dir", str(data_dir), *args],
+        done = subprocess.run([sys.executable, "-m", "kyso.cli", "--data-dir", str(data_dir), *args],
                               cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
         assert done.returncode == 0, done.stderr
     path = write_csv(tmp_path / "users.csv", ["username", "unit", "full_name", "national_id"],
                      [r[:4] for r in user_rows("kill", KILLED_ROWS)])
-    command = [sys.executable, "-m", "broker.app.cli", "--data-dir", str(data_dir), "user", "import", str(path)]
+    command = [sys.executable, "-m", "kyso.cli", "--data-dir", str(data_dir), "user", "import", str(path)]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while users_in(data_dir, "kill") < 20:  # killed part way through the file

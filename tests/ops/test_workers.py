@@ -64,7 +64,7 @@ RECEIVER_PORT = free_port()  # the webhook allowlist names the receiver's port
 
 
 def kyso(*args: str) -> list[str]:
-    return [sys.executable, "-m", "broker.app.cli", *args]
+    return [sys.executable, "-m", "kyso.cli", *args]
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 from asn1crypto import x509
 
 from broker import credentials
-from broker.app.cli import run
+from kyso.cli import run
 from broker.runtime import Runtime
 from ca_adapters.emulator import EmulatorSet
 from demo.documents import ACCOUNT_HOLDER_FIELD, CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from lxml import etree
 
-from broker.app.cli import run
+from kyso.cli import run
 from broker.runtime import Runtime
 from ca_adapters.emulator import EmulatorSet
 from signer import ltv, reports, validation, xades, xml_safety

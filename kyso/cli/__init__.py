@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from broker.app.cli import (
+from kyso.cli import (
     audit_cmds,
     backup_cmds,
     ca_cmds,
@@ -22,8 +22,8 @@ from broker.app.cli import (
     setup_cmds,
     sign_cmds,
 )
-from broker.app.cli.context import CliState
-from broker.app.cli.output import console, fail
+from kyso.cli.context import CliState
+from kyso.cli.output import console, fail
 from broker.errors import KysoError
 from broker.settings import resolve_data_dir
 from ca_adapters import CaError

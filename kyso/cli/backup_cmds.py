@@ -9,13 +9,13 @@ from typing import Optional
 
 import typer
 
-from broker.app.cli.context import state
-from broker.app.cli.output import console
+from kyso.cli.context import state
+from kyso.cli.output import console
 from broker.audit import cli_actor
 from broker.audit.checkpoint import Checkpoint
 from broker.errors import PolicyViolation
 from broker.lifecycle import housekeeping as housekeeping_service
-from broker.operations import backup as backup_service
+from kyso.operations import backup as backup_service
 
 
 def register(app: typer.Typer) -> None:

@@ -9,15 +9,15 @@ from typing import Optional
 import typer
 
 from broker import directory
-from broker.app.cli import onboarding_cmds
-from broker.app.cli.context import state
-from broker.app.cli.output import JSON_OPTION, console, print_json, table, word
+from kyso.cli import onboarding_cmds
+from kyso.cli.context import state
+from kyso.cli.output import JSON_OPTION, console, print_json, table, word
 from broker.audit import cli_actor
 from broker.db.engine import read_transaction, transaction
 from broker.db.models import Role, SigningMode, Unit, User
 from broker.lifecycle import unit_mode
 from broker.notify import request_topic
-from broker.operations import onboarding, setup
+from kyso.operations import onboarding, setup
 
 
 class ModeChoice(str, enum.Enum):

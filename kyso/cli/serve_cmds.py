@@ -8,8 +8,8 @@ from typing import Optional
 import typer
 from sqlalchemy.engine import make_url
 
-from broker.app.cli.context import state
-from broker.app.cli.output import fail
+from kyso.cli.context import state
+from kyso.cli.output import fail
 from broker.errors import InvalidInput, NotInitialised
 
 
@@ -25,7 +25,7 @@ def serve(
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes; more than one needs PostgreSQL."),
 ) -> None:
     """Serve the API in the foreground until SIGINT or SIGTERM; DATA_DIR/server.json tells where."""
-    from broker.app import server
+    from kyso import server
 
     settings = state(ctx).settings()
     data_dir = settings.data_dir
@@ -51,6 +51,6 @@ def sandbox(
              "a simulated phone (repeat)."),
 ) -> None:
     """Run the broker on loopback with demo data and auto-approving simulated phones (foreground)."""
-    from broker.app import sandbox as sandbox_module
+    from kyso import sandbox as sandbox_module
 
     sandbox_module.run(data_dir or state(ctx).data_dir, port, manual_approval=manual_approval or [])

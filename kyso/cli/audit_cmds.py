@@ -14,8 +14,8 @@ import typer
 
 from broker import audit
 from broker.admin_socket import AdminClient
-from broker.app.cli.context import state
-from broker.app.cli.output import JSON_OPTION, console, print_json, table
+from kyso.cli.context import state
+from kyso.cli.output import JSON_OPTION, console, print_json, table
 from broker.audit import checkpoint as audit_checkpoint
 from broker.audit import cli_actor
 from broker.audit import export as audit_export

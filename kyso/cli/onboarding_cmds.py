@@ -12,10 +12,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from broker.app.cli.output import console, print_json, table
+from kyso.cli.output import console, print_json, table
 from broker.audit import cli_actor
 from broker.errors import KysoError
-from broker.operations import onboarding
+from kyso.operations import onboarding
 from broker.runtime import Runtime
 from ca_adapters import CaError
 from hsm import HsmError

@@ -16,8 +16,8 @@ from urllib.parse import quote
 import typer
 
 from broker import credentials, directory
-from broker.app.cli.context import state
-from broker.app.cli.output import console, table
+from kyso.cli.context import state
+from kyso.cli.output import console, table
 from broker.audit import cli_actor
 from broker.db.engine import transaction
 from broker.db.models import RequestState

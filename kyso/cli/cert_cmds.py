@@ -13,15 +13,15 @@ import typer
 from asn1crypto import pem
 
 from broker import credentials
-from broker.app.cli import ids, onboarding_cmds
-from broker.app.cli.context import state
-from broker.app.cli.output import JSON_OPTION, console, print_json, table
+from kyso.cli import ids, onboarding_cmds
+from kyso.cli.context import state
+from kyso.cli.output import JSON_OPTION, console, print_json, table
 from broker.audit import cli_actor
 from broker.credentials import delegated
 from broker.db.engine import read_transaction, transaction
 from broker.db.models import Credential
 from broker.errors import InvalidInput
-from broker.operations import onboarding
+from kyso.operations import onboarding
 from ca_adapters import RevocationReason, provider_names
 from ca_adapters.remote_clients import MisaClient
 

@@ -7,8 +7,8 @@ from typing import Optional
 import typer
 
 from broker import clients
-from broker.app.cli.context import state
-from broker.app.cli.output import JSON_OPTION, console, print_json, table
+from kyso.cli.context import state
+from kyso.cli.output import JSON_OPTION, console, print_json, table
 from broker.audit import cli_actor
 from broker.db.engine import read_transaction, transaction
 from broker.db.models import OAuthClient, RelyingSystem

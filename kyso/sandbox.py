@@ -29,7 +29,7 @@ from sqlalchemy import select
 from api.app import create_app
 from biometrics import Decision, sign_decision
 from broker import admin_socket, approvals, clients, credentials, directory
-from broker.app.server import remove_server_json, uvicorn_config, write_server_json
+from kyso.server import remove_server_json, uvicorn_config, write_server_json
 from broker.audit import Actor
 from broker.db.engine import read_connection, transaction
 from broker.db.models import Credential, OAuthClient, RelyingSystem, Role, SigningMode, Unit, User
@@ -37,7 +37,7 @@ from broker.errors import InvalidInput, PolicyViolation
 from broker.lifecycle import signing_requests
 from broker.notify import request_topic
 from broker.observability.logs import configure_logging
-from broker.operations import setup
+from kyso.operations import setup
 from broker.runtime import Runtime
 from broker.settings import load_settings
 from ca_adapters import provider_names

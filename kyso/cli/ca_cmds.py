@@ -7,8 +7,8 @@ import threading
 
 import typer
 
-from broker.app.cli.context import state
-from broker.app.cli.output import console
+from kyso.cli.context import state
+from kyso.cli.output import console
 from ca_adapters import provider_names
 from ca_adapters.emulator import EmulatorSet
 from ca_adapters.emulator.state import PHONE_MODES

@@ -1,3 +1,0 @@
-from broker.app.cli import main
-
-main()

@@ -1,0 +1,3 @@
+from kyso.cli import main
+
+main()
