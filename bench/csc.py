@@ -34,7 +34,7 @@ from typing import Any
 from bench.scratch import scratch_credential
 from bench.signing import rate
 from broker.runtime import Runtime
-from hsm import SignScheme
+from hsm import SignatureScheme
 from kyso_client import KysoClient
 
 RSA_SHA256 = "1.2.840.113549.1.1.11"
@@ -51,10 +51,10 @@ def raw_signers(tmp: Path) -> tuple[Runtime, Callable[[int], None], Callable[[in
     digests = [hashlib.sha256(b"raw %d" % i).digest() for i in range(BATCH)]
 
     def sign_run(_: int) -> None:
-        runtime.hsm.sign_digests(credential.id, digests, "sha256", SignScheme.RSA_PKCS1_V15)
+        runtime.hsm.sign_digests(credential.id, digests, "sha256", SignatureScheme.RSA_PKCS1_V15)
 
     def sign_one(i: int) -> None:
-        runtime.hsm.sign_digest(credential.id, digests[i % BATCH], "sha256", SignScheme.RSA_PKCS1_V15)
+        runtime.hsm.sign_digest(credential.id, digests[i % BATCH], "sha256", SignatureScheme.RSA_PKCS1_V15)
 
     return runtime, sign_run, sign_one
 

@@ -33,10 +33,10 @@ from broker import approvals, clients, credentials, directory
 from broker.audit import Actor
 from broker.db.engine import transaction
 from broker.db.models import Role, SigningMode
-from kyso.operations import setup
 from broker.runtime import Runtime
 from broker.settings import load_settings
 from hsm import KeyAlgorithm
+from kyso.operations import setup
 from kyso_device.client import enroll
 
 PEAK_DAY = 200_000

@@ -9,10 +9,10 @@ from broker import credentials, directory
 from broker.audit import Actor
 from broker.db.engine import transaction
 from broker.db.models import Credential, Role, SigningMode
-from kyso.operations import setup
 from broker.runtime import Runtime
 from broker.settings import load_settings
 from hsm import KeyAlgorithm
+from kyso.operations import setup
 
 ACTOR = Actor("bench", "scratch")
 

@@ -61,7 +61,7 @@ from bench.workers import (
 )
 from broker import credentials
 from demo.documents import write_payment_order_pdf
-from hsm import SignScheme
+from hsm import SignatureScheme
 from kyso_device.client import DeviceState, enroll
 from signer import cades
 
@@ -115,11 +115,11 @@ def baselines(tmp: Path, pdf: Path, seconds: float) -> dict[str, Measured]:
         hsm = runtime.hsm
 
         def run(_: int) -> int:
-            hsm.sign_digests(credential.id, digests, "sha256", SignScheme.RSA_PKCS1_V15)
+            hsm.sign_digests(credential.id, digests, "sha256", SignatureScheme.RSA_PKCS1_V15)
             return BATCH
 
         def one(i: int) -> int:
-            hsm.sign_digest(credential.id, digests[i % BATCH], "sha256", SignScheme.RSA_PKCS1_V15)
+            hsm.sign_digest(credential.id, digests[i % BATCH], "sha256", SignatureScheme.RSA_PKCS1_V15)
             return 1
 
         key = credentials.key_signer(hsm, credential)

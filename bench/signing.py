@@ -17,7 +17,7 @@ from pathlib import Path
 from bench.scratch import scratch_credential
 from broker import credentials
 from demo.documents import write_payment_order_pdf
-from hsm import SignScheme
+from hsm import SignatureScheme
 from signer import cades, pades
 
 
@@ -54,7 +54,7 @@ def main() -> None:
         hsm = runtime.hsm
 
         def raw(_: int) -> None:
-            hsm.sign_digest(credential.id, digest, "sha256", SignScheme.RSA_PKCS1_V15)
+            hsm.sign_digest(credential.id, digest, "sha256", SignatureScheme.RSA_PKCS1_V15)
 
         content = b"<PaymentOrder>" + b"x" * 2000 + b"</PaymentOrder>"
 

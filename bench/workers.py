@@ -44,7 +44,7 @@ from bench.signing import rate
 from biometrics import Decision
 from broker import credentials
 from demo.documents import write_payment_order_pdf
-from hsm import SignScheme
+from hsm import SignatureScheme
 from kyso_device.client import DeviceClient, DeviceState, enroll
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/kyso_bench"
@@ -64,7 +64,7 @@ def baseline_rates(tmp: Path, pdf: Path, seconds: float) -> tuple[float, float, 
         digest = hashlib.sha256(b"raw").digest()
 
         def sign(_: int) -> None:
-            runtime.hsm.sign_digest(credential.id, digest, "sha256", SignScheme.RSA_PKCS1_V15)
+            runtime.hsm.sign_digest(credential.id, digest, "sha256", SignatureScheme.RSA_PKCS1_V15)
 
         key = credentials.key_signer(runtime.hsm, credential)
         pyhanko = pyhanko_rates(key, pdf, tmp / "pyhanko-out.pdf", seconds / 2)[INVISIBLE_FIELD]

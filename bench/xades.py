@@ -28,7 +28,7 @@ from bench.scratch import scratch_credential
 from bench.signing import rate
 from broker import credentials
 from signer import xades
-from signer.algorithms import PssParams, Scheme
+from signer.algorithms import PssParams, SignatureScheme
 from signer.keysigner import KeySigner
 
 ORDER = """<?xml version="1.0" encoding="UTF-8"?>
@@ -51,10 +51,10 @@ class _SoftwareKeySigner(KeySigner):
 
     def __init__(self, key: rsa.RSAPrivateKey, certificate: x509.Certificate,
                  chain: Sequence[x509.Certificate]) -> None:
-        super().__init__(certificate, chain, Scheme.RSA_PKCS1_V15)
+        super().__init__(certificate, chain, SignatureScheme.RSA_PKCS1_V15)
         self._key = key
 
-    def _sign_digest(self, digest: bytes, hash_name: str, scheme: Scheme, pss: PssParams | None) -> bytes:
+    def _sign_digest(self, digest: bytes, hash_name: str, scheme: SignatureScheme, pss: PssParams | None) -> bytes:
         return self._key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
 
 

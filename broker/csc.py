@@ -34,7 +34,7 @@ from broker.settings import Settings
 from ca_adapters import CaAdapter
 from hsm import Hsm
 from signer import SignerError
-from signer.algorithms import DIGEST_OIDS, DIGEST_SIZES, SIGNATURE_OIDS, PssParams, Scheme, digest_name
+from signer.algorithms import DIGEST_OIDS, DIGEST_SIZES, SIGNATURE_OIDS, PssParams, SignatureScheme, digest_name
 
 _HASH_BY_SIZE = {size: name for name, size in DIGEST_SIZES.items()}
 
@@ -67,12 +67,12 @@ class Authorisation:
 
 def key_algorithms(credential: Credential) -> list[str]:
     """``key.algo``: the signature algorithm OIDs this credential signs with."""
-    scheme = Scheme(credential.signature_scheme)
+    scheme = SignatureScheme(credential.signature_scheme)
     if credential.delegated:  # the providers' APIs sign SHA-256 with PKCS#1 v1.5
         return ["1.2.840.113549.1.1.11", "1.2.840.113549.1.1.1"]
-    if scheme is Scheme.ECDSA:
+    if scheme is SignatureScheme.ECDSA:
         return ["1.2.840.10045.4.3.2", "1.2.840.10045.4.3.3", "1.2.840.10045.4.3.4", "1.2.840.10045.2.1"]
-    if scheme is Scheme.RSA_PSS:
+    if scheme is SignatureScheme.RSA_PSS:
         return ["1.2.840.113549.1.1.10"]
     return ["1.2.840.113549.1.1.11", "1.2.840.113549.1.1.12", "1.2.840.113549.1.1.13", "1.2.840.113549.1.1.1"]
 
@@ -198,7 +198,7 @@ class _Checked:
     request_id: str
     reservation: sole_control.Reservation | None
     """None for a delegated credential: the provider signed, nothing is reserved in kyso's HSM."""
-    scheme: Scheme
+    scheme: SignatureScheme
     pss: PssParams | None
 
 
@@ -238,13 +238,13 @@ def sad_expired(request: SigningRequest, sad_seconds: int) -> bool:
 
 def _signature_parameters(
     credential: Credential, sign_algo: str, params_der: bytes | None, hash_algorithm: str
-) -> tuple[Scheme, PssParams | None]:
+) -> tuple[SignatureScheme, PssParams | None]:
     if sign_algo not in key_algorithms(credential):
         raise InvalidInput(f"signAlgo {sign_algo} is not offered by this credential")
     scheme, implied_hash = SIGNATURE_OIDS[sign_algo]
     if implied_hash is not None and implied_hash != hash_algorithm:
         raise InvalidInput(f"signAlgo {sign_algo} implies {implied_hash}, but the hashes are {hash_algorithm}")
-    if scheme is not Scheme.RSA_PSS:
+    if scheme is not SignatureScheme.RSA_PSS:
         return scheme, None
     if not params_der:
         raise InvalidInput("RSA-PSS needs signAlgoParams (DER RSASSA-PSS-params)")

@@ -12,7 +12,7 @@ from hsm.errors import (
     WrongPin,
 )
 from hsm.keys import KeyAlgorithm, KeyInfo
-from hsm.token import Hsm, SignScheme
+from hsm.token import Hsm, SignatureScheme
 
 __all__ = [
     "DeviceError",
@@ -22,7 +22,7 @@ __all__ = [
     "KeyInfo",
     "KeyNotFound",
     "MechanismUnsupported",
-    "SignScheme",
+    "SignatureScheme",
     "TokenMissing",
     "WrongPin",
 ]

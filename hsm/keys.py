@@ -32,6 +32,14 @@ class KeyAlgorithm(str, enum.Enum):
         return {"ec-p256": 72, "ec-p384": 104}[self.value]
 
 
+class SignatureScheme(str, enum.Enum):
+    """How a digest is signed: the PKCS#11 mechanism family, shared by the HSM and the formats."""
+
+    RSA_PKCS1_V15 = "rsa-pkcs1v15"
+    RSA_PSS = "rsa-pss"
+    ECDSA = "ecdsa"
+
+
 @dataclass(frozen=True)
 class KeyInfo:
     key_id: str

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import threading
@@ -22,16 +21,10 @@ from pkcs11.util.rsa import encode_rsa_public_key
 from hsm import locking
 from hsm.errors import DeviceError, HsmError, KeyNotFound, MechanismUnsupported, TokenMissing, WrongPin
 from hsm.gate import ModuleGate
-from hsm.keys import KeyAlgorithm, KeyInfo
+from hsm.keys import KeyAlgorithm, KeyInfo, SignatureScheme
 from hsm.pool import SessionPool
 
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
-
-
-class SignScheme(str, enum.Enum):
-    RSA_PKCS1_V15 = "rsa-pkcs1v15"
-    RSA_PSS = "rsa-pss"
-    ECDSA = "ecdsa"
 
 
 # DER prefixes of DigestInfo (RFC 8017 §9.2, note 1), followed by the digest.
@@ -417,7 +410,7 @@ class Hsm:
         key_id: str,
         digest: bytes,
         hash_name: str,
-        scheme: SignScheme,
+        scheme: SignatureScheme,
         *,
         pss_salt_length: int | None = None,
     ) -> bytes:
@@ -429,7 +422,7 @@ class Hsm:
         key_id: str,
         digests: Sequence[bytes],
         hash_name: str,
-        scheme: SignScheme,
+        scheme: SignatureScheme,
         *,
         pss_salt_length: int | None = None,
     ) -> list[bytes]:
@@ -456,15 +449,15 @@ class Hsm:
             signatures += helper.result()
         return signatures
 
-    def _sign_in_session(self, key_id: str, digests: Sequence[bytes], hash_name: str, scheme: SignScheme,
+    def _sign_in_session(self, key_id: str, digests: Sequence[bytes], hash_name: str, scheme: SignatureScheme,
                          pss_salt_length: int | None) -> list[bytes]:
         with self._session() as session:
             key = self._find(session, ObjectClass.PRIVATE_KEY, key_id.encode())
             try:
-                if scheme is SignScheme.RSA_PKCS1_V15:
+                if scheme is SignatureScheme.RSA_PKCS1_V15:
                     prefix = _DIGEST_INFO_PREFIX[hash_name]
                     return [bytes(key.sign(prefix + d, mechanism=Mechanism.RSA_PKCS)) for d in digests]
-                if scheme is SignScheme.RSA_PSS:
+                if scheme is SignatureScheme.RSA_PSS:
                     hash_mech, mgf = _PSS_HASH[hash_name]
                     salt = _DIGEST_SIZE[hash_name] if pss_salt_length is None else pss_salt_length
                     return [bytes(key.sign(d, mechanism=Mechanism.RSA_PKCS_PSS, mechanism_param=(hash_mech, mgf, salt)))

@@ -29,7 +29,6 @@ from sqlalchemy import select
 from api.app import create_app
 from biometrics import Decision, sign_decision
 from broker import admin_socket, approvals, clients, credentials, directory
-from kyso.server import remove_server_json, uvicorn_config, write_server_json
 from broker.audit import Actor
 from broker.db.engine import read_connection, transaction
 from broker.db.models import Credential, OAuthClient, RelyingSystem, Role, SigningMode, Unit, User
@@ -37,13 +36,14 @@ from broker.errors import InvalidInput, PolicyViolation
 from broker.lifecycle import signing_requests
 from broker.notify import request_topic
 from broker.observability.logs import configure_logging
-from kyso.operations import setup
 from broker.runtime import Runtime
 from broker.settings import load_settings
 from ca_adapters import provider_names
 from ca_adapters.emulator import EmulatorSet
 from hsm import KeyAlgorithm
-from signer import Scheme
+from kyso.operations import setup
+from kyso.server import remove_server_json, uvicorn_config, write_server_json
+from signer import SignatureScheme
 
 ACTOR = Actor("sandbox", "kyso-sandbox")
 UNIT = ("SBX-001", "Trường Tiểu học Thử Nghiệm")
@@ -52,10 +52,10 @@ USERS = [
     ("sbx.chutk", "Trần Văn Chủ", "001080000999", Role.ACCOUNT_HOLDER),
 ]
 CREDENTIALS = [
-    ("sbx.ketoan", "vnpt", KeyAlgorithm.RSA_2048, Scheme.RSA_PKCS1_V15),
-    ("sbx.ketoan", "misa", KeyAlgorithm.RSA_3072, Scheme.RSA_PSS),
-    ("sbx.chutk", "viettel", KeyAlgorithm.EC_P256, Scheme.ECDSA),
-    ("sbx.chutk", "nacencomm", KeyAlgorithm.RSA_2048, Scheme.RSA_PKCS1_V15),
+    ("sbx.ketoan", "vnpt", KeyAlgorithm.RSA_2048, SignatureScheme.RSA_PKCS1_V15),
+    ("sbx.ketoan", "misa", KeyAlgorithm.RSA_3072, SignatureScheme.RSA_PSS),
+    ("sbx.chutk", "viettel", KeyAlgorithm.EC_P256, SignatureScheme.ECDSA),
+    ("sbx.chutk", "nacencomm", KeyAlgorithm.RSA_2048, SignatureScheme.RSA_PKCS1_V15),
 ]
 RELYING_SYSTEM = "sandbox-dvc"
 RELYING_SYSTEM_NAME = "Cổng DVC Kho bạc (thử nghiệm)"

@@ -5,7 +5,7 @@
 (parsed by ``xml_safety``).
 """
 
-from signer.algorithms import PssParams, Scheme
+from signer.algorithms import PssParams, SignatureScheme
 from signer.errors import InvalidDocument, InvalidHash, InvalidParameters, InvalidXml, SignerError, UnsupportedAlgorithm
 from signer.keysigner import KeySigner
 
@@ -16,7 +16,7 @@ __all__ = [
     "InvalidXml",
     "KeySigner",
     "PssParams",
-    "Scheme",
+    "SignatureScheme",
     "SignerError",
     "UnsupportedAlgorithm",
 ]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import enum
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from asn1crypto import algos
 
+from hsm.keys import SignatureScheme
 from signer.errors import InvalidHash, InvalidParameters, UnsupportedAlgorithm
 
 DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
@@ -20,23 +20,17 @@ DIGEST_OIDS = {
 DIGEST_OID_BY_NAME = {v: k for k, v in DIGEST_OIDS.items()}
 
 
-class Scheme(str, enum.Enum):
-    RSA_PKCS1_V15 = "rsa-pkcs1v15"
-    RSA_PSS = "rsa-pss"
-    ECDSA = "ecdsa"
-
-
 # The signature algorithm OIDs a client may name, with the digest they imply (None: any).
-SIGNATURE_OIDS: dict[str, tuple[Scheme, str | None]] = {
-    "1.2.840.113549.1.1.1": (Scheme.RSA_PKCS1_V15, None),
-    "1.2.840.113549.1.1.11": (Scheme.RSA_PKCS1_V15, "sha256"),
-    "1.2.840.113549.1.1.12": (Scheme.RSA_PKCS1_V15, "sha384"),
-    "1.2.840.113549.1.1.13": (Scheme.RSA_PKCS1_V15, "sha512"),
-    "1.2.840.113549.1.1.10": (Scheme.RSA_PSS, None),
-    "1.2.840.10045.2.1": (Scheme.ECDSA, None),
-    "1.2.840.10045.4.3.2": (Scheme.ECDSA, "sha256"),
-    "1.2.840.10045.4.3.3": (Scheme.ECDSA, "sha384"),
-    "1.2.840.10045.4.3.4": (Scheme.ECDSA, "sha512"),
+SIGNATURE_OIDS: dict[str, tuple[SignatureScheme, str | None]] = {
+    "1.2.840.113549.1.1.1": (SignatureScheme.RSA_PKCS1_V15, None),
+    "1.2.840.113549.1.1.11": (SignatureScheme.RSA_PKCS1_V15, "sha256"),
+    "1.2.840.113549.1.1.12": (SignatureScheme.RSA_PKCS1_V15, "sha384"),
+    "1.2.840.113549.1.1.13": (SignatureScheme.RSA_PKCS1_V15, "sha512"),
+    "1.2.840.113549.1.1.10": (SignatureScheme.RSA_PSS, None),
+    "1.2.840.10045.2.1": (SignatureScheme.ECDSA, None),
+    "1.2.840.10045.4.3.2": (SignatureScheme.ECDSA, "sha256"),
+    "1.2.840.10045.4.3.3": (SignatureScheme.ECDSA, "sha384"),
+    "1.2.840.10045.4.3.4": (SignatureScheme.ECDSA, "sha512"),
 }
 
 
@@ -112,10 +106,10 @@ class PssParams:
             )
 
 
-def signature_algorithm(scheme: Scheme, hash_name: str, pss: PssParams | None = None) -> algos.SignedDigestAlgorithm:
-    if scheme is Scheme.RSA_PKCS1_V15:
+def signature_algorithm(scheme: SignatureScheme, hash_name: str, pss: PssParams | None = None) -> algos.SignedDigestAlgorithm:
+    if scheme is SignatureScheme.RSA_PKCS1_V15:
         return algos.SignedDigestAlgorithm({"algorithm": f"{hash_name}_rsa"})
-    if scheme is Scheme.ECDSA:
+    if scheme is SignatureScheme.ECDSA:
         return algos.SignedDigestAlgorithm({"algorithm": f"{hash_name}_ecdsa"})
     params = pss or PssParams(hash_name, DIGEST_SIZES[hash_name])
     return algos.SignedDigestAlgorithm({"algorithm": "rsassa_pss", "parameters": params.to_asn1()})

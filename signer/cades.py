@@ -2,7 +2,7 @@
 
 Built in two pure phases so that a confirmation can sit between them:
 ``prepare`` returns the DER signed attributes and their digest (what the signer approves and
-the key signs); ``assemble`` wraps a signature value into a ``ContentInfo``. The parts that
+the key signs); ``finish`` wraps a signature value into a ``ContentInfo`` at a level. The parts that
 depend only on the signer (certificates, signing-certificate-v2, identifiers) are encoded once
 with asn1crypto and cached; each signature only concatenates DER.
 """
@@ -19,7 +19,7 @@ from functools import lru_cache
 from asn1crypto import algos, cms, tsp, x509
 
 from signer import der, ltv
-from signer.algorithms import DIGEST_SIZES, PssParams, Scheme, check_digest, signature_algorithm
+from signer.algorithms import DIGEST_SIZES, PssParams, SignatureScheme, check_digest, signature_algorithm
 from signer.errors import InvalidParameters
 from signer.keysigner import KeySigner
 
@@ -86,7 +86,7 @@ def _digest_algorithm(hash_name: str) -> bytes:
 
 
 @lru_cache(maxsize=64)
-def _signature_algorithm(scheme: Scheme, hash_name: str, pss: PssParams | None) -> bytes:
+def _signature_algorithm(scheme: SignatureScheme, hash_name: str, pss: PssParams | None) -> bytes:
     return signature_algorithm(scheme, hash_name, pss).dump()
 
 
@@ -145,12 +145,12 @@ def _message_digest_attr(digest: bytes) -> bytes:
     return der.sequence(_OID_MESSAGE_DIGEST, der.set_of(der.octet_string(digest)))
 
 
-def assemble(
+def _signed_data(
     tbs: CadesToBeSigned,
     signature: bytes,
     certificate: x509.Certificate,
     chain: Sequence[x509.Certificate],
-    scheme: Scheme,
+    scheme: SignatureScheme,
     pss: PssParams | None = None,
     unsigned_attrs_der: bytes | None = None,
 ) -> bytes:
@@ -182,12 +182,12 @@ def assemble(
     return der.sequence(_OID_SIGNED_DATA, der.context(0, signed_data))
 
 
-async def async_complete(
+async def async_finish(
     tbs: CadesToBeSigned,
     signature: bytes,
     certificate: x509.Certificate,
     chain: Sequence[x509.Certificate],
-    scheme: Scheme,
+    scheme: SignatureScheme,
     pss: PssParams | None,
     level: ltv.Level,
     services: ltv.LongTermServices | None,
@@ -202,7 +202,7 @@ async def async_complete(
     if level is ltv.Level.B_LTA:
         raise ltv.UnsupportedLevel("CAdES is signed up to B-LT here; archive timestamps are not built")
     if level is ltv.Level.B_B:
-        return assemble(tbs, signature, certificate, chain, scheme, pss), ltv.Level.B_B
+        return _signed_data(tbs, signature, certificate, chain, scheme, pss), ltv.Level.B_B
     try:
         if services is None:
             raise ltv.TimestampUnavailable("no TSA is configured")
@@ -210,8 +210,8 @@ async def async_complete(
     except ltv.TimestampUnavailable:
         if not accept_lower:
             raise
-        return assemble(tbs, signature, certificate, chain, scheme, pss), ltv.Level.B_B
-    data = assemble(tbs, signature, certificate, chain, scheme, pss, ltv.signature_timestamp_attrs(token))
+        return _signed_data(tbs, signature, certificate, chain, scheme, pss), ltv.Level.B_B
+    data = _signed_data(tbs, signature, certificate, chain, scheme, pss, ltv.signature_timestamp_attrs(token))
     if not level.long_term:
         return data, ltv.Level.B_T
     try:
@@ -223,16 +223,16 @@ async def async_complete(
     return ltv.add_validation_data(data, validation_data), ltv.Level.B_LT
 
 
-def complete(tbs: CadesToBeSigned, signature: bytes, certificate: x509.Certificate, chain: Sequence[x509.Certificate],
-             scheme: Scheme, pss: PssParams | None, level: ltv.Level, services: ltv.LongTermServices | None,
+def finish(tbs: CadesToBeSigned, signature: bytes, certificate: x509.Certificate, chain: Sequence[x509.Certificate],
+             scheme: SignatureScheme, pss: PssParams | None, level: ltv.Level, services: ltv.LongTermServices | None,
              *, accept_lower: bool = False) -> tuple[bytes, ltv.Level]:
-    return asyncio.run(async_complete(tbs, signature, certificate, chain, scheme, pss, level, services,
+    return asyncio.run(async_finish(tbs, signature, certificate, chain, scheme, pss, level, services,
                                       accept_lower=accept_lower))
 
 
-def default_pss(scheme: Scheme, hash_name: str) -> PssParams | None:
+def default_pss(scheme: SignatureScheme, hash_name: str) -> PssParams | None:
     """The PSS parameters kyso uses for a PSS key: MGF1 with the same digest, salt = digest size."""
-    return PssParams(hash_name, DIGEST_SIZES[hash_name]) if scheme is Scheme.RSA_PSS else None
+    return PssParams(hash_name, DIGEST_SIZES[hash_name]) if scheme is SignatureScheme.RSA_PSS else None
 
 
 def sign(
@@ -246,7 +246,7 @@ def sign(
     level: ltv.Level = ltv.Level.B_B,
     services: ltv.LongTermServices | None = None,
 ) -> bytes:
-    """Prepare, sign in the key's home and assemble at ``level``: a CAdES signature, DER."""
+    """Prepare, sign in the key's home and finish at ``level``: a CAdES signature, DER."""
     tbs = prepare(
         key.certificate,
         key.chain,
@@ -258,4 +258,4 @@ def sign(
     )
     pss = default_pss(key.scheme, hash_name)
     signature = key.sign(tbs.dtbs_digest, hash_name, pss=pss)
-    return complete(tbs, signature, key.certificate, key.chain, key.scheme, pss, level, services)[0]
+    return finish(tbs, signature, key.certificate, key.chain, key.scheme, pss, level, services)[0]

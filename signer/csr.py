@@ -7,16 +7,16 @@ from collections.abc import Callable
 
 from asn1crypto import csr, keys, x509
 
-from signer.algorithms import Scheme, signature_algorithm
+from signer.algorithms import SignatureScheme, signature_algorithm
 
-DigestSigner = Callable[[bytes, str, Scheme], bytes]
+DigestSigner = Callable[[bytes, str, SignatureScheme], bytes]
 """``(digest, hash_name, scheme) -> signature`` (ECDSA as DER)."""
 
 
 def build_csr(public_key_der: bytes, common_name: str, sign: DigestSigner, hash_name: str = "sha256") -> bytes:
     """DER CSR for ``public_key_der`` (SubjectPublicKeyInfo); the CA sets the real subject."""
     spki = keys.PublicKeyInfo.load(public_key_der)
-    scheme = Scheme.ECDSA if spki.algorithm == "ec" else Scheme.RSA_PKCS1_V15
+    scheme = SignatureScheme.ECDSA if spki.algorithm == "ec" else SignatureScheme.RSA_PKCS1_V15
     info = csr.CertificationRequestInfo(
         {
             "version": "v1",

@@ -41,7 +41,7 @@ from pyhanko_certvalidator.errors import InsufficientRevinfoError, PathBuildingE
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from signer import cades, ltv
-from signer.algorithms import DIGEST_SIZES, PssParams, Scheme, signature_algorithm
+from signer.algorithms import DIGEST_SIZES, PssParams, SignatureScheme, signature_algorithm
 from signer.errors import InvalidDocument, InvalidFieldPlace, InvalidStamp, SignerError
 from signer.keysigner import KeySigner
 
@@ -306,16 +306,16 @@ class PreparedPdf:
 
 
 def _external_signer(
-    certificate: x509.Certificate, chain: Sequence[x509.Certificate], scheme: Scheme, signature: bytes | int,
+    certificate: x509.Certificate, chain: Sequence[x509.Certificate], scheme: SignatureScheme, signature: bytes | int,
     hash_name: str,
 ) -> signers.ExternalSigner:
-    pss = PssParams(hash_name, DIGEST_SIZES[hash_name]) if scheme is Scheme.RSA_PSS else None
+    pss = PssParams(hash_name, DIGEST_SIZES[hash_name]) if scheme is SignatureScheme.RSA_PSS else None
     return signers.ExternalSigner(
         signing_cert=certificate,
         cert_registry=SimpleCertificateStore.from_certs(list(chain)),
         signature_value=signature,
         signature_mechanism=signature_algorithm(scheme, hash_name, pss),
-        prefer_pss=scheme is Scheme.RSA_PSS,
+        prefer_pss=scheme is SignatureScheme.RSA_PSS,
         embed_roots=False,
     )
 
@@ -323,7 +323,7 @@ def _external_signer(
 def prepare(
     certificate: x509.Certificate,
     chain: Sequence[x509.Certificate],
-    scheme: Scheme,
+    scheme: SignatureScheme,
     signature_size: int,
     input_path: Path,
     output_path: Path,
@@ -344,7 +344,7 @@ TIMESTAMP_ROOM = 12_000
 
 
 async def _prepare(
-    certificate: x509.Certificate, chain: Sequence[x509.Certificate], scheme: Scheme, signature_size: int,
+    certificate: x509.Certificate, chain: Sequence[x509.Certificate], scheme: SignatureScheme, signature_size: int,
     input_path: Path, output_path: Path, options: PadesOptions, hash_name: str, timestamped: bool,
 ) -> PreparedPdf:
     with input_path.open("rb") as pdf_in:
@@ -393,7 +393,7 @@ def finish(
     signature: bytes,
     certificate: x509.Certificate,
     chain: Sequence[x509.Certificate],
-    scheme: Scheme,
+    scheme: SignatureScheme,
     level: ltv.Level = ltv.Level.B_B,
     services: ltv.LongTermServices | None = None,
     *,
@@ -409,7 +409,7 @@ def finish(
 
 async def _finish(
     prepared: PreparedPdf, signature: bytes, certificate: x509.Certificate, chain: Sequence[x509.Certificate],
-    scheme: Scheme, level: ltv.Level, services: ltv.LongTermServices | None, accept_lower: bool,
+    scheme: SignatureScheme, level: ltv.Level, services: ltv.LongTermServices | None, accept_lower: bool,
 ) -> ltv.Level:
     external = _external_signer(certificate, chain, scheme, signature, prepared.hash_name)
     signed_attrs = cms.CMSAttributes.load(prepared.signed_attrs_der)
@@ -480,7 +480,7 @@ def sign(key: KeySigner, input_path: Path, output_path: Path, options: PadesOpti
     prepared = prepare(key.certificate, key.chain, key.scheme, key.signature_size(), input_path, output_path, options,
                        timestamped=level.timestamped)
     try:
-        pss = PssParams("sha256", DIGEST_SIZES["sha256"]) if key.scheme is Scheme.RSA_PSS else None
+        pss = PssParams("sha256", DIGEST_SIZES["sha256"]) if key.scheme is SignatureScheme.RSA_PSS else None
         signature = key.sign(prepared.dtbs_digest, prepared.hash_name, pss=pss)
     except BaseException:
         discard(prepared)

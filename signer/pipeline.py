@@ -29,7 +29,7 @@ from asn1crypto import x509
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
 
 from signer import cades, ltv, pades, xades
-from signer.algorithms import DIGEST_SIZES, PssParams, Scheme, file_digest
+from signer.algorithms import DIGEST_SIZES, PssParams, SignatureScheme, file_digest
 from signer.errors import InvalidDocument, SignerError
 from signer.keysigner import KeySigner, signature_size
 
@@ -45,7 +45,7 @@ class SigningMaterial:
     certificate: x509.Certificate
     intermediates: list[x509.Certificate]
     """The chain to embed: intermediates only; roots are the verifier's trust anchors."""
-    scheme: Scheme
+    scheme: SignatureScheme
 
     @property
     def signature_size(self) -> int:
@@ -54,7 +54,7 @@ class SigningMaterial:
     @property
     def pss(self) -> PssParams | None:
         """kyso's PSS parameters for a PSS key: MGF1 with SHA-256, a 32-byte salt."""
-        return PssParams(HASH_NAME, DIGEST_SIZES[HASH_NAME]) if self.scheme is Scheme.RSA_PSS else None
+        return PssParams(HASH_NAME, DIGEST_SIZES[HASH_NAME]) if self.scheme is SignatureScheme.RSA_PSS else None
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ def finish(pending: PendingDocument, signature: bytes, material: SigningMaterial
         raise InvalidDocument(f"a pending document of an unknown kind {pending.kind!r}")
     content = pending.work_path.read_bytes() if pending.work_path is not None else None
     tbs = cades.CadesToBeSigned(pending.signed_attrs, b"", HASH_NAME, content)
-    data, reached = cades.complete(tbs, signature, material.certificate, material.intermediates, material.scheme,
+    data, reached = cades.finish(tbs, signature, material.certificate, material.intermediates, material.scheme,
                                    material.pss, level, services, accept_lower=accept_lower)
     _write(pending.output, data)
     return reached

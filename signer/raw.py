@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from signer.algorithms import PssParams, Scheme, check_digest
+from signer.algorithms import PssParams, SignatureScheme, check_digest
 from signer.errors import InvalidHash
 from signer.keysigner import KeySigner
 
@@ -14,7 +14,7 @@ def sign_hashes(
     digests: Sequence[bytes],
     hash_name: str,
     *,
-    scheme: Scheme | None = None,
+    scheme: SignatureScheme | None = None,
     pss: PssParams | None = None,
 ) -> list[bytes]:
     """Sign each digest, in order. Every digest is checked before the first is signed."""

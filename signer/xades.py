@@ -52,7 +52,7 @@ from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureConstructi
 from signxml.xades import XAdESDataObjectFormat, XAdESSigner
 
 from signer import ltv, xml_safety
-from signer.algorithms import DIGEST_SIZES, PssParams, Scheme
+from signer.algorithms import DIGEST_SIZES, PssParams, SignatureScheme
 from signer.errors import InvalidDocument, SignerError, UnsupportedAlgorithm
 from signer.keysigner import KeySigner
 
@@ -65,9 +65,9 @@ _NSMAP = {"ds": DS_NS, "xades": XADES_NS}
 _PLACEHOLDER = "placeholder"  # signxml's marker for where an enveloped signature goes
 
 _SIGNATURE_METHODS = {
-    Scheme.RSA_PKCS1_V15: SignatureMethod.RSA_SHA256,
-    Scheme.RSA_PSS: SignatureMethod.SHA256_RSA_MGF1,  # MGF1-SHA-256, salt 32 (RFC 9231 2.3.10)
-    Scheme.ECDSA: SignatureMethod.ECDSA_SHA256,
+    SignatureScheme.RSA_PKCS1_V15: SignatureMethod.RSA_SHA256,
+    SignatureScheme.RSA_PSS: SignatureMethod.SHA256_RSA_MGF1,  # MGF1-SHA-256, salt 32 (RFC 9231 2.3.10)
+    SignatureScheme.ECDSA: SignatureMethod.ECDSA_SHA256,
 }
 PSS = PssParams(HASH_NAME, DIGEST_SIZES[HASH_NAME])
 
@@ -112,7 +112,7 @@ class PreparedXml:
     data_preview: str
     """The start of the signed element's text, for the approval screen."""
     signing_time: datetime
-    scheme: Scheme
+    scheme: SignatureScheme
     certificate: x509.Certificate
     chain: tuple[x509.Certificate, ...]
     hash_name: str = HASH_NAME
@@ -122,14 +122,14 @@ class PreparedXml:
 class _DeferredKey:
     """Stands in for the private key inside signxml: records what it would sign, signs nothing."""
 
-    def __init__(self, key_size: int, scheme: Scheme) -> None:
+    def __init__(self, key_size: int, scheme: SignatureScheme) -> None:
         self.key_size = key_size
         self._scheme = scheme
         self.signed_info: bytes | None = None
 
     def sign(self, data: bytes, *_: Any, **__: Any) -> bytes:
         self.signed_info = data
-        if self._scheme is Scheme.ECDSA:
+        if self._scheme is SignatureScheme.ECDSA:
             return utils.encode_dss_signature(1, 1)  # signxml converts DER to r‖s before we blank it
         return b"\0"
 
@@ -137,7 +137,7 @@ class _DeferredKey:
 class _Builder(XAdESSigner):
     """signxml's XAdES signer with kyso's Ids and signing time, and explicit reference transforms."""
 
-    def __init__(self, scheme: Scheme, ids: dict[str, str], signing_time: datetime, options: XadesOptions) -> None:
+    def __init__(self, scheme: SignatureScheme, ids: dict[str, str], signing_time: datetime, options: XadesOptions) -> None:
         super().__init__(
             claimed_roles=[options.claimed_role] if options.claimed_role else None,
             data_object_format=XAdESDataObjectFormat(Description=options.description, MimeType="text/xml"),
@@ -228,14 +228,14 @@ def prepare(
     document: bytes,
     certificate: x509.Certificate,
     chain: tuple[x509.Certificate, ...] | list[x509.Certificate] = (),
-    scheme: Scheme | None = None,
+    scheme: SignatureScheme | None = None,
     options: XadesOptions | None = None,
 ) -> PreparedXml:
     """Place a signature over ``options.reference_id`` at ``options.placement``; its value left to the key."""
     if options is None:
         raise InvalidDocument("an XML signature needs the reference Id and placement (XadesOptions)")
-    scheme = scheme or (Scheme.ECDSA if certificate.public_key.algorithm == "ec" else Scheme.RSA_PKCS1_V15)
-    if (scheme is Scheme.ECDSA) != (certificate.public_key.algorithm == "ec"):
+    scheme = scheme or (SignatureScheme.ECDSA if certificate.public_key.algorithm == "ec" else SignatureScheme.RSA_PKCS1_V15)
+    if (scheme is SignatureScheme.ECDSA) != (certificate.public_key.algorithm == "ec"):
         raise UnsupportedAlgorithm(f"{scheme.value} does not fit this {certificate.public_key.algorithm} key")
     tree = xml_safety.parse(document, max_bytes=options.max_bytes, max_depth=options.max_depth)
     index = xml_safety.id_index(tree)
@@ -275,7 +275,7 @@ def prepare(
         scheme=scheme,
         certificate=certificate,
         chain=tuple(chain),
-        pss=PSS if scheme is Scheme.RSA_PSS else None,
+        pss=PSS if scheme is SignatureScheme.RSA_PSS else None,
     )
 
 
@@ -300,7 +300,7 @@ def signature_value(prepared: PreparedXml, signature: bytes) -> bytes:
         if not isinstance(public_key, rsa.RSAPublicKey):
             raise UnsupportedAlgorithm("XML signatures are made with RSA or EC keys")
         pad: padding.AsymmetricPadding = padding.PKCS1v15()
-        if prepared.scheme is Scheme.RSA_PSS:
+        if prepared.scheme is SignatureScheme.RSA_PSS:
             pad = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS.salt_length)
         public_key.verify(signature, prepared.dtbs_digest, pad, prehashed)
         return signature

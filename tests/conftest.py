@@ -16,12 +16,12 @@ from broker.audit import Actor
 from broker.db.engine import make_engine, transaction
 from broker.db.migrate import upgrade
 from broker.db.models import Credential, Role, SigningMode
-from kyso.operations import setup
 from broker.runtime import Runtime
 from broker.settings import Settings, load_settings
 from ca_adapters.emulator import EmulatorSet
 from hsm import Hsm, KeyAlgorithm
-from signer import Scheme
+from kyso.operations import setup
+from signer import SignatureScheme
 from tests.support import in_ci, write_pem
 
 ACTOR = Actor("test", "pytest")
@@ -102,7 +102,7 @@ def enrolled(runtime: Runtime) -> Enrolled:
     ids = []
     for user, provider, algorithm, scheme in [
         ("lan", "vnpt", KeyAlgorithm.RSA_2048, None),
-        ("hung", "misa", KeyAlgorithm.RSA_2048, Scheme.RSA_PSS),
+        ("hung", "misa", KeyAlgorithm.RSA_2048, SignatureScheme.RSA_PSS),
         ("hung", "viettel", KeyAlgorithm.EC_P256, None),
     ]:
         with transaction(runtime.sessions) as s:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from broker.errors import KysoError
-from hsm import Hsm, HsmError, KeyAlgorithm, SignScheme
+from hsm import Hsm, HsmError, KeyAlgorithm, SignatureScheme
 
 AUDIT_KEY_ID = "kyso-audit"
 AUDIT_KEY_ALGORITHM = KeyAlgorithm.EC_P256
@@ -101,5 +101,5 @@ def ensure_audit_key(hsm: Hsm) -> AuditPublicKey:
 def sign_statement(hsm: Hsm, kind: str, fields: dict[str, Any]) -> SignedStatement:
     key = ensure_audit_key(hsm)
     digest = hashlib.sha256(statement_bytes(kind, fields)).digest()
-    signature = hsm.sign_digest(AUDIT_KEY_ID, digest, "sha256", SignScheme.ECDSA)
+    signature = hsm.sign_digest(AUDIT_KEY_ID, digest, "sha256", SignatureScheme.ECDSA)
     return SignedStatement(kind, fields, base64.b64encode(signature).decode(), key.fingerprint)

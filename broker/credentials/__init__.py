@@ -24,8 +24,7 @@ from broker.errors import (
 )
 from ca_adapters import CaAdapter, CertificateUnknown, RevocationReason, Subject
 from ca_adapters.remote_clients import CLIENTS
-from hsm import Hsm, HsmError, KeyAlgorithm, SignScheme
-from signer import Scheme
+from hsm import Hsm, HsmError, KeyAlgorithm, SignatureScheme
 from signer.csr import build_csr
 from signer.errors import CertificateRevoked
 from signer.hsm_signer import HsmKeySigner
@@ -44,12 +43,12 @@ def parse_key_algorithm(value: str) -> KeyAlgorithm:
         raise InvalidInput(f"unknown key algorithm {value!r}; known: {known}") from exc
 
 
-def parse_scheme(value: str, algorithm: KeyAlgorithm) -> Scheme:
+def parse_scheme(value: str, algorithm: KeyAlgorithm) -> SignatureScheme:
     try:
-        scheme = Scheme(value)
+        scheme = SignatureScheme(value)
     except ValueError as exc:
         raise InvalidInput(f"unknown signature scheme {value!r}; known: rsa-pkcs1v15, rsa-pss, ecdsa") from exc
-    if algorithm.is_rsa == (scheme is Scheme.ECDSA):
+    if algorithm.is_rsa == (scheme is SignatureScheme.ECDSA):
         raise InvalidInput(f"{scheme.value} does not fit a {algorithm.value} key")
     return scheme
 
@@ -62,7 +61,7 @@ def enroll(
     *,
     username: str,
     key_algorithm: KeyAlgorithm,
-    scheme: Scheme | None = None,
+    scheme: SignatureScheme | None = None,
     renewing: bool = False,
 ) -> Credential:
     """Key in the HSM → CSR signed there → the provider's CA → chain stored.
@@ -75,13 +74,13 @@ def enroll(
     check_unit_remote(user.unit)
     if not renewing:
         check_no_active_credential(session, user, ca.name)
-    scheme = scheme or (Scheme.ECDSA if not key_algorithm.is_rsa else Scheme.RSA_PKCS1_V15)
+    scheme = scheme or (SignatureScheme.ECDSA if not key_algorithm.is_rsa else SignatureScheme.RSA_PKCS1_V15)
     if not ca.accepts_key_algorithm(key_algorithm.value):
         raise InvalidInput(f"{ca.profile.display_name} does not issue for {key_algorithm.value} keys")
     credential_id = uuid.uuid4().hex
     key = hsm.generate_key(credential_id, key_algorithm, label=f"{username}/{ca.name}")
     try:
-        hsm_scheme = SignScheme.ECDSA if not key_algorithm.is_rsa else SignScheme.RSA_PKCS1_V15
+        hsm_scheme = SignatureScheme.ECDSA if not key_algorithm.is_rsa else SignatureScheme.RSA_PKCS1_V15
         csr = build_csr(
             key.public_key_der,
             user.full_name,
@@ -188,7 +187,7 @@ def renew(session: Session, actor: Actor, hsm: Hsm, ca: CaAdapter, credential_id
     if old.delegated:
         raise InvalidInput(f"credential {credential_id!r} is delegated: {ca.profile.display_name} renews it; link the new one")
     new = enroll(session, actor, hsm, ca, username=old.user.username,
-                 key_algorithm=parse_key_algorithm(old.key_algorithm), scheme=Scheme(old.signature_scheme),
+                 key_algorithm=parse_key_algorithm(old.key_algorithm), scheme=SignatureScheme(old.signature_scheme),
                  renewing=True)
     revoke(session, actor, ca, credential_id, RevocationReason.SUPERSEDED)
     audit.record(session, actor, "credential.renew", target_type="credential", target_id=new.id,
@@ -283,7 +282,7 @@ def _signing_material(certificate_der: bytes, chain_b64: tuple[str, ...], scheme
     """Parsed once per certificate: parsing (and the self-signed test) cost milliseconds per signature."""
     cert = asn1_x509.Certificate.load(certificate_der)
     chain = [asn1_x509.Certificate.load(base64.b64decode(c)) for c in chain_b64]
-    return SigningMaterial(cert, [c for c in chain if c.self_signed == "no"], Scheme(scheme))
+    return SigningMaterial(cert, [c for c in chain if c.self_signed == "no"], SignatureScheme(scheme))
 
 
 def key_signer(hsm: Hsm, credential: Credential) -> HsmKeySigner:

@@ -53,7 +53,7 @@ from ca_adapters.remote_signing import (
     RemoteSigningClient,
     RemoteStatus,
 )
-from signer import Scheme
+from signer import SignatureScheme
 
 log = logging.getLogger("kyso.delegated")
 
@@ -135,7 +135,7 @@ def link(session: Session, actor: Actor, ca: CaAdapter, client: RemoteSigningCli
         ref["session"] = provider_session  # kept so that signing goes on without the signer's password
     credential = Credential(
         id=uuid.uuid4().hex, user=user, provider=ca.name, key_algorithm=f"rsa-{key.key_size}",
-        signature_scheme=Scheme.RSA_PKCS1_V15.value, status=CredentialStatus.ACTIVE,
+        signature_scheme=SignatureScheme.RSA_PKCS1_V15.value, status=CredentialStatus.ACTIVE,
         certificate=remote.chain_der[0], chain=[base64.b64encode(c).decode() for c in remote.chain_der[1:]],
         serial_hex=serial, subject=asn1_cert.subject.human_friendly,
         not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,

@@ -23,7 +23,7 @@ from broker.errors import Conflict
 from broker.lifecycle import signing_requests
 from broker.observability import metrics
 from hsm import Hsm, HsmError
-from signer import PssParams, Scheme, SignerError
+from signer import PssParams, SignatureScheme, SignerError
 from signer.hsm_signer import HsmKeySigner
 
 
@@ -74,7 +74,7 @@ def sign_approved(
     actor: Actor,
     request_id: str,
     *,
-    scheme: Scheme | None = None,
+    scheme: SignatureScheme | None = None,
     pss: PssParams | None = None,
     mark_signed: bool = True,
 ) -> list[bytes]:
@@ -93,7 +93,7 @@ def sign_reserved(
     actor: Actor,
     reservation: Reservation,
     *,
-    scheme: Scheme | None = None,
+    scheme: SignatureScheme | None = None,
     pss: PssParams | None = None,
     mark_signed: bool = True,
 ) -> list[bytes]:

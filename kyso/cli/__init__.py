@@ -11,6 +11,10 @@ from typing import Optional
 
 import typer
 
+from broker.errors import KysoError
+from broker.settings import resolve_data_dir
+from ca_adapters import CaError
+from hsm import HsmError
 from kyso.cli import (
     audit_cmds,
     backup_cmds,
@@ -24,10 +28,6 @@ from kyso.cli import (
 )
 from kyso.cli.context import CliState
 from kyso.cli.output import console, fail
-from broker.errors import KysoError
-from broker.settings import resolve_data_dir
-from ca_adapters import CaError
-from hsm import HsmError
 from signer import SignerError
 
 app = typer.Typer(

@@ -14,8 +14,6 @@ import typer
 
 from broker import audit
 from broker.admin_socket import AdminClient
-from kyso.cli.context import state
-from kyso.cli.output import JSON_OPTION, console, print_json, table
 from broker.audit import checkpoint as audit_checkpoint
 from broker.audit import cli_actor
 from broker.audit import export as audit_export
@@ -23,6 +21,8 @@ from broker.audit import key as audit_key
 from broker.audit import verify as audit_verify
 from broker.db.engine import read_transaction, transaction
 from broker.errors import InvalidInput
+from kyso.cli.context import state
+from kyso.cli.output import JSON_OPTION, console, print_json, table
 
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 

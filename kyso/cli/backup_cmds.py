@@ -9,12 +9,12 @@ from typing import Optional
 
 import typer
 
-from kyso.cli.context import state
-from kyso.cli.output import console
 from broker.audit import cli_actor
 from broker.audit.checkpoint import Checkpoint
 from broker.errors import PolicyViolation
 from broker.lifecycle import housekeeping as housekeeping_service
+from kyso.cli.context import state
+from kyso.cli.output import console
 from kyso.operations import backup as backup_service
 
 

@@ -7,11 +7,11 @@ import threading
 
 import typer
 
-from kyso.cli.context import state
-from kyso.cli.output import console
 from ca_adapters import provider_names
 from ca_adapters.emulator import EmulatorSet
 from ca_adapters.emulator.state import PHONE_MODES
+from kyso.cli.context import state
+from kyso.cli.output import console
 
 ca_app = typer.Typer(help="Certificate providers' local emulators.", no_args_is_help=True)
 

@@ -13,17 +13,17 @@ import typer
 from asn1crypto import pem
 
 from broker import credentials
-from kyso.cli import ids, onboarding_cmds
-from kyso.cli.context import state
-from kyso.cli.output import JSON_OPTION, console, print_json, table
 from broker.audit import cli_actor
 from broker.credentials import delegated
 from broker.db.engine import read_transaction, transaction
 from broker.db.models import Credential
 from broker.errors import InvalidInput
-from kyso.operations import onboarding
 from ca_adapters import RevocationReason, provider_names
 from ca_adapters.remote_clients import MisaClient
+from kyso.cli import ids, onboarding_cmds
+from kyso.cli.context import state
+from kyso.cli.output import JSON_OPTION, console, print_json, table
+from kyso.operations import onboarding
 
 cert_app = typer.Typer(help="Certificates and the HSM keys behind them.", no_args_is_help=True)
 

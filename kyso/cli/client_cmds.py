@@ -7,11 +7,11 @@ from typing import Optional
 import typer
 
 from broker import clients
-from kyso.cli.context import state
-from kyso.cli.output import JSON_OPTION, console, print_json, table
 from broker.audit import cli_actor
 from broker.db.engine import read_transaction, transaction
 from broker.db.models import OAuthClient, RelyingSystem
+from kyso.cli.context import state
+from kyso.cli.output import JSON_OPTION, console, print_json, table
 
 rs_app = typer.Typer(help="Relying systems (e.g. the DVC portal) and the units they serve.", no_args_is_help=True)
 client_app = typer.Typer(help="OAuth2 clients of relying systems (client credentials).", no_args_is_help=True)

@@ -10,12 +10,12 @@ import qrcode
 import typer
 
 from broker import approvals
-from kyso.cli import ids, onboarding_cmds
-from kyso.cli.context import state
-from kyso.cli.output import JSON_OPTION, console, print_json, table
 from broker.audit import cli_actor
 from broker.db.engine import read_transaction, transaction
 from broker.errors import InvalidInput
+from kyso.cli import ids, onboarding_cmds
+from kyso.cli.context import state
+from kyso.cli.output import JSON_OPTION, console, print_json, table
 from kyso.operations import onboarding
 
 device_app = typer.Typer(help="Signers' approval devices (phones and browser authenticators).", no_args_is_help=True)

@@ -12,13 +12,13 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from kyso.cli.output import console, print_json, table
 from broker.audit import cli_actor
 from broker.errors import KysoError
-from kyso.operations import onboarding
 from broker.runtime import Runtime
 from ca_adapters import CaError
 from hsm import HsmError
+from kyso.cli.output import console, print_json, table
+from kyso.operations import onboarding
 from signer import SignerError
 
 ROW_ERRORS: tuple[type[Exception], ...] = (KysoError, HsmError, SignerError, CaError)

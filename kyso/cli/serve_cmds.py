@@ -8,9 +8,9 @@ from typing import Optional
 import typer
 from sqlalchemy.engine import make_url
 
+from broker.errors import InvalidInput, NotInitialised
 from kyso.cli.context import state
 from kyso.cli.output import fail
-from broker.errors import InvalidInput, NotInitialised
 
 
 def register(app: typer.Typer) -> None:

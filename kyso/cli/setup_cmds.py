@@ -9,14 +9,14 @@ from typing import Optional
 import typer
 
 from broker import directory
-from kyso.cli import onboarding_cmds
-from kyso.cli.context import state
-from kyso.cli.output import JSON_OPTION, console, print_json, table, word
 from broker.audit import cli_actor
 from broker.db.engine import read_transaction, transaction
 from broker.db.models import Role, SigningMode, Unit, User
 from broker.lifecycle import unit_mode
 from broker.notify import request_topic
+from kyso.cli import onboarding_cmds
+from kyso.cli.context import state
+from kyso.cli.output import JSON_OPTION, console, print_json, table, word
 from kyso.operations import onboarding, setup
 
 

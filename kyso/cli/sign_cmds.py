@@ -16,14 +16,14 @@ from urllib.parse import quote
 import typer
 
 from broker import credentials, directory
-from kyso.cli.context import state
-from kyso.cli.output import console, table
 from broker.audit import cli_actor
 from broker.db.engine import transaction
 from broker.db.models import RequestState
 from broker.errors import InvalidInput, PolicyViolation
 from broker.lifecycle import local_documents, sole_control, unconfirmed_signing, waiting
 from ca_adapters import get_adapter, provider_names
+from kyso.cli.context import state
+from kyso.cli.output import console, table
 from signer import ltv, pipeline, reports, validation
 
 

@@ -37,11 +37,11 @@ from broker.db.engine import read_transaction, transaction
 from broker.db.migrate import upgrade
 from broker.db.models import AuditEvent, Document, SigningRequest
 from broker.errors import Conflict, InvalidInput, KysoError
-from kyso.operations import db_dump
 from broker.runtime import Runtime
 from broker.settings import Settings, load_settings, write_private_json
 from hsm import Hsm
 from hsm.store import token_store_dir
+from kyso.operations import db_dump
 
 FORMAT = "kyso-backup"
 VERSION = 1

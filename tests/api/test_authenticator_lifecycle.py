@@ -24,11 +24,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
 from broker import approvals, directory
-from kyso.cli import run
 from broker.db.engine import transaction
 from broker.db.models import AuditEvent, DeviceStatus, Role, WebAuthnCredential, WebSession
 from broker.runtime import Runtime
 from broker.settings import load_settings
+from kyso.cli import run
 from tests.conftest import ACTOR, Enrolled
 
 

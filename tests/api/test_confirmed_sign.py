@@ -9,9 +9,9 @@ import pytest
 from asn1crypto import x509
 
 from biometrics import Decision
-from kyso.cli import run
 from broker.runtime import Runtime
 from demo.documents import CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
+from kyso.cli import run
 from kyso_device.client import DeviceClient
 from signer import validate
 from tests.api.test_device_protocol import make_device

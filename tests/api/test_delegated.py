@@ -24,7 +24,6 @@ from sqlalchemy import select
 
 from biometrics import Decision
 from broker import approvals, clients
-from kyso.cli import run as kyso
 from broker.credentials import delegated
 from broker.db.engine import transaction
 from broker.db.models import AuditEvent, Credential, CredentialMode, ProviderCallback, RequestState, SigningRequest
@@ -37,6 +36,7 @@ from ca_adapters.emulator.state import CallbackTarget
 from ca_adapters.remote_clients import MisaClient, VnptClient
 from ca_adapters.remote_signing import RemoteCredential
 from demo.documents import CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
+from kyso.cli import run as kyso
 from kyso_client import KysoClient, KysoError
 from signer import validate
 from tests.conftest import ACTOR, Enrolled

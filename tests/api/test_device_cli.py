@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from broker import credentials
-from kyso.cli import run
 from broker.db.engine import transaction
 from broker.db.models import RequestState
 from broker.lifecycle import signing_requests
 from broker.runtime import Runtime
+from kyso.cli import run
 from kyso_device.cli import app as device_app
 from tests.conftest import ACTOR, Enrolled
 

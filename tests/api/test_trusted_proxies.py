@@ -16,11 +16,11 @@ from sqlalchemy import select
 
 from api.app import create_app
 from broker import clients
-from kyso.server import uvicorn_config
 from broker.db.engine import transaction
 from broker.db.models import AuditEvent
 from broker.runtime import Runtime
 from broker.settings import Settings
+from kyso.server import uvicorn_config
 from tests.conftest import ACTOR, Enrolled, _free_port
 
 FORGED = "203.0.113.9"

@@ -25,7 +25,6 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
 from broker import clients
-from kyso.cli import run
 from broker.db.engine import transaction
 from broker.db.models import AuditEvent, DeliveryState, RelyingSystem, SigningRequest, WebhookDelivery
 from broker.errors import InvalidInput
@@ -33,6 +32,7 @@ from broker.lifecycle import webhook_targets, webhooks
 from broker.lifecycle.signing_requests import now
 from broker.lifecycle.webhook_targets import is_special, validate_allowlist
 from broker.runtime import Runtime
+from kyso.cli import run
 from kyso_client import KysoClient
 from tests.conftest import ACTOR, Enrolled
 

@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import delete, select, text, update
 
 from broker import audit
-from kyso.cli import run
 from broker.audit.checkpoint import checkpoint_on_shutdown, write_checkpoint
 from broker.audit.key import AUDIT_KEY_ID, audit_public_key
 from broker.db.engine import make_engine, transaction
@@ -25,6 +24,7 @@ from broker.db.models import AuditEvent
 from broker.runtime import Runtime
 from broker.settings import Settings
 from hsm import Hsm
+from kyso.cli import run
 from tests.conftest import ACTOR, _postgres_url
 
 Kyso = Callable[..., tuple[int, str, str]]

@@ -13,11 +13,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
 
 from broker import approvals, directory
-from kyso.cli import run
-from kyso.cli.output import fail, safe_text, table
 from broker.db.engine import transaction
 from broker.db.models import Role
 from broker.runtime import Runtime
+from kyso.cli import run
+from kyso.cli.output import fail, safe_text, table
 from kyso_device.cli import app as device_app
 from tests.conftest import ACTOR, Enrolled
 

@@ -31,7 +31,7 @@ from ca_adapters.remote_signing import (
     RemoteStatus,
     SoleControlRefused,
 )
-from signer import Scheme, cades, validate
+from signer import SignatureScheme, cades, ltv, validate
 from tests.support import openssl_cms_verify, write_pem
 
 PROVIDERS = ["viettel", "vnpt", "misa", "nacencomm"]
@@ -114,7 +114,7 @@ def test_delegated_cades_around_the_providers_signature(runtime: Runtime, emulat
     assert client.poll(credential, transaction_id).status is RemoteStatus.PENDING  # the phone has not answered yet
     assert _wait(client, credential, transaction_id) is RemoteStatus.SUCCESS
     [signature] = client.poll(credential, transaction_id).signatures
-    der = cades.assemble(tbs, signature, cert, intermediates, Scheme.RSA_PKCS1_V15)
+    der, _ = cades.finish(tbs, signature, cert, intermediates, SignatureScheme.RSA_PKCS1_V15, None, ltv.Level.B_B, None)
     roots = [asn1_x509.Certificate.load(d) for d in runtime.ca(provider).trust_anchors()]
     assert validate.validate_cms(der, roots, content).ok
     (tmp_path / "doc.p7s").write_bytes(der)

@@ -18,7 +18,7 @@ import hashlib, json, shutil, sys, threading, time
 from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-from hsm import HsmError, KeyAlgorithm, SignScheme, TokenMissing
+from hsm import HsmError, KeyAlgorithm, SignatureScheme, TokenMissing
 from hsm.store import activate_token_store, token_store_dir
 from hsm.token import DEFAULT_MODULE, Hsm, initialize_token
 
@@ -33,7 +33,7 @@ errors, signatures, phase, stop = {}, [], ["before"], threading.Event()
 def sign():
     while not stop.is_set():
         try:
-            signatures.append(hsm.sign_digest("k", digest, "sha256", SignScheme.ECDSA))
+            signatures.append(hsm.sign_digest("k", digest, "sha256", SignatureScheme.ECDSA))
         except HsmError as exc:
             key = f"{phase[0]}:{type(exc).__name__}"
             errors[key] = errors.get(key, 0) + 1

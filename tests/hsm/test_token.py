@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 
-from hsm import Hsm, HsmError, KeyAlgorithm, KeyNotFound, MechanismUnsupported, SignScheme
+from hsm import Hsm, HsmError, KeyAlgorithm, KeyNotFound, MechanismUnsupported, SignatureScheme
 from tests.support import REPO
 
 
@@ -35,13 +35,13 @@ def test_private_keys_are_sensitive_and_never_extractable(hsm: Hsm, keys: dict[s
 def test_signatures_verify_with_the_exported_public_key(hsm: Hsm, keys: dict[str, bytes]) -> None:
     digest = hashlib.sha256(b"payment order 123").digest()
     rsa_pub = serialization.load_der_public_key(keys["t-rsa"])
-    sig = hsm.sign_digest("t-rsa", digest, "sha256", SignScheme.RSA_PKCS1_V15)
+    sig = hsm.sign_digest("t-rsa", digest, "sha256", SignatureScheme.RSA_PKCS1_V15)
     rsa_pub.verify(sig, digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))  # type: ignore[union-attr]
-    sig = hsm.sign_digest("t-rsa", digest, "sha256", SignScheme.RSA_PSS, pss_salt_length=32)
+    sig = hsm.sign_digest("t-rsa", digest, "sha256", SignatureScheme.RSA_PSS, pss_salt_length=32)
     rsa_pub.verify(sig, digest, padding.PSS(padding.MGF1(hashes.SHA256()), 32), utils.Prehashed(hashes.SHA256()))  # type: ignore[union-attr]
     for key_id, hash_name, algo in [("t-ec256", "sha256", hashes.SHA256()), ("t-ec384", "sha384", hashes.SHA384())]:
         d = hashlib.new(hash_name, b"x").digest()
-        der = hsm.sign_digest(key_id, d, hash_name, SignScheme.ECDSA)
+        der = hsm.sign_digest(key_id, d, hash_name, SignatureScheme.ECDSA)
         assert der[0] == 0x30  # DER ECDSA-Sig-Value, not raw r||s
         serialization.load_der_public_key(keys[key_id]).verify(der, d, ec.ECDSA(utils.Prehashed(algo)))  # type: ignore[union-attr,call-arg]
 
@@ -60,7 +60,7 @@ def test_four_threads_sign_at_once_repeatedly(hsm: Hsm, keys: dict[str, bytes]) 
             for i in range(15):
                 digest = hashlib.sha256(f"{n}-{i}".encode()).digest()
                 key_id = "t-rsa" if n % 2 else "t-ec256"
-                scheme = SignScheme.RSA_PKCS1_V15 if n % 2 else SignScheme.ECDSA
+                scheme = SignatureScheme.RSA_PKCS1_V15 if n % 2 else SignatureScheme.ECDSA
                 sig = hsm.sign_digest(key_id, digest, "sha256", scheme)
                 with lock:
                     results.append((key_id, digest, sig))
@@ -86,25 +86,25 @@ def test_a_batch_comes_back_in_order_whether_or_not_it_is_split(hsm: Hsm, keys: 
     rsa_pub = serialization.load_der_public_key(keys["t-rsa"])
     for count in (0, 1, 7, 8, 50):  # from 8 on, the batch is spread over parallel sessions
         digests = [hashlib.sha256(f"batch {count} {i}".encode()).digest() for i in range(count)]
-        signatures = hsm.sign_digests("t-rsa", digests, "sha256", SignScheme.RSA_PKCS1_V15)
+        signatures = hsm.sign_digests("t-rsa", digests, "sha256", SignatureScheme.RSA_PKCS1_V15)
         assert len(signatures) == count
         for digest, sig in zip(digests, signatures):
             rsa_pub.verify(sig, digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))  # type: ignore[union-attr]
     with pytest.raises(HsmError, match="32 bytes"):  # one bad digest: nothing is signed
-        hsm.sign_digests("t-rsa", [hashlib.sha256(b"ok").digest()] * 9 + [b"short"], "sha256", SignScheme.RSA_PKCS1_V15)
+        hsm.sign_digests("t-rsa", [hashlib.sha256(b"ok").digest()] * 9 + [b"short"], "sha256", SignatureScheme.RSA_PKCS1_V15)
 
 
 def test_errors_are_mapped_to_the_hsm_hierarchy(hsm: Hsm, keys: dict[str, bytes]) -> None:
     digest = hashlib.sha256(b"x").digest()
     with pytest.raises(KeyNotFound) as missing:
-        hsm.sign_digest("no-such-key", digest, "sha256", SignScheme.RSA_PKCS1_V15)
+        hsm.sign_digest("no-such-key", digest, "sha256", SignatureScheme.RSA_PKCS1_V15)
     assert missing.value.code == "hsm_key_not_found"
     with pytest.raises(HsmError, match="32 bytes"):
-        hsm.sign_digest("t-rsa", digest[:31], "sha256", SignScheme.RSA_PKCS1_V15)
+        hsm.sign_digest("t-rsa", digest[:31], "sha256", SignatureScheme.RSA_PKCS1_V15)
     with pytest.raises(MechanismUnsupported):
-        hsm.sign_digest("t-rsa", digest, "md5", SignScheme.RSA_PKCS1_V15)
+        hsm.sign_digest("t-rsa", digest, "md5", SignatureScheme.RSA_PKCS1_V15)
     with pytest.raises(HsmError):
-        hsm.sign_digest("t-ec256", digest, "sha256", SignScheme.RSA_PKCS1_V15)
+        hsm.sign_digest("t-ec256", digest, "sha256", SignatureScheme.RSA_PKCS1_V15)
     with pytest.raises(HsmError, match="already exists"):
         hsm.generate_key("t-rsa", KeyAlgorithm.EC_P256)
 

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, utils
 
 from broker import credentials
 from broker.runtime import Runtime
-from signer import InvalidHash, InvalidParameters, PssParams, Scheme, UnsupportedAlgorithm
+from signer import InvalidHash, InvalidParameters, PssParams, SignatureScheme, UnsupportedAlgorithm
 from signer.algorithms import digest_name
 from signer.raw import sign_hashes
 from tests.conftest import Enrolled, load_credential
@@ -38,10 +38,10 @@ def test_bad_input_is_refused_before_the_hsm(runtime: Runtime, enrolled: Enrolle
     with pytest.raises(UnsupportedAlgorithm):
         sign_hashes(rsa, [bytes(16)], "md5")
     with pytest.raises(UnsupportedAlgorithm):
-        sign_hashes(ec, [bytes(32)], "sha256", scheme=Scheme.RSA_PSS)
+        sign_hashes(ec, [bytes(32)], "sha256", scheme=SignatureScheme.RSA_PSS)
     # A salt longer than a 2048-bit key allows: SoftHSM would fail with CKR_GENERAL_ERROR.
     with pytest.raises(InvalidParameters, match="out of range") as salt:
-        sign_hashes(rsa, [bytes(32)], "sha256", scheme=Scheme.RSA_PSS, pss=PssParams("sha256", 300))
+        sign_hashes(rsa, [bytes(32)], "sha256", scheme=SignatureScheme.RSA_PSS, pss=PssParams("sha256", 300))
     assert salt.value.code == "invalid_parameters"
     with pytest.raises(InvalidParameters):
         PssParams.from_der(b"\x30\x03garbage")

@@ -13,10 +13,10 @@ import pytest
 from asn1crypto import x509
 
 from broker import credentials
-from kyso.cli import run
 from broker.runtime import Runtime
 from ca_adapters.emulator import EmulatorSet
 from demo.documents import ACCOUNT_HOLDER_FIELD, CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
+from kyso.cli import run
 from signer import cades, ltv, pades, reports, validation
 from signer.validation_report import Indication
 from tests.conftest import Enrolled, load_credential

@@ -15,11 +15,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from lxml import etree
 
-from kyso.cli import run
 from broker.runtime import Runtime
 from ca_adapters.emulator import EmulatorSet
+from kyso.cli import run
 from signer import ltv, reports, validation, xades, xml_safety
-from signer.algorithms import Scheme
+from signer.algorithms import SignatureScheme
 from signer.keysigner import KeySigner
 from signer.validation_report import Indication
 from tests.conftest import Enrolled, load_credential
@@ -57,7 +57,7 @@ def _services(runtime: Runtime, key: KeySigner) -> ltv.LongTermServices:
 
 def xmlsec1_ok(document: bytes, root_pem: Path, tmp_path: Path, key: KeySigner | None = None) -> bool | None:
     """xmlsec1's answer for every signature; None where it cannot tell (Debian's 1.2 has no RSA-PSS for XML)."""
-    if key is not None and key.scheme is Scheme.RSA_PSS:
+    if key is not None and key.scheme is SignatureScheme.RSA_PSS:
         return None
     results = [xmlsec1_verify(document, root_pem, sid, tmp_path) for sid in signature_ids(document)]
     return all(r.returncode == 0 for r in results)
@@ -204,7 +204,7 @@ def _foreign_xades(issued: pki.Issued, crls: list) -> bytes:  # type: ignore[typ
     """A XAdES made with a key outside the HSM, its chain and CRLs added as B-LT's values (no timestamp)."""
     cert = issued.asn1
     chain = [_asn1(c) for c in issued.chain]
-    prepared = xades.prepare(ORDER, cert, chain, Scheme.ECDSA, CHIEF)
+    prepared = xades.prepare(ORDER, cert, chain, SignatureScheme.ECDSA, CHIEF)
     assert isinstance(issued.key, ec.EllipticCurvePrivateKey)
     value = issued.key.sign(prepared.dtbs_digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
     tree = etree.fromstring(xades.finish(prepared, value))
