@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+from collections.abc import Iterable
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import bearer_token, client_origin, runtime
@@ -16,7 +18,7 @@ from broker.audit import Actor
 from broker.db.engine import read_connection, read_transaction, transaction
 from broker.errors import InvalidInput
 from broker.lifecycle import signing_requests
-from broker.notify import request_topic, user_topic
+from broker.notify import user_topic
 from broker.runtime import Runtime
 
 router = APIRouter(prefix="/v1/devices", tags=["approval devices"], responses=PROBLEM_RESPONSES)
@@ -36,30 +38,46 @@ def enroll(body: DeviceEnrollIn, rt: Runtime = Depends(runtime), origin: str | N
                                full_name=device.user.full_name)
 
 
-@router.get("/me/requests", response_model=PendingList)
+def list_tag(request_ids: Iterable[str]) -> str:
+    """The ETag of a pending list: which requests are in it (each request's content never changes)."""
+    return 'W/"' + hashlib.sha256(",".join(request_ids).encode()).hexdigest()[:32] + '"'
+
+
+@router.get("/me/requests", response_model=PendingList,
+            responses={304: {"description": "The list still has the ETag sent in If-None-Match (long poll timed out)."}})
 async def pending(
+    response: Response,
     wait: float = Query(0, ge=0, le=60, allow_inf_nan=False,
-                        description="Long poll: seconds to wait for a request when none is pending."),
+                        description="Long poll: seconds to wait for the list to change (from the ETag in "
+                                    "If-None-Match, else from empty)."),
+    if_none_match: str | None = Header(None, max_length=80),
     token: str = Depends(bearer_token),
     rt: Runtime = Depends(runtime),
-) -> PendingList:
-    """The device's user's pending requests; with ``wait``, blocks until one arrives (no tight polling)."""
+) -> PendingList | Response:
+    """The device's user's pending requests, with their ETag. With ``wait``, blocks until the list
+    differs from the one the device already has (``If-None-Match``; without it, until one arrives):
+    a phone showing a request is not answered again until something changes."""
     def check() -> tuple[str, list[PendingRequest]]:
         with read_transaction(rt.sessions) as session:
             device = approvals.device_for_token(session, token)
             return device.user_id, [pending_view(r) for r in signing_requests.pending_for_user(session, device.user_id)]
 
-    def any_awaiting() -> bool:
-        """What each wake-up asks: one small Core query, no views built until something arrived."""
+    def current_tag() -> str:
+        """What each wake-up asks: one small Core query, no views built until the list changed."""
         with read_connection(rt.sessions) as connection:
-            return bool(signing_requests.awaiting_confirmation(connection, [user_id]))
+            return list_tag(r.id for r in signing_requests.awaiting_confirmation(connection, [user_id]))
 
     user_id, found = await run_in_threadpool(check)
+    tag, known = list_tag(r.request_id for r in found), if_none_match or list_tag(())
     timeout = min(wait, rt.settings.long_poll_seconds)
-    if not found and timeout > 0:
+    if tag == known and timeout > 0:
         # The long poll waits in the event loop (a phone may wait a minute): no pool thread is held.
-        if await rt.notifier.wait_for_async(any_awaiting, bool, timeout, topic=user_topic(user_id)):
+        if await rt.notifier.wait_for_async(current_tag, known.__ne__, timeout, topic=user_topic(user_id)) != known:
             _, found = await run_in_threadpool(check)  # the device checked again, the views built once
+            tag = list_tag(r.request_id for r in found)
+    if if_none_match is not None and tag == if_none_match:
+        return Response(status_code=304, headers={"ETag": tag})
+    response.headers["ETag"] = tag
     return PendingList(requests=found)
 
 
@@ -74,5 +92,5 @@ def decide(
     """Approve or refuse with the device key's signature over the binding (refusal is final)."""
     request = approvals.decide_with_device(rt.sessions, rt.settings, origin, token, request_id, body.decision,
                                            body.counter, body.signature)
-    rt.notifier.notify(request_topic(request_id))
+    rt.notifier.notify(*signing_requests.changed_topics(request))
     return status_view(request)

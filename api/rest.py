@@ -25,7 +25,7 @@ from broker.db.models import RequestState, SigningRequest
 from broker.errors import InvalidInput
 from broker.lifecycle import signing_requests, submissions, uploads, webhooks
 from broker.lifecycle.payload import RequestPayload
-from broker.notify import request_topic, user_topic
+from broker.notify import WORK_TOPIC, request_topic, user_topic
 from broker.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["signing API"], responses=PROBLEM_RESPONSES)
@@ -330,6 +330,6 @@ def webhook_log(request_id: str, ctx: ClientContext = Depends(client_context),
 def cancel(request_id: str, ctx: ClientContext = Depends(client_context), rt: Runtime = Depends(runtime),
            origin: str | None = Depends(client_origin)) -> RequestOut:
     user_id = submissions.cancel(rt.sessions, ctx, origin, request_id)
-    rt.notifier.notify(request_topic(request_id), user_topic(user_id))
+    rt.notifier.notify(request_topic(request_id), user_topic(user_id), WORK_TOPIC)  # its webhooks
     with read_transaction(rt.sessions) as session:
         return _view(signing_requests.get(session, request_id), rt.settings.public_base_url)

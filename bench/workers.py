@@ -131,9 +131,6 @@ class Phones:
     signer, not once per device (several devices polling one signer's list would each get every pending
     request back at once, a tight loop the server pays for)."""
 
-    IDLE_POLL_SECONDS = 0.02
-    """Pause before polling again when every pending request is already being approved."""
-
     def __init__(self, states: list[DeviceState], base_url: str) -> None:
         self.devices = [DeviceClient(state, httpx.Client(base_url=base_url, timeout=60)) for state in states]
         self.stopping = threading.Event()
@@ -162,17 +159,13 @@ class Phones:
         poller, turn = self.devices[indexes[0]], 0
         while not self.stopping.is_set():
             try:
-                new = 0
-                for request in poller.pending(wait=1):
+                for request in poller.pending(wait=1, changed_only=True):  # answered when the list changes
                     with self._lock:
                         if request["request_id"] in self._taken:
                             continue
                         self._taken.add(request["request_id"])
                     self._queues[indexes[turn % len(indexes)]].put(request)
                     turn += 1
-                    new += 1
-                if not new:
-                    time.sleep(self.IDLE_POLL_SECONDS)  # all of them are being approved
             except Exception as exc:  # noqa: BLE001 - a client then fails on its own, loudly
                 print(f"phone: {exc!r}", file=sys.stderr)
                 time.sleep(0.2)

@@ -31,18 +31,31 @@ def request_topic(request_id: str) -> str:
 
 def user_topic(user_id: str) -> str:
     """Waiters on one signer's pending list (a phone, the approval page)."""
-    return f"u:{user_id}"
+    return f"{USER_CHANNEL}:{user_id}"
+
+
+USER_CHANNEL = "u"
+"""Every signer's pending list: a thread serving all signers (the sandbox's phones) waits on it."""
+WORK_TOPIC = "work"
+"""The signing worker's: a request approved for it to finish, a change that queued webhooks."""
+
+
+def _channels(topics: frozenset[str]) -> set[str]:
+    return {topic.partition(":")[0] for topic in topics}
 
 
 class Notifier:
     """In-process wake-ups. A notification names topics (:func:`request_topic`, :func:`user_topic`)
     or none (everyone); a coroutine waiting on a topic sleeps through the others' notifications,
-    so that a busy server does not re-check every long poll at every change. Threads waiting with
-    :meth:`wait` (the worker, the sandbox's phones) are woken by all of them."""
+    so that a busy server does not re-check every long poll at every change. A thread waits with
+    :meth:`wait` on a channel: :data:`WORK_TOPIC` (the signing worker), :data:`USER_CHANNEL` (any
+    signer's list), or every notification."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._version = 0
+        self._broadcasts = 0
+        self._channel_versions: dict[str, int] = {}
         self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event, str | None]] = set()
         self._stopping = False
 
@@ -52,6 +65,11 @@ class Notifier:
     def _wake_local(self, topics: frozenset[str] = frozenset()) -> None:
         with self._cond:
             self._version += 1
+            if topics:
+                for channel in _channels(topics):
+                    self._channel_versions[channel] = self._channel_versions.get(channel, 0) + 1
+            else:
+                self._broadcasts += 1
             self._cond.notify_all()
             waiting = [w for w in self._async_waiters if not topics or w[2] is None or w[2] in topics]
         for loop, event, _ in waiting:
@@ -60,8 +78,11 @@ class Notifier:
             except RuntimeError:  # that loop is closed: its waiter is gone
                 pass
 
-    def version(self) -> int:
-        return self._version
+    def version(self, channel: str | None = None) -> int:
+        """Notifications so far: all of them, or those of ``channel`` (those naming no topic included)."""
+        if channel is None:
+            return self._version
+        return self._channel_versions.get(channel, 0) + self._broadcasts
 
     def stop_waiting(self) -> None:
         """The server is stopping: every coroutine waiting (:meth:`wait_for_async`: long polls, a
@@ -82,16 +103,17 @@ class Notifier:
     def close(self) -> None:
         """Nothing to release in one process."""
 
-    def wait(self, seen: int, timeout: float) -> int:
-        """Block until a notification after ``seen`` or ``timeout``; return the current version."""
+    def wait(self, seen: int, timeout: float, channel: str | None = None) -> int:
+        """Block until a notification (of ``channel``) after ``seen`` or ``timeout``; return the
+        current :meth:`version` (of ``channel``)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._version == seen:
+            while (current := Notifier.version(self, channel)) == seen:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            return self._version
+            return current
 
     def wait_for(self, check: Callable[[], T], done: Callable[[T], bool], timeout: float, recheck: float = 1.0) -> T:
         """Call ``check`` until ``done(result)`` or ``timeout``: woken by notifications, and
@@ -175,9 +197,9 @@ class PgNotifier(Notifier):
                 self._owed_all = True
         self._to_send.set()
 
-    def version(self) -> int:
+    def version(self, channel: str | None = None) -> int:
         self.start()
-        return super().version()
+        return super().version(channel)
 
     def start(self) -> None:
         if self._threads or self._closed.is_set():

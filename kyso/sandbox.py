@@ -34,7 +34,7 @@ from broker.db.engine import read_connection, transaction
 from broker.db.models import Credential, OAuthClient, RelyingSystem, Role, SigningMode, Unit, User
 from broker.errors import InvalidInput, PolicyViolation
 from broker.lifecycle import signing_requests
-from broker.notify import request_topic
+from broker.notify import USER_CHANNEL
 from broker.observability.logs import configure_logging
 from broker.runtime import Runtime
 from broker.settings import load_settings
@@ -158,7 +158,7 @@ class SimulatedPhones:
     def _run(self) -> None:
         rt = self.runtime
         while not self._stop.is_set():
-            seen = rt.notifier.version()
+            seen = rt.notifier.version(USER_CHANNEL)
             phones = {user_id: (token, key, counter) for token, user_id, key, counter in self.devices}
             with read_connection(rt.sessions) as connection:
                 pending = [(*phones[r.user_id], r.id, r.binding)
@@ -167,12 +167,13 @@ class SimulatedPhones:
                 counter[0] += 1
                 signature = sign_decision(key, binding, Decision.APPROVE, counter[0])
                 try:
-                    approvals.decide_with_device(rt.sessions, rt.settings, "simulated-phone", token, request_id,
-                                                 Decision.APPROVE, counter[0], base64.b64encode(signature).decode())
-                    rt.notifier.notify(request_topic(request_id))
+                    decided = approvals.decide_with_device(rt.sessions, rt.settings, "simulated-phone", token,
+                                                           request_id, Decision.APPROVE, counter[0],
+                                                           base64.b64encode(signature).decode())
+                    rt.notifier.notify(*signing_requests.changed_topics(decided))
                 except Exception:  # noqa: BLE001 - a request may have been decided or expired meanwhile
                     pass
-            rt.notifier.wait(seen, 1.0)
+            rt.notifier.wait(seen, 1.0, USER_CHANNEL)  # woken by new requests only
 
 
 def describe(runtime: Runtime, base_url: str, client_id: str, secret: str, token: str,

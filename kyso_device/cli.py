@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from pathlib import Path
 from typing import IO
 
@@ -118,9 +117,8 @@ def watch_cmd(state: Path = STATE, count: int = typer.Option(0, "--count", help=
     client = _client(state)
     approved, refused = 0, set[str]()
     while count == 0 or approved < count:
-        fresh = [r for r in client.pending(wait=25) if r["request_id"] not in refused]
-        if not fresh:  # only refused ones still pending: the long poll returns at once
-            time.sleep(1)
+        # Answered when the list changes, not while refused ones stay pending.
+        fresh = [r for r in client.pending(wait=25, changed_only=True) if r["request_id"] not in refused]
         for request in fresh:
             try:
                 result = client.decide(request, Decision.APPROVE)

@@ -137,9 +137,17 @@ class DeviceClient:
         self.state = state
         self._http = http or httpx.Client(base_url=state.base_url, timeout=90)
         self._headers = {"Authorization": f"Bearer {state.device_token}"}
+        self._list_tag: str | None = None
 
-    def pending(self, wait: float = 0) -> list[dict[str, Any]]:
-        data = _check(self._http.get("/v1/devices/me/requests", params={"wait": wait}, headers=self._headers))
+    def pending(self, wait: float = 0, *, changed_only: bool = False) -> list[dict[str, Any]]:
+        """The user's pending requests. ``changed_only``: wait for the list to differ from the one this
+        client last got (its ETag), and return [] if it did not change within ``wait``."""
+        headers = {**self._headers, "If-None-Match": self._list_tag} if changed_only and self._list_tag else self._headers
+        response = self._http.get("/v1/devices/me/requests", params={"wait": wait}, headers=headers)
+        if response.status_code == 304:
+            return []
+        data = _check(response)
+        self._list_tag = response.headers.get("ETag")
         return list(data["requests"])
 
     def decide(self, request: dict[str, Any], decision: Decision) -> dict[str, Any]:

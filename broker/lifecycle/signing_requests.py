@@ -34,6 +34,7 @@ from broker.errors import Conflict, InvalidInput, InvalidText, NotFound, PolicyV
 from broker.lifecycle import webhooks
 from broker.lifecycle.clock import aware, now
 from broker.lifecycle.payload import RequestPayload
+from broker.notify import WORK_TOPIC, request_topic
 from broker.observability import metrics
 from broker.settings import Settings
 from ca_adapters import CaAdapter
@@ -234,6 +235,14 @@ def current_state(connection: Connection, request_id: str) -> tuple[RequestState
     if found is None:
         return None
     return found.state, found.state is RequestState.PENDING and aware(found.expires_at) <= now()
+
+
+def changed_topics(request: SigningRequest) -> tuple[str, ...]:
+    """Whom a decision on ``request`` or its end wakes: its own waiters and, unless it is a CSC
+    authorisation (the client signs its hashes itself, and has no webhooks), the signing worker."""
+    if request.sad_hash is not None:
+        return (request_topic(request.id),)
+    return request_topic(request.id), WORK_TOPIC
 
 
 def get(session: Session, request_id: str) -> SigningRequest:

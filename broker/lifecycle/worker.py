@@ -12,7 +12,7 @@ from broker.audit import Actor
 from broker.credentials import delegated
 from broker.db.models import RequestState
 from broker.lifecycle import housekeeping, recovery, submissions, webhooks
-from broker.notify import request_topic
+from broker.notify import WORK_TOPIC, request_topic
 from broker.runtime import Runtime
 
 log = logging.getLogger("kyso.worker")
@@ -42,11 +42,11 @@ class SigningWorker:
         rt = self.runtime
         housekeeping_at = sweep_at = 0.0
         while not self._stop.is_set():
-            seen = rt.notifier.version()
+            seen = rt.notifier.version(WORK_TOPIC)
             try:
-                # Every notification wakes this loop: only approved work and webhooks are looked at
-                # each time; crash recovery, unused authorisations and the providers' answers wait
-                # for their interval, so that a busy server does not repeat them per request.
+                # Woken by work (a request approved for it, webhooks queued), not by every change:
+                # approved work and webhooks are looked at each time; crash recovery, unused
+                # authorisations and the providers' answers wait for their interval.
                 if time.monotonic() >= housekeeping_at:
                     housekeeping_at = time.monotonic() + HOUSEKEEPING_SECONDS
                     if recovery.reclaim(rt.sessions, rt.settings, ACTOR) + \
@@ -72,7 +72,7 @@ class SigningWorker:
                 webhooks.deliver_due(rt.sessions, allow_private=rt.settings.webhook_allow_private)
             except Exception as exc:  # noqa: BLE001 - e.g. the database is briefly away: try again
                 log.warning("signing worker: %s", type(exc).__name__)
-            rt.notifier.wait(seen, max(0.0, housekeeping_at - time.monotonic()))
+            rt.notifier.wait(seen, max(0.0, housekeeping_at - time.monotonic()), WORK_TOPIC)
 
     def _follow_providers(self) -> bool:
         """Poll the providers for delegated requests; True while some still wait for a signer there."""

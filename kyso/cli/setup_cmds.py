@@ -13,7 +13,7 @@ from broker.audit import cli_actor
 from broker.db.engine import read_transaction, transaction
 from broker.db.models import Role, SigningMode, Unit, User
 from broker.lifecycle import unit_mode
-from broker.notify import request_topic
+from broker.notify import WORK_TOPIC, request_topic
 from kyso.cli import onboarding_cmds
 from kyso.cli.context import state
 from kyso.cli.output import JSON_OPTION, console, print_json, table, word
@@ -100,7 +100,7 @@ def unit_set_mode(
         unit, ended = unit_mode.set_mode(session, cli_actor(), code, mode.to_model())
         console.print(f"unit {unit.code} now signs with {word(unit.signing_mode)}", markup=False, highlight=False)
     if ended:
-        runtime.notifier.notify(*(request_topic(request_id) for request_id in ended))
+        runtime.notifier.notify(WORK_TOPIC, *(request_topic(request_id) for request_id in ended))  # webhooks
         console.print(f"{len(ended)} open signing request(s) of the unit cancelled (reason unit_usb_token)",
                       markup=False, highlight=False)
 

@@ -1,0 +1,75 @@
+"""A phone showing a request is not answered again until its list changes: the pending list has an
+ETag, and a long poll with If-None-Match waits for a different list (304 if none came in time)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+
+from biometrics import Decision
+from broker.runtime import Runtime
+from tests.api.test_device_protocol import make_device, new_request
+from tests.conftest import Enrolled
+
+
+def _get(live_server: str, token: str, wait: float, tag: str | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}", **({"If-None-Match": tag} if tag else {})}
+    return httpx.get(f"{live_server}/v1/devices/me/requests", params={"wait": wait}, headers=headers, timeout=30)
+
+
+def test_a_long_poll_with_the_list_s_etag_waits_for_a_change(runtime: Runtime, enrolled: Enrolled,
+                                                              live_server: str) -> None:
+    device = make_device(runtime, live_server, "hung")
+    for r in device.pending():  # start from an empty list for this user
+        device.decide(r, Decision.REFUSE)
+    token = device.state.device_token
+    first = new_request(runtime, enrolled.ec)
+    shown = _get(live_server, token, 0)
+    tag = shown.headers["ETag"]
+    assert shown.status_code == 200 and [r["request_id"] for r in shown.json()["requests"]] == [first]
+
+    started = time.monotonic()
+    unchanged = _get(live_server, token, 1.5, tag)  # the same list: no answer before the wait ends
+    assert unchanged.status_code == 304 and unchanged.headers["ETag"] == tag and not unchanged.content
+    assert time.monotonic() - started >= 1.4
+
+    answered: list[httpx.Response] = []
+    poller = threading.Thread(target=lambda: answered.append(_get(live_server, token, 20, tag)))
+    poller.start()
+    time.sleep(0.5)
+    second = new_request(runtime, enrolled.ec)
+    runtime.notifier.notify()
+    poller.join(timeout=30)
+    changed = answered[0]
+    assert changed.status_code == 200 and changed.headers["ETag"] != tag
+    assert [r["request_id"] for r in changed.json()["requests"]] == [first, second]
+    assert time.monotonic() - started < 15
+
+
+def test_without_an_etag_the_list_is_answered_at_once_and_an_empty_one_waits(runtime: Runtime, enrolled: Enrolled,
+                                                                              live_server: str) -> None:
+    device = make_device(runtime, live_server, "hung")
+    for r in device.pending():
+        device.decide(r, Decision.REFUSE)
+    token = device.state.device_token
+    started = time.monotonic()
+    empty = _get(live_server, token, 1.0)
+    assert empty.status_code == 200 and empty.json()["requests"] == [] and time.monotonic() - started >= 0.9
+    new_request(runtime, enrolled.ec)
+    started = time.monotonic()
+    assert len(_get(live_server, token, 10).json()["requests"]) == 1 and time.monotonic() - started < 1
+    assert len(_get(live_server, token, 10, 'W/"something-else"').json()["requests"]) == 1
+
+
+def test_the_device_client_asks_for_changes_only(runtime: Runtime, enrolled: Enrolled, live_server: str) -> None:
+    device = make_device(runtime, live_server, "hung")
+    for r in device.pending():
+        device.decide(r, Decision.REFUSE)
+    request_id = new_request(runtime, enrolled.ec)
+    assert [r["request_id"] for r in device.pending(changed_only=True)] == [request_id]
+    started = time.monotonic()
+    assert device.pending(wait=1, changed_only=True) == []  # unchanged: 304 after the wait
+    assert time.monotonic() - started >= 0.9
+    assert [r["request_id"] for r in device.pending()] == [request_id]  # a plain call still lists it
