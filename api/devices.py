@@ -57,27 +57,33 @@ async def pending(
     """The device's user's pending requests, with their ETag. With ``wait``, blocks until the list
     differs from the one the device already has (``If-None-Match``; without it, until one arrives):
     a phone showing a request is not answered again until something changes."""
-    def check() -> tuple[str, list[PendingRequest]]:
+    def first_look() -> tuple[int, str]:
+        """Who the device is and its list's tag: no views built for a list the device already has."""
         with read_transaction(rt.sessions) as session:
             device = approvals.device_for_token(session, token)
-            return device.user_id, [pending_view(r) for r in signing_requests.pending_for_user(session, device.user_id)]
+            rows = signing_requests.awaiting_confirmation(session.connection(), [device.user_id])
+            return device.user_id, list_tag(r.id for r in rows)
 
     def current_tag() -> str:
-        """What each wake-up asks: one small Core query, no views built until the list changed."""
+        """What each wake-up asks: one small Core query."""
         with read_connection(rt.sessions) as connection:
             return list_tag(r.id for r in signing_requests.awaiting_confirmation(connection, [user_id]))
 
-    user_id, found = await run_in_threadpool(check)
-    tag, known = list_tag(r.request_id for r in found), if_none_match or list_tag(())
+    def views() -> list[PendingRequest]:
+        with read_transaction(rt.sessions) as session:
+            approvals.device_for_token(session, token)  # still active after the wait
+            return [pending_view(r) for r in signing_requests.pending_for_user(session, user_id)]
+
+    user_id, tag = await run_in_threadpool(first_look)
+    known = if_none_match or list_tag(())
     timeout = min(wait, rt.settings.long_poll_seconds)
     if tag == known and timeout > 0:
         # The long poll waits in the event loop (a phone may wait a minute): no pool thread is held.
-        if await rt.notifier.wait_for_async(current_tag, known.__ne__, timeout, topic=user_topic(user_id)) != known:
-            _, found = await run_in_threadpool(check)  # the device checked again, the views built once
-            tag = list_tag(r.request_id for r in found)
+        tag = await rt.notifier.wait_for_async(current_tag, known.__ne__, timeout, topic=user_topic(user_id))
     if if_none_match is not None and tag == if_none_match:
         return Response(status_code=304, headers={"ETag": tag})
-    response.headers["ETag"] = tag
+    found = await run_in_threadpool(views)  # built once, for the answer
+    response.headers["ETag"] = list_tag(r.request_id for r in found)
     return PendingList(requests=found)
 
 

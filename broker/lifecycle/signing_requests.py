@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, Update, bindparam, event, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from biometrics import BindingInput, BoundDocument, compute_binding, verification_code
@@ -254,7 +254,8 @@ def get(session: Session, request_id: str) -> SigningRequest:
 
 def pending_for_user(session: Session, user_id: int) -> list[SigningRequest]:
     """The requests still waiting for this signer's confirmation through kyso, oldest first."""
-    query = select(SigningRequest).join(Credential, Credential.id == SigningRequest.credential_id)
+    query = (select(SigningRequest).join(Credential, Credential.id == SigningRequest.credential_id)
+             .options(selectinload(SigningRequest.items)))  # one query for every request's items
     return list(session.scalars(query.where(*_AWAITING_WHERE).order_by(SigningRequest.created_at),
                                 {"b_user_ids": [user_id], "b_now": now()}))
 

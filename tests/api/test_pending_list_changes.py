@@ -9,9 +9,11 @@ import time
 import httpx
 
 from biometrics import Decision
+from broker import approvals
+from broker.db.engine import transaction
 from broker.runtime import Runtime
 from tests.api.test_device_protocol import make_device, new_request
-from tests.conftest import Enrolled
+from tests.conftest import ACTOR, Enrolled
 
 
 def _get(live_server: str, token: str, wait: float, tag: str | None = None) -> httpx.Response:
@@ -73,3 +75,20 @@ def test_the_device_client_asks_for_changes_only(runtime: Runtime, enrolled: Enr
     assert device.pending(wait=1, changed_only=True) == []  # unchanged: 304 after the wait
     assert time.monotonic() - started >= 0.9
     assert [r["request_id"] for r in device.pending()] == [request_id]  # a plain call still lists it
+
+
+def test_a_device_revoked_during_the_long_poll_gets_no_list(runtime: Runtime, enrolled: Enrolled,
+                                                             live_server: str) -> None:
+    device = make_device(runtime, live_server, "hung")
+    for r in device.pending():
+        device.decide(r, Decision.REFUSE)
+    answered: list[httpx.Response] = []
+    poller = threading.Thread(target=lambda: answered.append(_get(live_server, device.state.device_token, 20)))
+    poller.start()
+    time.sleep(0.5)
+    with transaction(runtime.sessions) as session:
+        approvals.revoke_device(session, ACTOR, "hung", device.state.device_id)
+    new_request(runtime, enrolled.ec)
+    runtime.notifier.notify()
+    poller.join(timeout=30)
+    assert answered[0].status_code in (401, 403) and "requests" not in answered[0].text
