@@ -34,7 +34,7 @@ from bench.signing import rate
 from broker import credentials
 from demo.documents import CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
 from kyso_client import KysoClient
-from signer import pades
+from signer import stamp
 from signer.algorithms import signature_algorithm
 from signer.keysigner import KeySigner
 
@@ -64,7 +64,7 @@ def pyhanko_rates(key: KeySigner, pdf: Path, out: Path, seconds: float) -> dict[
     for field in (CHIEF_ACCOUNTANT_FIELD, INVISIBLE_FIELD):
         meta = signers.PdfSignatureMetadata(field_name=field, md_algorithm="sha256",
                                             subfilter=SigSeedSubFilter.PADES, name="Nguyễn Thị Kế Toán")
-        pdf_signer = signers.PdfSigner(meta, signer=signer, stamp_style=pades._stamp_style(pades.DEFAULT_STAMP))
+        pdf_signer = signers.PdfSigner(meta, signer=signer, stamp_style=stamp.stamp_style(stamp.DEFAULT_STAMP))
 
         def sign_once(_: int) -> None:
             with pdf.open("rb") as pdf_in, out.open("wb") as pdf_out:

@@ -128,12 +128,12 @@ def baselines(tmp: Path, pdf: Path, seconds: float) -> dict[str, Measured]:
         from pyhanko.sign import signers
         from pyhanko.sign.fields import SigSeedSubFilter
 
-        from signer import pades
+        from signer import stamp
 
         reserved = 2 * (4096 + key.signature_size() + sum(len(c.dump()) for c in (key.certificate, *key.chain)))
         meta = signers.PdfSignatureMetadata(field_name=INVISIBLE_FIELD, md_algorithm="sha256",
                                             subfilter=SigSeedSubFilter.PADES, name="Nguyễn Thị Kế Toán")
-        pdf_signer = signers.PdfSigner(meta, signer=signer, stamp_style=pades._stamp_style(pades.DEFAULT_STAMP))
+        pdf_signer = signers.PdfSigner(meta, signer=signer, stamp_style=stamp.stamp_style(stamp.DEFAULT_STAMP))
         out = tmp / "pyhanko-out.pdf"
         import asyncio
 

@@ -18,6 +18,8 @@ from ca_adapters.base import (
     RevocationReason,
     Subject,
 )
+from ca_adapters.emulator.api_client import api_client
+from ca_adapters.remote_clients import CLIENTS
 from ca_adapters.remote_signing import RemoteSigningClient
 from ca_adapters.testpki import IssuingCa, TestPki
 
@@ -64,9 +66,6 @@ class EmulatedCaAdapter(CaAdapter):
 
     def remote_signing(self) -> RemoteSigningClient:
         """A client of the provider's own remote-signing API (its emulator here), with kyso's API credentials."""
-        from ca_adapters.emulator.api_client import api_client
-        from ca_adapters.remote_clients import CLIENTS
-
         client = api_client(self.ca.directory)
         endpoints = self.endpoints()
         remote = CLIENTS[self.name](endpoints.signing_api_url or self.ca.base_url, client.client_id,

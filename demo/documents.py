@@ -12,7 +12,8 @@ from pathlib import Path
 
 from fpdf import FPDF
 
-from signer.pades import VIETNAMESE_FONT, FieldSpec, add_signature_fields
+from signer.pdf_fields import FieldSpec, add_signature_fields
+from signer.stamp import VIETNAMESE_FONT
 
 CHIEF_ACCOUNTANT_FIELD = "KeToanTruong"
 ACCOUNT_HOLDER_FIELD = "ChuTaiKhoan"

@@ -11,8 +11,8 @@ from hsm.errors import (
     TokenMissing,
     WrongPin,
 )
-from hsm.keys import KeyAlgorithm, KeyInfo
-from hsm.token import Hsm, SignatureScheme
+from hsm.keys import KeyAlgorithm, KeyInfo, SignatureScheme
+from hsm.token import Hsm
 
 __all__ = [
     "DeviceError",

@@ -39,7 +39,7 @@ from broker.observability.logs import configure_logging
 from broker.runtime import Runtime
 from broker.settings import load_settings
 from ca_adapters import provider_names
-from ca_adapters.emulator import EmulatorSet
+from ca_adapters.emulator.server import EmulatorSet
 from hsm import KeyAlgorithm
 from kyso.operations import setup
 from kyso.server import remove_server_json, uvicorn_config, write_server_json

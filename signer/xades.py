@@ -10,25 +10,15 @@ places the signature with everything but its value and returns the SHA-256 of th
 inserts it and, at B-T and B-LT, adds the unsigned properties.
 
 signxml builds the signature: references and their digests, ``KeyInfo``, the signed properties
-(SigningTime, SigningCertificateV2, DataObjectFormat, ClaimedRole). What it cannot do is written here:
+(SigningTime, SigningCertificateV2, DataObjectFormat, ClaimedRole), through ``signer.xades_builder``,
+which works around what it cannot do for two phases. The rest is written here:
 
-* it signs inside ``XMLSigner.sign`` with a private key object, with no way to stop at the data to
-  be signed; a stand-in key (``_DeferredKey``) records the canonical ``SignedInfo`` and returns a
-  placeholder that ``finish`` replaces with the HSM's value;
-* it digests the ``SignedProperties`` and ``KeyInfo`` references with exclusive canonicalisation but
-  does not say so in a ``Transform``, and verifiers then apply the default inclusive one (their
-  digests break as soon as an ancestor declares a namespace): those references get the transform;
-* it copies the document through an ASCII serialisation, which turns non-ASCII text in comments
-  into literal character references, and it stamps SigningTime with the clock: the builder works on
-  the safely parsed tree itself and takes the signing time given;
 * it places a signature only where a ``ds:Signature Id="placeholder"`` element already is;
   placement (a safe XPath subset) and the document checks are ``signer.xml_safety``'s;
 * it has no SignatureTimeStamp, CertificateValues or RevocationValues (B-T, B-LT): written here
   over ``signer.ltv``'s TSA and revocation fetching.
 
-The subclass leans on signxml 5's annotator methods; the dependency is pinned to 5.x for that.
-
-Validation (any XMLDSig or XAdES, kyso's or not) is ``verify`` here, done in ``signer.xades_validation``.
+Validation (any XMLDSig or XAdES, kyso's or not) is ``verify`` here, done in ``signer.validation.xml``.
 """
 
 from __future__ import annotations
@@ -48,27 +38,17 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from lxml import etree
-from signxml import CanonicalizationMethod, DigestAlgorithm, SignatureConstructionMethod, SignatureMethod
-from signxml.xades import XAdESDataObjectFormat, XAdESSigner
 
 from signer import ltv, xml_safety
 from signer.algorithms import DIGEST_SIZES, PssParams, SignatureScheme
 from signer.errors import InvalidDocument, SignerError, UnsupportedAlgorithm
 from signer.keysigner import KeySigner
+from signer.validation import xml as xml_validation
+from signer.xades_builder import DS_NS, EXC_C14N, XADES_NS, Builder, DeferredKey, b64, c14n, ds_name, xades_name
 
-DS_NS = xml_safety.DS_NS
-XADES_NS = "http://uri.etsi.org/01903/v1.3.2#"
-EXC_C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0.value
-SIGNED_PROPERTIES_TYPE = "http://uri.etsi.org/01903#SignedProperties"
 HASH_NAME = "sha256"
 _NSMAP = {"ds": DS_NS, "xades": XADES_NS}
 _PLACEHOLDER = "placeholder"  # signxml's marker for where an enveloped signature goes
-
-_SIGNATURE_METHODS = {
-    SignatureScheme.RSA_PKCS1_V15: SignatureMethod.RSA_SHA256,
-    SignatureScheme.RSA_PSS: SignatureMethod.SHA256_RSA_MGF1,  # MGF1-SHA-256, salt 32 (RFC 9231 2.3.10)
-    SignatureScheme.ECDSA: SignatureMethod.ECDSA_SHA256,
-}
 PSS = PssParams(HASH_NAME, DIGEST_SIZES[HASH_NAME])
 
 
@@ -119,91 +99,6 @@ class PreparedXml:
     pss: PssParams | None = field(default=None)
 
 
-class _DeferredKey:
-    """Stands in for the private key inside signxml: records what it would sign, signs nothing."""
-
-    def __init__(self, key_size: int, scheme: SignatureScheme) -> None:
-        self.key_size = key_size
-        self._scheme = scheme
-        self.signed_info: bytes | None = None
-
-    def sign(self, data: bytes, *_: Any, **__: Any) -> bytes:
-        self.signed_info = data
-        if self._scheme is SignatureScheme.ECDSA:
-            return utils.encode_dss_signature(1, 1)  # signxml converts DER to r‖s before we blank it
-        return b"\0"
-
-
-class _Builder(XAdESSigner):
-    """signxml's XAdES signer with kyso's Ids and signing time, and explicit reference transforms."""
-
-    def __init__(self, scheme: SignatureScheme, ids: dict[str, str], signing_time: datetime, options: XadesOptions) -> None:
-        super().__init__(
-            claimed_roles=[options.claimed_role] if options.claimed_role else None,
-            data_object_format=XAdESDataObjectFormat(Description=options.description, MimeType="text/xml"),
-            method=SignatureConstructionMethod.enveloped,
-            signature_algorithm=_SIGNATURE_METHODS[scheme],
-            digest_algorithm=DigestAlgorithm.SHA256,
-            c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
-        )
-        self._ids = ids
-        self._signing_time = signing_time
-
-    def get_root(self, data: Any) -> etree._Element:
-        # The document itself, not signxml's re-parsed copy: it is already parsed safely, and
-        # its copy goes through ASCII, turning non-ASCII text in comments into literal "&#7913;".
-        if isinstance(data, etree._ElementTree):
-            return data.getroot()
-        return super().get_root(data)
-
-    def _tostring(self, xml_node: etree._Element, **kwargs: Any) -> bytes:
-        kwargs.setdefault("encoding", "UTF-8")
-        return etree.tostring(xml_node, **kwargs)
-
-    def _build_xades_ds_object(self, sig_root: etree._Element, signing_settings: Any) -> None:
-        # signxml keeps Ids that are already set: ours are checked against the document's.
-        sig_root.set("Id", self._ids["signature"])
-        self._find(sig_root, "KeyInfo").set("Id", self._ids["key_info"])
-        self._find(self._find(sig_root, "SignedInfo"), "Reference").set("Id", self._ids["reference"])
-        super()._build_xades_ds_object(sig_root, signing_settings)
-
-    def _add_reference_to_signed_info(self, sig_root: etree._Element, node_to_reference: etree._Element,
-                                      **attrs: str) -> None:
-        signed_info = self._find(sig_root, "SignedInfo")
-        reference = etree.SubElement(signed_info, _ds("Reference"), URI=f"#{node_to_reference.get('Id')}", **attrs)
-        transforms = etree.SubElement(reference, _ds("Transforms"))
-        etree.SubElement(transforms, _ds("Transform"), Algorithm=EXC_C14N)
-        etree.SubElement(reference, _ds("DigestMethod"), Algorithm=self.digest_alg.value)
-        etree.SubElement(reference, _ds("DigestValue")).text = _b64(self._digest(node_to_reference))
-
-    def _digest(self, node: etree._Element) -> bytes:
-        return hashlib.sha256(_c14n(node)).digest()
-
-    def add_signing_time(self, signed_signature_properties: etree._Element, sig_root: etree._Element,
-                         signing_settings: Any) -> None:
-        etree.SubElement(signed_signature_properties, _xades("SigningTime")).text = _xml_time(self._signing_time)
-
-
-def _ds(tag: str) -> str:
-    return f"{{{DS_NS}}}{tag}"
-
-
-def _xades(tag: str) -> str:
-    return f"{{{XADES_NS}}}{tag}"
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _c14n(node: etree._Element) -> bytes:
-    return etree.tostring(node, method="c14n", exclusive=True, with_comments=False)
-
-
-def _xml_time(when: datetime) -> str:
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @lru_cache(maxsize=256)
 def _crypto_cert(der: bytes) -> cx509.Certificate:
     return cx509.load_der_x509_certificate(der)
@@ -247,26 +142,26 @@ def prepare(
     ids = {name: _new_id(prefix, index) for name, prefix in
            (("signature", "xades-sig"), ("key_info", "xades-keyinfo"), ("reference", "xades-ref"))}
     when = (options.signing_time or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
-    etree.SubElement(container, _ds("Signature"), nsmap=_NSMAP, Id=_PLACEHOLDER)
-    key = _DeferredKey(certificate.public_key.bit_size, scheme)
+    etree.SubElement(container, ds_name("Signature"), nsmap=_NSMAP, Id=_PLACEHOLDER)
+    key = DeferredKey(certificate.public_key.bit_size, scheme)
     certs = [_crypto_cert(c.dump()) for c in (certificate, *chain)]
-    root = _Builder(scheme, ids, when, options).sign(
+    root = Builder(scheme, ids, when, options.claimed_role, options.description).sign(
         tree, key=key, cert=certs, reference_uri=f"#{options.reference_id}", always_add_key_value=False)
     signature = _signature(root.getroottree(), ids["signature"])
     for element in signature.iter(etree.Element):  # signxml names SignedProperties after the signature's Id
         if element.get("Id") in index:
             raise xml_safety.DuplicateId(f"the new signature's Id {element.get('Id')!r} is taken in the document")
-    signature.find(_ds("SignatureValue")).text = ""
-    signed_info = _c14n(signature.find(_ds("SignedInfo")))
+    signature.find(ds_name("SignatureValue")).text = ""
+    signed_info = c14n(signature.find(ds_name("SignedInfo")))
     if signed_info != key.signed_info:  # what signxml would have signed is what we hand to the key
         raise InvalidDocument("the canonical SignedInfo changed after it was built")
-    data_reference = signature.find(f"{_ds('SignedInfo')}/{_ds('Reference')}")
+    data_reference = signature.find(f"{ds_name('SignedInfo')}/{ds_name('Reference')}")
     return PreparedXml(
         document=etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8"),
         signature_id=ids["signature"],
         dtbs_digest=hashlib.sha256(signed_info).digest(),
         document_digest=hashlib.sha256(document).digest(),
-        data_digest=base64.b64decode(data_reference.findtext(_ds("DigestValue"))),
+        data_digest=base64.b64decode(data_reference.findtext(ds_name("DigestValue"))),
         reference_id=options.reference_id,
         placement=options.placement,
         signed_element=etree.QName(signed).localname,
@@ -280,7 +175,7 @@ def prepare(
 
 
 def _signature(tree: etree._ElementTree, signature_id: str) -> etree._Element:
-    found = [e for e in tree.getroot().iter(_ds("Signature")) if e.get("Id") == signature_id]
+    found = [e for e in tree.getroot().iter(ds_name("Signature")) if e.get("Id") == signature_id]
     if len(found) != 1:
         raise InvalidDocument(f"the prepared document does not hold the signature {signature_id!r} once")
     return found[0]
@@ -336,10 +231,10 @@ def _place_value(prepared: PreparedXml, signature: bytes,
     # Our own output: the caller's limits were applied to the document it came from.
     tree = xml_safety.parse(prepared.document, max_bytes=len(prepared.document), max_depth=256)
     element = _signature(tree, prepared.signature_id)
-    if hashlib.sha256(_c14n(element.find(_ds("SignedInfo")))).digest() != prepared.dtbs_digest:
+    if hashlib.sha256(c14n(element.find(ds_name("SignedInfo")))).digest() != prepared.dtbs_digest:
         raise InvalidDocument("the prepared document's SignedInfo does not match the digest that was signed")
-    value_element = element.find(_ds("SignatureValue"))
-    value_element.text = _b64(value)
+    value_element = element.find(ds_name("SignatureValue"))
+    value_element.text = b64(value)
     return tree, element, value_element
 
 
@@ -352,17 +247,17 @@ async def _unsigned_properties(prepared: PreparedXml, signature: etree._Element,
         if services is None:
             raise ltv.TimestampUnavailable("no TSA is configured")
         # EN 319 132-1 5.3: the time-stamp covers the canonicalised ds:SignatureValue element.
-        token = await ltv.timestamp_token(_c14n(value_element), services)
+        token = await ltv.timestamp_token(c14n(value_element), services)
     except ltv.TimestampUnavailable:
         if not accept_lower:
             raise
         return ltv.Level.B_B
-    qualifying = signature.find(f"{_ds('Object')}/{_xades('QualifyingProperties')}")
-    unsigned = etree.SubElement(etree.SubElement(qualifying, _xades("UnsignedProperties")),
-                                _xades("UnsignedSignatureProperties"))
-    stamp = etree.SubElement(unsigned, _xades("SignatureTimeStamp"), Id=f"{prepared.signature_id}-ts")
-    etree.SubElement(stamp, _ds("CanonicalizationMethod"), Algorithm=EXC_C14N)
-    etree.SubElement(stamp, _xades("EncapsulatedTimeStamp")).text = _b64(token.dump())
+    qualifying = signature.find(f"{ds_name('Object')}/{xades_name('QualifyingProperties')}")
+    unsigned = etree.SubElement(etree.SubElement(qualifying, xades_name("UnsignedProperties")),
+                                xades_name("UnsignedSignatureProperties"))
+    stamp = etree.SubElement(unsigned, xades_name("SignatureTimeStamp"), Id=f"{prepared.signature_id}-ts")
+    etree.SubElement(stamp, ds_name("CanonicalizationMethod"), Algorithm=EXC_C14N)
+    etree.SubElement(stamp, xades_name("EncapsulatedTimeStamp")).text = b64(token.dump())
     if not level.long_term:
         return ltv.Level.B_T
     try:
@@ -379,19 +274,19 @@ def _add_validation_data(unsigned: etree._Element, data: ltv.ValidationData, in_
     """CertificateValues (the paths' certificates not already in KeyInfo) and RevocationValues."""
     certificates = [c for c in data.certificates if c.sha256 not in in_key_info]
     if certificates:
-        values = etree.SubElement(unsigned, _xades("CertificateValues"))
+        values = etree.SubElement(unsigned, xades_name("CertificateValues"))
         for cert in certificates:
-            etree.SubElement(values, _xades("EncapsulatedX509Certificate")).text = _b64(cert.dump())
+            etree.SubElement(values, xades_name("EncapsulatedX509Certificate")).text = b64(cert.dump())
     if data.crls or data.ocsps:
-        revocation = etree.SubElement(unsigned, _xades("RevocationValues"))
+        revocation = etree.SubElement(unsigned, xades_name("RevocationValues"))
         if data.crls:  # the schema's order: CRLValues, then OCSPValues
-            crls = etree.SubElement(revocation, _xades("CRLValues"))
+            crls = etree.SubElement(revocation, xades_name("CRLValues"))
             for crl in data.crls:
-                etree.SubElement(crls, _xades("EncapsulatedCRLValue")).text = _b64(crl.dump())
+                etree.SubElement(crls, xades_name("EncapsulatedCRLValue")).text = b64(crl.dump())
         if data.ocsps:
-            ocsps = etree.SubElement(revocation, _xades("OCSPValues"))
+            ocsps = etree.SubElement(revocation, xades_name("OCSPValues"))
             for response in data.ocsps:
-                etree.SubElement(ocsps, _xades("EncapsulatedOCSPValue")).text = _b64(response.dump())
+                etree.SubElement(ocsps, xades_name("EncapsulatedOCSPValue")).text = b64(response.dump())
 
 
 def finish(prepared: PreparedXml, signature: bytes, level: ltv.Level = ltv.Level.B_B,
@@ -405,12 +300,7 @@ def finish(prepared: PreparedXml, signature: bytes, level: ltv.Level = ltv.Level
 def verify(document: bytes, options: Any) -> list[Any]:
     """A verdict (``signer.validation_report.SignatureVerdict``) for every signature of the XML ``document``,
     with ``options`` a ``signer.validation.ValidationOptions``: trust anchors, time, fetching."""
-    from signer import validation, xades_validation
-
-    now = options.at or datetime.now(timezone.utc)
-    timing = validation.ValidationTimingInfo(validation_time=now, best_signature_time=now,
-                                             point_in_time_validation=options.at is not None)
-    return xades_validation.validate(document, validation._signature_spec(options), timing, options)
+    return xml_validation.verify(document, options)
 
 
 def sign(key: KeySigner, document: bytes, options: XadesOptions, *, level: ltv.Level = ltv.Level.B_B,

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from asn1crypto import x509
-from sqlalchemy import text
 
 from broker import credentials, directory
 from broker.audit import Actor
-from broker.db.engine import make_engine, transaction
+from broker.db.engine import transaction
 from broker.db.migrate import upgrade
 from broker.db.models import Credential, Role, SigningMode
 from broker.runtime import Runtime
 from broker.settings import Settings, load_settings
-from ca_adapters.emulator import EmulatorSet
+from ca_adapters.emulator.server import EmulatorSet
 from hsm import Hsm, KeyAlgorithm
 from kyso.operations import setup
 from signer import SignatureScheme
-from tests.support import in_ci, write_pem
+from tests.support import AutoApprover, admin, fresh_database, make_device, uvicorn_thread, write_pem
 
 ACTOR = Actor("test", "pytest")
 
@@ -42,12 +40,9 @@ def settings(data_dir: Path) -> Settings:
 @pytest.fixture()
 def kyso(settings: Settings, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
     """The admin CLI in this process on the session's data dir (initialised first): exit code, out, err."""
-    from kyso.cli import run
 
     def call(*args: str) -> tuple[int, str, str]:
-        code = run(["--data-dir", str(settings.data_dir), *args])
-        out, err = capsys.readouterr()
-        return code, out, err
+        return admin(settings.data_dir, capsys, *args)
 
     return call
 
@@ -121,27 +116,11 @@ def load_credential(runtime: Runtime, credential_id: str) -> Credential:
 
 # -- databases: SQLite always, PostgreSQL when KYSO_TEST_DATABASE_URL is set ---------------------
 
-def _postgres_url() -> str | None:
-    url = os.environ.get("KYSO_TEST_DATABASE_URL")
-    if not url and in_ci():
-        pytest.fail("KYSO_TEST_DATABASE_URL is not set under CI (.ci/run sets it)")
-    return url
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_runtime(request: pytest.FixtureRequest, tmp_path: Path, settings: Settings, hsm: Hsm) -> Iterator[Runtime]:
     """A fresh, migrated database of each kind, sharing the session's HSM token."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'kyso.db'}"
-    else:
-        url = _postgres_url()
-        if not url:
-            pytest.skip("KYSO_TEST_DATABASE_URL not set")
-        engine = make_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
+    url = fresh_database(request.param, tmp_path)
     upgrade(url)
     anchors = tmp_path / "audit-anchors.jsonl"  # this database's checkpoints stay out of the session data dir's
     rt = Runtime(settings.model_copy(update={"database_url": url, "audit_anchors_file": anchors}), hsm=hsm)
@@ -152,39 +131,28 @@ def db_runtime(request: pytest.FixtureRequest, tmp_path: Path, settings: Setting
 # -- a real HTTP server on loopback, in this process (it shares the session's token) -------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def live_server(runtime: Runtime) -> Iterator[str]:
     """``http://localhost:PORT`` served by uvicorn on 127.0.0.1 (localhost: a valid WebAuthn RP ID)."""
-    import threading
-    import time
-
     import uvicorn
 
     from api.app import create_app
+    from kyso.sandbox import free_port
 
-    port = _free_port()
+    port = free_port()
     base_url = f"http://localhost:{port}"
     runtime.settings.public_base_url = base_url
     runtime.settings.webauthn_origins = [base_url]
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_thread(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning")):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def phones(runtime: Runtime, live_server: str, enrolled: Enrolled) -> Iterator[AutoApprover]:
+    """lan's and hung's phones, approving whatever arrives (set ``decision`` to refuse)."""
+    approver = AutoApprover([make_device(runtime, live_server, "lan"), make_device(runtime, live_server, "hung")])
+    yield approver
+    approver.stop()
 
 
 # -- the four providers' emulators (OCSP, CRL, TSA, signing APIs) on their loopback ports ---------------

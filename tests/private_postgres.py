@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
+from kyso.sandbox import free_port
 from tests.support import in_ci
 
 BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
@@ -20,12 +20,6 @@ def _bin(name: str) -> str | None:
         if (directory / name).exists():
             return str(directory / name)
     return shutil.which(name)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PrivatePostgres:
@@ -43,7 +37,7 @@ class PrivatePostgres:
         # Directly under /tmp: the postgres user cannot enter pytest's 0700 temporary dirs.
         self.directory = Path(tempfile.mkdtemp(prefix="kyso-pg-"))
         self.data = self.directory / "pgdata"
-        self.port = _free_port()
+        self.port = free_port()
         if os.geteuid() == 0:
             shutil.chown(self.directory, "postgres", "postgres")
         self._run(initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")

@@ -43,7 +43,7 @@ from broker.directory import get_user
 from broker.errors import InvalidInput, Unavailable
 from broker.lifecycle import signing_requests
 from ca_adapters import CaAdapter
-from ca_adapters.remote_clients import NacencommClient
+from ca_adapters.remote_clients.nacencomm import NacencommClient
 from ca_adapters.remote_signing import (
     DigestToSign,
     ProviderApiError,

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from ca_adapters.emulator.pki_routes import pki_router
+from ca_adapters.emulator.provider_apis import callback_sender, signing_api_router
 from ca_adapters.emulator.state import CallbackTarget, EmulatorState
 from ca_adapters.registry import PROVIDERS
 from ca_adapters.testpki import EMULATOR_HOST, TestPki
@@ -52,8 +53,6 @@ class CallbackRegistration(BaseModel):
 
 def register_callback(state: EmulatorState, provider: str, target: CallbackTarget | None) -> None:
     """Where the provider calls back (None: nowhere), with its way of delivering."""
-    from ca_adapters.emulator.provider_apis import callback_sender
-
     sender = callback_sender(provider)
     if target is not None and sender is None:
         raise HTTPException(400, f"{provider} does not call back")
@@ -98,8 +97,6 @@ def _control_router(state: EmulatorState, provider: str) -> APIRouter:
 
 def emulator_app(pki_dir: Path, provider: str, *, ttl_seconds: float = 300.0) -> FastAPI:
     """One provider's emulator: PKI services, its remote-signing API, and test controls."""
-    from ca_adapters.emulator.provider_apis import signing_api_router
-
     adapter = PROVIDERS[provider](pki_dir)
     state = EmulatorState(adapter.ca, ttl_seconds=ttl_seconds)
     app = FastAPI(title=f"{adapter.profile.display_name} emulator (TEST)", docs_url=None, redoc_url=None)

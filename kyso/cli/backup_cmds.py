@@ -16,6 +16,7 @@ from broker.lifecycle import housekeeping as housekeeping_service
 from kyso.cli.context import state
 from kyso.cli.output import console
 from kyso.operations import backup as backup_service
+from kyso.operations import restore as restore_service
 
 
 def register(app: typer.Typer) -> None:
@@ -75,7 +76,7 @@ def restore(
         raise PolicyViolation(f"a kyso server is running on {data_dir}: stop it before a restore")
     user_pin = _user_pin(pin_file)
     so_pin = os.environ.get("KYSO_HSM_SO_PIN")
-    result = backup_service.restore(src, data_dir, cli_actor(), user_pin=user_pin, so_pin=so_pin,
+    result = restore_service.restore(src, data_dir, cli_actor(), user_pin=user_pin, so_pin=so_pin,
                                     include_token=include_token, force=force)
     console.print(f"restored {src} into {data_dir}" + (" with its token store" if result.token_restored else ""),
                   markup=False)
@@ -94,15 +95,15 @@ def _user_pin(pin_file: Path | None) -> str:
         try:
             pin = pin_file.read_text().splitlines()[0].strip() if pin_file.stat().st_size else ""
         except (OSError, UnicodeDecodeError, IndexError) as exc:
-            raise backup_service.PinRequired(f"cannot read the PIN file {str(pin_file)[:200]}") from exc
+            raise restore_service.PinRequired(f"cannot read the PIN file {str(pin_file)[:200]}") from exc
         if not pin:
-            raise backup_service.PinRequired(f"the PIN file {str(pin_file)[:200]} is empty")
+            raise restore_service.PinRequired(f"the PIN file {str(pin_file)[:200]} is empty")
         return pin
     pin = os.environ.get("KYSO_HSM_USER_PIN")
     if pin:
         return pin
     if not sys.stdin.isatty():
-        raise backup_service.PinRequired("the HSM user PIN is needed: pass --pin-file or set KYSO_HSM_USER_PIN "
+        raise restore_service.PinRequired("the HSM user PIN is needed: pass --pin-file or set KYSO_HSM_USER_PIN "
                                          "(no terminal to ask on)")
     return str(typer.prompt("HSM user PIN", hide_input=True))
 

@@ -8,7 +8,7 @@ import threading
 import typer
 
 from ca_adapters import provider_names
-from ca_adapters.emulator import EmulatorSet
+from ca_adapters.emulator.server import EmulatorSet
 from ca_adapters.emulator.state import PHONE_MODES
 from kyso.cli.context import state
 from kyso.cli.output import console

@@ -19,7 +19,7 @@ from broker.db.engine import read_transaction, transaction
 from broker.db.models import Credential
 from broker.errors import InvalidInput
 from ca_adapters import RevocationReason, provider_names
-from ca_adapters.remote_clients import MisaClient
+from ca_adapters.remote_clients.misa import MisaClient
 from kyso.cli import ids, onboarding_cmds
 from kyso.cli.context import state
 from kyso.cli.output import JSON_OPTION, console, print_json, table

@@ -13,8 +13,8 @@ from broker.db.migrate import upgrade
 from broker.errors import Conflict
 from broker.settings import Settings, generate_pin, write_private_json
 from ca_adapters import get_adapter, provider_names
+from hsm.library import initialize_token
 from hsm.store import activate_token_store
-from hsm.token import initialize_token
 
 
 def is_initialised(settings: Settings) -> bool:

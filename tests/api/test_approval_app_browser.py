@@ -6,7 +6,6 @@ Each screen is written as a PNG under the test's tmp dir (and KYSO_SCREENSHOTS_D
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import stat
@@ -23,20 +22,20 @@ import pytest
 from sqlalchemy import update
 
 from api import approval_app
-from broker import approvals, clients, credentials, directory
+from broker import approvals, credentials, directory
 from broker.db.engine import transaction
 from broker.db.models import RequestState, Role, SigningRequest
 from broker.lifecycle import signing_requests
 from broker.lifecycle.clock import now
 from broker.lifecycle.payload import RequestPayload
 from broker.runtime import Runtime
-from demo.documents import CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
+from demo.documents import CHIEF_ACCOUNTANT_FIELD
 from hsm import KeyAlgorithm
-from kyso_client import KysoClient
 from tests.api.test_approval_page_browser import browser  # noqa: F401 - a fixture
 from tests.api.test_authenticator_lifecycle import SoftAuthenticator, page_origin, register
 from tests.conftest import ACTOR, Enrolled
 from tests.signer.test_xades import ORDER
+from tests.support import activation_code, b64, bearer_http, relying_system_client, state_of
 
 pytestmark = pytest.mark.browser
 
@@ -49,19 +48,9 @@ PADES = {"field": CHIEF_ACCOUNTANT_FIELD, "reason": "Kế toán trưởng duyệ
 @pytest.fixture(scope="module")
 def api(runtime: Runtime, live_server: str, enrolled: Enrolled) -> Iterator[httpx.Client]:
     """A relying system with a display name, and its client's API."""
-    with transaction(runtime.sessions) as s:
-        clients.add_relying_system(s, ACTOR, RS, [enrolled.unit], display_name=RS_NAME)
-        client, secret = clients.add_client(s, ACTOR, RS)
-    token = KysoClient(live_server, client_id=client.client_id, client_secret=secret).access_token
-    with httpx.Client(base_url=live_server, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+    client = relying_system_client(runtime, RS, (enrolled.unit,), display_name=RS_NAME)
+    with bearer_http(live_server, *client, timeout=60) as http:
         yield http
-
-
-@pytest.fixture(scope="module")
-def pdf(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("app") / "order.pdf"
-    write_payment_order_pdf(path)
-    return base64.b64encode(path.read_bytes()).decode()
 
 
 class Screens:
@@ -91,11 +80,6 @@ def new_signer(runtime: Runtime, enrolled: Enrolled) -> tuple[str, str]:
         credential = credentials.enroll(s, ACTOR, runtime.hsm, runtime.ca("vnpt"), username=username,
                                         key_algorithm=KeyAlgorithm.EC_P256)
         return username, credential.id
-
-
-def code_for(runtime: Runtime, username: str) -> str:
-    with transaction(runtime.sessions) as s:
-        return approvals.issue_activation_code(s, runtime.settings, ACTOR, username)[0]
 
 
 def open_app(browser, live_server: str, viewport: str):  # type: ignore[no-untyped-def]
@@ -130,11 +114,6 @@ def hash_request(runtime: Runtime, credential_id: str, title: str, expires_in: f
                       .values(expires_at=now() + timedelta(seconds=expires_in)))
     runtime.notifier.notify(f"u:{request.user_id}")
     return request_id
-
-
-def state_of(runtime: Runtime, request_id: str) -> RequestState:
-    with transaction(runtime.sessions) as s:
-        return signing_requests.get(s, request_id).state
 
 
 def wait_for_state(runtime: Runtime, request_id: str, wanted: RequestState, seconds: float = 60) -> None:
@@ -173,7 +152,7 @@ def test_the_approval_app(browser, runtime: Runtime, live_server: str, enrolled:
     screens.shot(page, "sign-in")
 
     # -- register with the platform authenticator; the inbox is live ---------------------------------------------
-    page.fill("#code", code_for(runtime, username))
+    page.fill("#code", activation_code(runtime, username))
     page.click("#register")
     page.wait_for_selector("#inbox:not(.hidden)", timeout=20000)
     page.locator("#empty").wait_for(timeout=10000)
@@ -217,7 +196,7 @@ def test_the_approval_app(browser, runtime: Runtime, live_server: str, enrolled:
 
     # An XML document: the signed element and the start of its text.
     xml_id = submit(api, credential_id, {"title": "Chứng từ XML UNC-2026-000124", "content":
-                                         base64.b64encode(ORDER).decode(), "reference_id": "data",
+                                         b64(ORDER), "reference_id": "data",
                                          "placement": "/Hoso/CKy_Dvi"}, "xades")
     xml_card = page.locator(f'#requests [data-request-id="{xml_id}"]')
     xml_card.wait_for(timeout=10000)
@@ -294,7 +273,7 @@ def test_the_approval_app(browser, runtime: Runtime, live_server: str, enrolled:
     assert cookie["expires"] > time.time() + runtime.settings.web_session_seconds - 120
     other = SoftAuthenticator(origin)
     with httpx.Client(base_url=live_server, headers={"Origin": origin, "User-Agent": "Other phone"}, timeout=30) as second:
-        assert register(second, other, code_for(runtime, username), "second phone").status_code == 200
+        assert register(second, other, activation_code(runtime, username), "second phone").status_code == 200
         assert second.get("/approve/api/me").status_code == 200
         page.click('nav [data-tab="sessions"]')
         listed = page.locator("#sessionList .session")
@@ -352,7 +331,7 @@ def test_another_signers_request_answers_as_missing(runtime: Runtime, live_serve
     theirs = hash_request(runtime, credential_id, "UNC của người khác")
     origin = page_origin(live_server)
     with httpx.Client(base_url=live_server, headers={"Origin": origin}, timeout=30) as client:
-        assert register(client, SoftAuthenticator(origin), code_for(runtime, stranger)).status_code == 200
+        assert register(client, SoftAuthenticator(origin), activation_code(runtime, stranger)).status_code == 200
         for path in (f"/approve/api/requests/{theirs}/documents/0/preview", f"/approve/api/history/{theirs}/documents/0",
                      f"/approve/api/history/{theirs}/documents/0/verdict"):
             answer = client.get(path)

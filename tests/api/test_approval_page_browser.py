@@ -10,13 +10,13 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import func, select
 
-from broker import approvals, credentials
+from broker import credentials
 from broker.db.engine import transaction
 from broker.db.models import RequestState, WebAuthnCredential
 from broker.lifecycle import signing_requests, sole_control
 from broker.runtime import Runtime
 from tests.conftest import ACTOR, Enrolled
-from tests.support import in_ci
+from tests.support import activation_code, in_ci, state_of
 
 pytestmark = pytest.mark.browser
 
@@ -51,11 +51,6 @@ def open_page(browser, live_server: str, *, user_verified: bool = True):  # type
     return page
 
 
-def activation_code(runtime: Runtime, username: str) -> str:
-    with transaction(runtime.sessions) as s:
-        return approvals.issue_activation_code(s, runtime.settings, ACTOR, username)[0]
-
-
 def new_request(runtime: Runtime, credential_id: str, title: str) -> tuple[str, str]:
     doc = signing_requests.DocumentToSign(hashlib.sha256(f"{title}{time.time()}".encode()).digest(), title,
                                   "Đơn vị nhận: Công ty Việt Hưng · 125.000.000 VND")
@@ -64,11 +59,6 @@ def new_request(runtime: Runtime, credential_id: str, title: str) -> tuple[str, 
         request = signing_requests.create(s, runtime.settings, ACTOR, credential, [doc], relying_system="dvc-portal",
                                   provider=runtime.ca(credential.provider))
         return request.id, request.verification_code
-
-
-def state_of(runtime: Runtime, request_id: str) -> RequestState:
-    with transaction(runtime.sessions) as s:
-        return signing_requests.get(s, request_id).state
 
 
 def authenticators(runtime: Runtime) -> int:

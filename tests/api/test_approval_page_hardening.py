@@ -19,15 +19,9 @@ from broker.db.models import ActivationCode, RequestState
 from broker.lifecycle import signing_requests
 from broker.runtime import Runtime
 from hsm import KeyAlgorithm
-from tests.api.test_authenticator_lifecycle import (
-    SoftAuthenticator,
-    activation_code,
-    browser,
-    new_user,
-    page_origin,
-    register,
-)
+from tests.api.test_authenticator_lifecycle import SoftAuthenticator, browser, new_user, page_origin, register
 from tests.conftest import ACTOR, Enrolled
+from tests.support import activation_code
 
 
 def test_the_page_carries_a_strict_policy_and_cannot_be_framed(live_server: str) -> None:

@@ -28,8 +28,8 @@ from broker.db.engine import transaction
 from broker.db.models import AuditEvent, DeviceStatus, Role, WebAuthnCredential, WebSession
 from broker.runtime import Runtime
 from broker.settings import load_settings
-from kyso.cli import run
 from tests.conftest import ACTOR, Enrolled
+from tests.support import activation_code, admin
 
 
 def b64url(data: bytes) -> str:
@@ -96,11 +96,6 @@ def new_user(runtime: Runtime, enrolled: Enrolled) -> str:
     return username
 
 
-def activation_code(runtime: Runtime, username: str) -> str:
-    with transaction(runtime.sessions) as s:
-        return approvals.issue_activation_code(s, runtime.settings, ACTOR, username)[0]
-
-
 def register(client: httpx.Client, authenticator: SoftAuthenticator, code: str, name: str | None = None) -> httpx.Response:
     start = client.post("/approve/api/register/options", json={"activation_code": code})
     assert start.status_code == 200, start.text
@@ -115,12 +110,6 @@ def login(client: httpx.Client, authenticator: SoftAuthenticator, username: str)
     assert start.status_code == 200, start.text
     return client.post("/approve/api/login/verify", json={"challenge_id": start.json()["challenge_id"],
                                                           "credential": authenticator.get(start.json()["options"])})
-
-
-def admin(data_dir: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = run(["--data-dir", str(data_dir), *args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_lists_and_revokes_a_webauthn_authenticator_and_ends_its_sessions(
@@ -139,8 +128,8 @@ def test_cli_lists_and_revokes_a_webauthn_authenticator_and_ends_its_sessions(
         assert leaked.id[:12] in out and kept.id[:12] in out and out.count("webauthn") == 2  # ids shortened
         assert "attacker's key" in out and "browser authenticator" in out
 
-        code, out, _ = admin(data_dir, capsys, "device", "revoke", leaked.id, "--user", username)
-        assert code == 0 and f"webauthn {leaked.id} of {username} revoked" in out
+        code, out, _ = admin(data_dir, capsys, "device", "revoke", "--user", username, "--", leaked.id)
+        assert code == 0 and f"webauthn {leaked.id} of {username} revoked" in out, (out, _)
 
         # Both of its sessions ended at once; the other authenticator's session lives on.
         for client in (attacker, again):
@@ -162,9 +151,9 @@ def test_cli_lists_and_revokes_a_webauthn_authenticator_and_ends_its_sessions(
 
     code, out, _ = admin(data_dir, capsys, "device", "list", "--user", username)
     assert re.search(rf"{re.escape(leaked.id[:12])}.*revoked", out) and re.search(rf"{re.escape(kept.id[:12])}.*active", out)
-    code, _, err = admin(data_dir, capsys, "device", "revoke", leaked.id, "--user", username)
+    code, _, err = admin(data_dir, capsys, "device", "revoke", "--user", username, "--", leaked.id)
     assert code == 2 and "error [device_not_active]" in err
-    code, _, err = admin(data_dir, capsys, "device", "revoke", kept.id, "--user", "lan")  # not lan's
+    code, _, err = admin(data_dir, capsys, "device", "revoke", "--user", "lan", "--", kept.id)  # not lan's
     assert code == 2 and "error [not_found]" in err
     with transaction(runtime.sessions) as s:
         assert s.get(WebAuthnCredential, kept.id).status is DeviceStatus.ACTIVE  # type: ignore[union-attr]
@@ -193,7 +182,7 @@ def test_phones_are_revoked_by_the_same_command(runtime: Runtime, enrolled: Enro
         device_id = device.id
     code, out, _ = admin(data_dir, capsys, "device", "list", "--user", username)
     assert code == 0 and device_id[:12] in out and "phone" in out
-    code, out, _ = admin(data_dir, capsys, "device", "revoke", device_id, "--user", username)
+    code, out, _ = admin(data_dir, capsys, "device", "revoke", "--user", username, "--", device_id)
     assert code == 0 and f"phone {device_id} of {username} revoked" in out
     with transaction(runtime.sessions) as s:
         event = s.scalars(select(AuditEvent).where(AuditEvent.action == "device.revoke",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,8 @@ from asn1crypto import x509
 from broker.runtime import Runtime
 from demo.documents import write_payment_order_pdf
 from signer import validate
-from tests.api.test_csc import AutoApprover
-from tests.api.test_device_protocol import make_device
 from tests.conftest import Enrolled
-from tests.support import REPO, relying_system_client
+from tests.support import REPO, AutoApprover, relying_system_client
 
 EXAMPLE = REPO / "docs" / "examples" / "sign_pdf_csc.py"
 
@@ -25,13 +22,6 @@ EXAMPLE = REPO / "docs" / "examples" / "sign_pdf_csc.py"
 @pytest.fixture(scope="module")
 def client_credentials(runtime: Runtime, enrolled: Enrolled) -> tuple[str, str]:
     return relying_system_client(runtime, "dvc-examples")
-
-
-@pytest.fixture(scope="module")
-def phones(runtime: Runtime, live_server: str, enrolled: Enrolled) -> Iterator[AutoApprover]:
-    approver = AutoApprover([make_device(runtime, live_server, "lan"), make_device(runtime, live_server, "hung")])
-    yield approver
-    approver.stop()
 
 
 def test_pyhanko_csc_signer_example_with_an_rsa_pss_credential(

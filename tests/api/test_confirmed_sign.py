@@ -9,13 +9,10 @@ import pytest
 from asn1crypto import x509
 
 from biometrics import Decision
-from broker.runtime import Runtime
 from demo.documents import CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
 from kyso.cli import run
 from kyso_device.client import DeviceClient
 from signer import validate
-from tests.api.test_device_protocol import make_device
-from tests.conftest import Enrolled
 from tests.support import openssl_cms_verify
 
 
@@ -32,11 +29,6 @@ def decide_when_seen(device: DeviceClient, title: str, decision: Decision) -> th
     thread = threading.Thread(target=phone, daemon=True)
     thread.start()
     return thread
-
-
-@pytest.fixture(scope="module")
-def phone(runtime: Runtime, live_server: str, enrolled: Enrolled) -> DeviceClient:
-    return make_device(runtime, live_server, "lan")
 
 
 def test_pades_and_cades_after_approval(phone: DeviceClient, data_dir: Path, tmp_path: Path, root_pem: Path,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,50 +24,14 @@ from broker.db.models import RequestState
 from broker.runtime import Runtime
 from demo.documents import write_payment_order_pdf
 from kyso_client import KysoClient, KysoError, csc_signer
-from kyso_device.client import DeviceClient
 from signer import validate
-from tests.api.test_device_protocol import make_device
 from tests.conftest import ACTOR, Enrolled
-
-
-class AutoApprover:
-    """The signers' phones, approving (or refusing) whatever arrives, in a background thread."""
-
-    def __init__(self, devices: list[DeviceClient]) -> None:
-        self.devices = devices
-        self.decision = Decision.APPROVE
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(d,), daemon=True) for d in devices]
-        for t in self._threads:
-            t.start()
-
-    def _run(self, device: DeviceClient) -> None:
-        while not self._stop.is_set():
-            try:
-                for request in device.pending(wait=2):
-                    device.decide(request, self.decision)
-            except Exception:  # noqa: BLE001 - keep the phone alive through test noise
-                self._stop.wait(0.2)
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=10)
+from tests.support import AutoApprover, relying_system_client
 
 
 @pytest.fixture(scope="module")
 def client_credentials(runtime: Runtime, enrolled: Enrolled) -> tuple[str, str]:
-    with transaction(runtime.sessions) as s:
-        clients.add_relying_system(s, ACTOR, "dvc", ["U001"])
-        client, secret = clients.add_client(s, ACTOR, "dvc")
-        return client.client_id, secret
-
-
-@pytest.fixture(scope="module")
-def phones(runtime: Runtime, live_server: str, enrolled: Enrolled) -> Iterator[AutoApprover]:
-    approver = AutoApprover([make_device(runtime, live_server, "lan"), make_device(runtime, live_server, "hung")])
-    yield approver
-    approver.stop()
+    return relying_system_client(runtime, "dvc")
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,9 @@ from broker.db.engine import transaction
 from broker.db.models import RequestState
 from broker.lifecycle import signing_requests
 from broker.runtime import Runtime
-from kyso.cli import run
 from kyso_device.cli import app as device_app
 from tests.conftest import ACTOR, Enrolled
-
-
-def admin(data_dir: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = run(["--data-dir", str(data_dir), *args])
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.support import admin
 
 
 def test_activate_enroll_list_approve_revoke(runtime: Runtime, live_server: str, enrolled: Enrolled, data_dir: Path,
@@ -60,8 +54,8 @@ def test_activate_enroll_list_approve_revoke(runtime: Runtime, live_server: str,
     code, out, _ = admin(data_dir, capsys, "device", "list", "--user", "lan")
     assert code == 0 and "active" in out
     device_id = __import__("json").loads(state.read_text())["device_id"]
-    assert admin(data_dir, capsys, "device", "revoke", device_id, "--user", "lan")[0] == 0
-    code, _, err = admin(data_dir, capsys, "device", "revoke", device_id, "--user", "lan")
+    assert admin(data_dir, capsys, "device", "revoke", "--user", "lan", "--", device_id)[0] == 0
+    code, _, err = admin(data_dir, capsys, "device", "revoke", "--user", "lan", "--", device_id)
     assert code == 2 and err.startswith("error [device_not_active]")
     code, _, err = admin(data_dir, capsys, "device", "activate", "--user", "ghost")
     assert code == 2 and err.startswith("error [not_found]")

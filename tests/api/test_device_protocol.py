@@ -7,7 +7,6 @@ says why.
 from __future__ import annotations
 
 import base64
-import hashlib
 import threading
 import time
 from collections.abc import Iterator
@@ -28,28 +27,7 @@ from broker.lifecycle import signing_requests, sole_control
 from broker.runtime import Runtime
 from kyso_device.client import DeviceApiError, DeviceClient, DeviceState, enroll
 from tests.conftest import ACTOR, Enrolled, load_credential
-
-
-def make_device(runtime: Runtime, base_url: str, username: str) -> DeviceClient:
-    with transaction(runtime.sessions) as s:
-        code, uri = approvals.issue_activation_code(s, runtime.settings, ACTOR, username)
-    assert uri.startswith("kyso://activate?") and "code=" in uri
-    return DeviceClient(enroll(base_url, code, f"{username}-phone"))
-
-
-def new_request(runtime: Runtime, credential_id: str, n: int = 2, ttl: int | None = None) -> str:
-    docs = [signing_requests.DocumentToSign(hashlib.sha256(f"order {i} {time.time()}".encode()).digest(),
-                                    f"Ủy nhiệm chi số {i}", "Trả: Trường Nguyễn Trãi · Nhận: Việt Hưng · 125.000.000 VND")
-            for i in range(n)]
-    with transaction(runtime.sessions) as s:
-        credential = credentials.get_credential(s, credential_id)
-        return signing_requests.create(s, runtime.settings, ACTOR, credential, docs, relying_system="dvc-test",
-                               provider=runtime.ca(credential.provider), ttl_seconds=ttl).id
-
-
-def state_of(runtime: Runtime, request_id: str) -> RequestState:
-    with transaction(runtime.sessions) as s:
-        return signing_requests.get(s, request_id).state
+from tests.support import make_device, new_request, pending_one, state_of
 
 
 def refusals(runtime: Runtime, request_id: str) -> list[str]:
@@ -64,12 +42,6 @@ def assert_nothing_signed(runtime: Runtime, request_id: str) -> None:
         assert all(i.signature is None and i.state is not ItemState.CONSUMED for i in items)
     with pytest.raises(sole_control.NotAuthorised):
         sole_control.sign_approved(runtime.sessions, runtime.hsm, ACTOR, request_id)
-
-
-def pending_one(device: DeviceClient, request_id: str) -> dict:  # type: ignore[type-arg]
-    found = [r for r in device.pending() if r["request_id"] == request_id]
-    assert len(found) == 1
-    return found[0]
 
 
 @pytest.fixture(scope="module")

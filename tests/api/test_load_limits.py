@@ -9,18 +9,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from broker import clients
-from broker.db.engine import transaction
 from broker.runtime import Runtime
 from kyso_client import KysoClient, KysoError
-from tests.conftest import ACTOR, Enrolled
+from tests.conftest import Enrolled
+from tests.support import relying_system_client
 
 
 def _client(runtime: Runtime, live_server: str, name: str) -> KysoClient:
-    with transaction(runtime.sessions) as s:
-        clients.add_relying_system(s, ACTOR, name, ["U001"])
-        client, secret = clients.add_client(s, ACTOR, name)
-    return KysoClient(live_server, client_id=client.client_id, client_secret=secret)
+    client_id, secret = relying_system_client(runtime, name)
+    return KysoClient(live_server, client_id=client_id, client_secret=secret)
 
 
 @pytest.fixture

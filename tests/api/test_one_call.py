@@ -15,10 +15,8 @@ import pytest
 from broker.runtime import Runtime
 from demo.documents import CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
 from kyso_client import KysoClient
-from tests.api.test_csc import AutoApprover
-from tests.api.test_device_protocol import make_device
 from tests.conftest import Enrolled
-from tests.support import bearer_http, relying_system_client
+from tests.support import AutoApprover, bearer_http, make_device, relying_system_client
 
 
 @pytest.fixture(scope="module")

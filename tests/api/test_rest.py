@@ -15,40 +15,29 @@ from asn1crypto import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
-from broker import clients
 from broker.db.engine import transaction
 from broker.runtime import Runtime
 from demo.documents import CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
-from kyso_client import KysoClient
 from signer import validate
-from tests.api.test_csc import AutoApprover
-from tests.api.test_device_protocol import make_device
 from tests.conftest import ACTOR, Enrolled, load_credential
-from tests.support import nss_db_with_root, openssl_cms_verify, pdfsig, require_tool
+from tests.support import (
+    AutoApprover,
+    WebhookReceiver,
+    b64,
+    bearer_http,
+    nss_db_with_root,
+    openssl_cms_verify,
+    pdfsig,
+    relying_system_client,
+    require_tool,
+    wait_done,
+)
 
 
 @pytest.fixture(scope="module")
-def api(runtime: Runtime, live_server: str, enrolled: Enrolled) -> Iterator[httpx.Client]:
-    with transaction(runtime.sessions) as s:
-        clients.add_relying_system(s, ACTOR, "dvc-rest", ["U001"])
-        client, secret = clients.add_client(s, ACTOR, "dvc-rest")
-    token = KysoClient(live_server, client_id=client.client_id, client_secret=secret).access_token
-    approver = AutoApprover([make_device(runtime, live_server, "lan"), make_device(runtime, live_server, "hung")])
-    with httpx.Client(base_url=live_server, headers={"Authorization": f"Bearer {token}"}, timeout=120) as http:
+def api(runtime: Runtime, live_server: str, phones: AutoApprover) -> Iterator[httpx.Client]:
+    with bearer_http(live_server, *relying_system_client(runtime, "dvc-rest")) as http:
         yield http
-    approver.stop()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def wait_signed(api: httpx.Client, request_id: str) -> dict:  # type: ignore[type-arg]
-    for _ in range(10):
-        body = api.get(f"/v1/requests/{request_id}", params={"wait": 20}).json()
-        if body["state"] not in ("pending", "approved"):
-            return body
-    raise AssertionError("the request was not signed in time")
 
 
 def test_raw_hashes(api: httpx.Client, runtime: Runtime, enrolled: Enrolled) -> None:
@@ -57,7 +46,7 @@ def test_raw_hashes(api: httpx.Client, runtime: Runtime, enrolled: Enrolled) -> 
         {"hash": b64(d), "title": f"UNC {i}", "summary": "125.000.000 VND"} for i, d in enumerate(digests)]})
     assert created.status_code == 201, created.text
     assert len(created.json()["verification_code"]) == 4
-    done = wait_signed(api, created.json()["request_id"])
+    done = wait_done(api, created.json()["request_id"])
     assert done["state"] == "signed"
     key = load_credential(runtime, enrolled.rsa)
     public = serialization.load_der_public_key(x509.Certificate.load(key.certificate).public_key.dump())
@@ -86,7 +75,7 @@ def test_idempotency_under_concurrent_retries(api: httpx.Client, enrolled: Enrol
     other = api.post("/v1/requests", json={**body, "hashes": [{"hash": b64(bytes(32)), "title": "x"}]},
                      headers={"Idempotency-Key": "order-42"})
     assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
-    assert wait_signed(api, ids[0])["state"] == "signed"
+    assert wait_done(api, ids[0])["state"] == "signed"
 
 
 def test_pades_upload_sign_download(api: httpx.Client, enrolled: Enrolled, tmp_path: Path,
@@ -99,7 +88,7 @@ def test_pades_upload_sign_download(api: httpx.Client, enrolled: Enrolled, tmp_p
         {"document_id": uploaded.json()["document_id"], "title": "Ủy nhiệm chi UNC-7", "field": CHIEF_ACCOUNTANT_FIELD,
          "certify": True, "reason": "Kế toán trưởng ký", "stamp": "KẾ TOÁN TRƯỞNG\n%(signer)s"}]})
     assert created.status_code == 201, created.text
-    done = wait_signed(api, created.json()["request_id"])
+    done = wait_done(api, created.json()["request_id"])
     assert done["state"] == "signed", done
     signed = tmp_path / "signed.pdf"
     signed.write_bytes(api.get(done["documents"][0].split(str(api.base_url).rstrip("/"))[-1]).content)
@@ -111,7 +100,7 @@ def test_pades_upload_sign_download(api: httpx.Client, enrolled: Enrolled, tmp_p
                                             "after_request_id": done["request_id"], "documents": [
         {"title": "Ủy nhiệm chi UNC-7", "field": "ChuTaiKhoan"}]})
     assert second.status_code == 201, second.text
-    both = wait_signed(api, second.json()["request_id"])
+    both = wait_done(api, second.json()["request_id"])
     final = tmp_path / "final.pdf"
     final.write_bytes(api.get(both["documents"][0].split(str(api.base_url).rstrip("/"))[-1]).content)
     reports = validate.validate_pdf(final, trust_roots)
@@ -127,7 +116,7 @@ def test_cades_detached_and_enveloping(api: httpx.Client, enrolled: Enrolled, tm
         {"content": b64(content), "title": "order.xml"},
         {"content": b64(content), "title": "order.xml (enveloping)", "enveloping": True}]})
     assert created.status_code == 201, created.text
-    done = wait_signed(api, created.json()["request_id"])
+    done = wait_done(api, created.json()["request_id"])
     (tmp_path / "order.xml").write_bytes(content)
     base = str(api.base_url).rstrip("/")
     (tmp_path / "order.p7s").write_bytes(api.get(done["documents"][0].removeprefix(base)).content)
@@ -177,34 +166,6 @@ def test_cancel(api: httpx.Client, enrolled: Enrolled, runtime: Runtime) -> None
     assert response.status_code in (200, 409)  # the phone may have approved it first
 
 
-class Receiver:
-    """A local webhook receiver that fails its first ``fail_first`` calls."""
-
-    def __init__(self, fail_first: int = 0) -> None:
-        import http.server
-
-        self.calls: list[tuple[dict[str, str], str]] = []
-        self.fail_first = fail_first
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-                receiver.calls.append(({k: v for k, v in self.headers.items()}, body))
-                self.send_response(500 if len(receiver.calls) <= receiver.fail_first else 204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/kyso"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-
-
 def test_webhook_delivered_once_with_hmac_after_a_retry(api: httpx.Client, runtime: Runtime, enrolled: Enrolled,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import time
@@ -212,7 +173,7 @@ def test_webhook_delivered_once_with_hmac_after_a_retry(api: httpx.Client, runti
     from broker.db.models import RelyingSystem
     from broker.lifecycle import webhooks
 
-    receiver = Receiver(fail_first=1)
+    receiver = WebhookReceiver(fail_first=1)
     monkeypatch.setattr(runtime.settings, "webhook_allow_private", True)
     with transaction(runtime.sessions) as s:
         rs = s.query(RelyingSystem).filter_by(name="dvc-rest").one()
@@ -222,7 +183,7 @@ def test_webhook_delivered_once_with_hmac_after_a_retry(api: httpx.Client, runti
         created = api.post("/v1/requests", json={
             "credential_id": enrolled.ec, "webhook_url": receiver.url,
             "hashes": [{"hash": b64(hashlib.sha256(b"hook").digest()), "title": "UNC webhook"}]}).json()
-        assert wait_signed(api, created["request_id"])["state"] == "signed"
+        assert wait_done(api, created["request_id"])["state"] == "signed"
         deadline = time.monotonic() + 30
         log: list[dict] = []  # type: ignore[type-arg]
         while time.monotonic() < deadline:
@@ -275,7 +236,7 @@ def test_pades_levels_validate_from_embedded_data(api: httpx.Client, enrolled: E
                                              "documents": [{"content": b64(order.read_bytes()), "title": "UNC-9",
                                                             "field": CHIEF_ACCOUNTANT_FIELD, "certify": True}]})
     assert created.status_code == 201, created.text
-    done = wait_signed(api, created.json()["request_id"])
+    done = wait_done(api, created.json()["request_id"])
     assert (done["state"], done["level"]) == ("signed", level), done
     signed = _download(api, done["documents"][0], tmp_path / "signed.pdf")
     reports = validate.validate_pdf(signed, trust_roots, long_term=level != "B-T")
@@ -291,7 +252,7 @@ def test_cades_b_lt_carries_its_validation_data(api: httpx.Client, enrolled: Enr
     created = api.post("/v1/requests", json={"credential_id": enrolled.ec, "format": "cades", "level": "B-LT",
                                              "documents": [{"content": b64(b"<UNC/>"), "title": "UNC-10"}]})
     assert created.status_code == 201, created.text
-    done = wait_signed(api, created.json()["request_id"])
+    done = wait_done(api, created.json()["request_id"])
     assert (done["state"], done["level"]) == ("signed", "B-LT"), done
     sig = _download(api, done["documents"][0], tmp_path / "unc.xml.p7s")
     content = tmp_path / "unc.xml"
@@ -309,9 +270,9 @@ def test_tsa_outage_fails_the_request_unless_a_lower_level_is_accepted(api: http
     emulator_reset.state("vnpt").outages = {"tsa"}  # type: ignore[attr-defined]
     body = {"credential_id": enrolled.rsa, "format": "cades", "level": "B-T",
             "documents": [{"content": b64(b"tsa down"), "title": "UNC-11"}]}
-    failed = wait_signed(api, api.post("/v1/requests", json=body).json()["request_id"])
+    failed = wait_done(api, api.post("/v1/requests", json=body).json()["request_id"])
     assert failed["state"] == "failed" and failed["failure_reason"].startswith("timestamp_unavailable"), failed
-    lowered = wait_signed(api, api.post("/v1/requests", json={**body, "accept_lower_level": True}).json()["request_id"])
+    lowered = wait_done(api, api.post("/v1/requests", json={**body, "accept_lower_level": True}).json()["request_id"])
     assert (lowered["state"], lowered["level"]) == ("signed", "B-B"), lowered
 
 

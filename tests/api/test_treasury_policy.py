@@ -8,7 +8,6 @@ relying system that made it.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,10 +35,8 @@ from broker.lifecycle import signing_requests, sole_control
 from broker.runtime import Runtime
 from ca_adapters import RevocationReason
 from hsm import KeyAlgorithm
-from kyso_client import KysoClient
-from tests.api.test_csc import AutoApprover
-from tests.api.test_device_protocol import make_device
 from tests.conftest import ACTOR
+from tests.support import AutoApprover, b64, bearer_http, make_device, wait_done
 
 Kyso = Callable[..., tuple[int, str, str]]
 
@@ -53,15 +50,6 @@ class Setup:
     own: httpx.Client  # a client of the relying system that makes the requests
     reader: httpx.Client  # a read-only client of the same system
     other: httpx.Client  # a client of another relying system serving the same unit
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def http(base_url: str, client_id: str, secret: str) -> httpx.Client:
-    token = KysoClient(base_url, client_id=client_id, client_secret=secret).access_token
-    return httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +73,7 @@ def setup(runtime: Runtime, live_server: str) -> Iterator[Setup]:
         other, other_secret = clients.add_client(s, ACTOR, "dvc-pol-other")
         logins = [(own.client_id, own_secret), (reader.client_id, reader_secret), (other.client_id, other_secret)]
     approver = AutoApprover([make_device(runtime, live_server, "pol.kt")])
-    sessions = [http(live_server, *login) for login in logins]
+    sessions = [bearer_http(live_server, *login, timeout=60) for login in logins]
     yield Setup(ids[0], ids[1], *sessions)
     approver.stop()
     for session in sessions:
@@ -95,14 +83,6 @@ def setup(runtime: Runtime, live_server: str) -> Iterator[Setup]:
 def raw_request(api: httpx.Client, credential_id: str, text: bytes) -> httpx.Response:
     return api.post("/v1/requests", json={"credential_id": credential_id, "hashes": [
         {"hash": b64(hashlib.sha256(text).digest()), "title": "Ủy nhiệm chi", "summary": "1.000.000 VND"}]})
-
-
-def signed(api: httpx.Client, request_id: str) -> dict:  # type: ignore[type-arg]
-    for _ in range(6):
-        body = api.get(f"/v1/requests/{request_id}", params={"wait": 20}).json()
-        if body["state"] not in ("pending", "approved"):
-            return body
-    raise AssertionError("not signed in time")
 
 
 def refusals(runtime: Runtime, action: str) -> list[AuditEvent]:
@@ -120,7 +100,7 @@ def test_a_request_belongs_to_the_relying_system_that_made_it(setup: Setup, runt
         {"title": "Ủy nhiệm chi", "content": b64("<UNC>bí mật</UNC>".encode()), "enveloping": True}]})
     assert created.status_code == 201, created.text
     request_id = created.json()["request_id"]
-    assert signed(setup.own, request_id)["state"] == "signed"
+    assert wait_done(setup.own, request_id, polls=6)["state"] == "signed"
     assert setup.own.get(f"/v1/requests/{request_id}/documents/0").status_code == 200
 
     # Another relying system serves the same unit: it sees the credential, never the request.

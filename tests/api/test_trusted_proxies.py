@@ -3,54 +3,39 @@ server configured as ``kyso serve`` and the sandbox configure theirs."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import ValidationError
 from sqlalchemy import select
 
 from api.app import create_app
-from broker import clients
 from broker.db.engine import transaction
 from broker.db.models import AuditEvent
 from broker.runtime import Runtime
 from broker.settings import Settings
+from kyso.sandbox import free_port
 from kyso.server import uvicorn_config
-from tests.conftest import ACTOR, Enrolled, _free_port
+from tests.conftest import Enrolled
+from tests.support import relying_system_client, uvicorn_thread
 
 FORGED = "203.0.113.9"
 
 
 @pytest.fixture(scope="module")
 def client_credentials(runtime: Runtime, enrolled: Enrolled) -> tuple[str, str]:
-    with transaction(runtime.sessions) as s:
-        clients.add_relying_system(s, ACTOR, "dvc-proxies", [enrolled.unit])
-        client, secret = clients.add_client(s, ACTOR, "dvc-proxies")
-        return client.client_id, secret
+    return relying_system_client(runtime, "dvc-proxies", (enrolled.unit,))
 
 
 @contextmanager
 def serving(runtime: Runtime, trusted_proxies: list[str]) -> Iterator[str]:
     settings = runtime.settings.model_copy(update={"trusted_proxies": trusted_proxies})
-    port = _free_port()
-    server = uvicorn.Server(uvicorn_config(create_app(runtime), settings, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    try:
+    port = free_port()
+    config = uvicorn_config(create_app(runtime), settings, host="127.0.0.1", port=port, log_level="warning")
+    with uvicorn_thread(config):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def audited_origin(runtime: Runtime, base_url: str, credentials: tuple[str, str]) -> str:

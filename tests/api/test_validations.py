@@ -12,25 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from broker import clients
-from broker.db.engine import transaction
 from broker.runtime import Runtime
 from demo.documents import write_payment_order_pdf
-from kyso_client import KysoClient
 from signer import ltv, xades
-from tests.conftest import ACTOR
 from tests.signer import validation_pki as pki
 from tests.signer.test_validation_reports import CONTENT, World, world  # noqa: F401 - the session's outside PKI
-from tests.signer.test_xades import CHIEF, ORDER, XXE, _key
-from tests.support import flip_byte, require_tool
-
-
-def _client(runtime: Runtime, live_server: str, name: str, scopes: list[str]) -> httpx.Client:
-    with transaction(runtime.sessions) as s:
-        clients.add_relying_system(s, ACTOR, name, ["U001"])
-        client, secret = clients.add_client(s, ACTOR, name, scopes)
-    token = KysoClient(live_server, client_id=client.client_id, client_secret=secret).access_token
-    return httpx.Client(base_url=live_server, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+from tests.signer.test_xades import CHIEF, ORDER, XXE
+from tests.support import bearer_http, flip_byte, key_signer, relying_system_client, require_tool
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +26,7 @@ def api(runtime: Runtime, live_server: str, world: World,  # noqa: F811
         enrolled: object) -> Iterator[httpx.Client]:
     previous = runtime.settings.trust_store
     runtime.settings.trust_store = world.store
-    with _client(runtime, live_server, "dvc-validation", ["read"]) as http:
+    with bearer_http(live_server, *relying_system_client(runtime, "dvc-validation", scopes=["read"])) as http:
         yield http
     runtime.settings.trust_store = previous
 
@@ -174,13 +162,13 @@ def test_bad_input_is_a_clear_4xx(api: httpx.Client, runtime: Runtime, files: di
     assert too_big.status_code == 413 and too_big.json()["code"] == "document_too_large"
     with httpx.Client(base_url=live_server, timeout=30) as anonymous:
         assert anonymous.post("/v1/validations", content=b"x").status_code == 401
-    with _client(runtime, live_server, "dvc-sign-only", ["sign"]) as signer_only:
+    with bearer_http(live_server, *relying_system_client(runtime, "dvc-sign-only", scopes=["sign"])) as signer_only:
         refused = signer_only.post("/v1/validations", content=files["good"].read_bytes())
         assert refused.status_code == 403 and refused.json()["code"] == "insufficient_scope"
 
 
 def test_xml_signatures(api: httpx.Client, runtime: Runtime, enrolled: object, emulators: object) -> None:
-    key = _key(runtime, enrolled.rsa)  # type: ignore[attr-defined]
+    key = key_signer(runtime, enrolled.rsa)  # type: ignore[attr-defined]
     signed = xades.sign(key, ORDER, CHIEF, level=ltv.Level.B_LT, services=runtime.long_term_services("vnpt"))
     raw = api.post("/v1/validations", content=signed, headers={"Content-Type": "application/xml"},
                    params={"name": "unc.xml"})

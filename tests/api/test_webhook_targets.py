@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import http.server
 import ipaddress
 import socket
 import ssl
@@ -33,8 +31,8 @@ from broker.lifecycle.signing_requests import now
 from broker.lifecycle.webhook_targets import is_special, validate_allowlist
 from broker.runtime import Runtime
 from kyso.cli import run
-from kyso_client import KysoClient
 from tests.conftest import ACTOR, Enrolled
+from tests.support import WebhookReceiver, b64, bearer_http, relying_system_client
 
 RS = "dvc-hook-targets"
 ALLOWLIST = ["https://dvc.example", "https://localhost:8443/hooks"]
@@ -42,16 +40,13 @@ ALLOWLIST = ["https://dvc.example", "https://localhost:8443/hooks"]
 
 @pytest.fixture(scope="module")
 def api(runtime: Runtime, live_server: str, enrolled: Enrolled) -> Iterator[httpx.Client]:
-    with transaction(runtime.sessions) as s:
-        clients.add_relying_system(s, ACTOR, RS, [enrolled.unit], ALLOWLIST)
-        client, secret = clients.add_client(s, ACTOR, RS)
-    token = KysoClient(live_server, client_id=client.client_id, client_secret=secret).access_token
-    with httpx.Client(base_url=live_server, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+    client = relying_system_client(runtime, RS, (enrolled.unit,), webhook_allowlist=ALLOWLIST)
+    with bearer_http(live_server, *client, timeout=60) as http:
         yield http
 
 
 def create(api: httpx.Client, enrolled: Enrolled, webhook_url: str) -> httpx.Response:
-    digest = base64.b64encode(hashlib.sha256(webhook_url.encode()).digest()).decode()
+    digest = b64(hashlib.sha256(webhook_url.encode()).digest())
     return api.post("/v1/requests", json={"credential_id": enrolled.ec, "webhook_url": webhook_url,
                                           "hashes": [{"hash": digest, "title": "UNC webhook"}]})
 
@@ -186,32 +181,9 @@ def test_rs_add_refuses_a_bad_entry_with_a_clear_error(data_dir: Path, runtime: 
 # -- deliveries ------------------------------------------------------------------------------------
 
 
-class Receiver:
-    def __init__(self) -> None:
-        self.calls: list[dict[str, str]] = []
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # http.server's name
-                self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.calls.append(dict(self.headers))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = int(self.server.server_address[1])
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
+def receiver() -> Iterator[WebhookReceiver]:
+    r = WebhookReceiver()
     yield r
     r.close()
 
@@ -260,7 +232,7 @@ def test_delivery_connects_to_the_address_that_was_checked(db_runtime: Runtime, 
     and any later lookup with an internal one (127.0.0.2, where an internal service listens)."""
     host = "hooks.kyso.test"
     cert, key = tls_files(tmp_path, host)
-    receiver = Receiver()
+    receiver = WebhookReceiver()
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert, key)
     receiver.server.socket = tls.wrap_socket(receiver.server.socket, server_side=True)
@@ -289,8 +261,9 @@ def test_delivery_connects_to_the_address_that_was_checked(db_runtime: Runtime, 
         assert answers == ["127.0.0.1"]  # resolved once
         assert not reached
         assert len(receiver.calls) == 1
-        assert receiver.calls[0]["Host"] == f"{host}:{receiver.port}"  # the name (and the TLS name), not the address
-        assert receiver.calls[0]["Kyso-Event-Id"] == event_id
+        [(headers, _)] = receiver.calls
+        assert headers["Host"] == f"{host}:{receiver.port}"  # the name (and the TLS name), not the address
+        assert headers["Kyso-Event-Id"] == event_id
     finally:
         internal.close()
         receiver.close()
@@ -308,8 +281,8 @@ def test_delivery_connects_to_the_address_that_was_checked(db_runtime: Runtime, 
     ("https://127.0.0.1:{port}/hook", ["https://127.0.0.1:{port}/hook"], False, "webhook_target_refused"),
     ("http://127.0.0.1:{port}/hook", ["http://127.0.0.1:{port}/hook"], False, "invalid_webhook_url"),
 ])
-def test_delivery_checks_the_target_again(db_runtime: Runtime, receiver: Receiver, url: str, allowlist: list[str],
-                                          allow_private: bool, code: str) -> None:
+def test_delivery_checks_the_target_again(db_runtime: Runtime, receiver: WebhookReceiver, url: str,
+                                          allowlist: list[str], allow_private: bool, code: str) -> None:
     port = receiver.port
     event_id = queue(db_runtime, url.format(port=port), [entry.format(port=port) for entry in allowlist])
     assert webhooks.deliver_due(db_runtime.sessions, allow_private=allow_private) == 1

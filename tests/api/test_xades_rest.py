@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,33 +19,17 @@ from demo.documents import (
     payment_order_xml,
 )
 from signer import validation
-from tests.api.test_csc import AutoApprover
-from tests.api.test_device_protocol import make_device
 from tests.conftest import Enrolled
-from tests.support import bearer_http, relying_system_client, require_tool
+from tests.support import AutoApprover, b64, bearer_http, relying_system_client, require_tool, wait_done
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 XADES = "http://uri.etsi.org/01903/v1.3.2#"
 
 
 @pytest.fixture(scope="module")
-def api(runtime: Runtime, live_server: str, enrolled: Enrolled) -> Iterator[httpx.Client]:
-    approver = AutoApprover([make_device(runtime, live_server, "lan"), make_device(runtime, live_server, "hung")])
+def api(runtime: Runtime, live_server: str, phones: AutoApprover) -> Iterator[httpx.Client]:
     with bearer_http(live_server, *relying_system_client(runtime, "dvc-xml")) as http:
         yield http
-    approver.stop()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def finished(api: httpx.Client, request_id: str) -> dict:  # type: ignore[type-arg]
-    for _ in range(10):
-        body = api.get(f"/v1/requests/{request_id}", params={"wait": 20}).json()
-        if body["state"] not in ("pending", "approved"):
-            return body
-    raise AssertionError("the request did not end in time")
 
 
 def xml_body(credential_id: str, placement: str, **document: object) -> dict:  # type: ignore[type-arg]
@@ -68,12 +51,12 @@ def test_both_roles_sign_the_payment_orders_xml(api: httpx.Client, enrolled: Enr
     first = api.post("/v1/requests", json=xml_body(enrolled.rsa, XML_CHIEF_ACCOUNTANT_PLACEMENT,
                                                    content=b64(payment_order_xml())) | {"level": "B-LT"})
     assert first.status_code == 201, first.text
-    chief = finished(api, first.json()["request_id"])
+    chief = wait_done(api, first.json()["request_id"])
     assert (chief["state"], chief["level"]) == ("signed", "B-LT"), chief
     second = api.post("/v1/requests", json=xml_body(enrolled.ec, XML_ACCOUNT_HOLDER_PLACEMENT)
                       | {"after_request_id": first.json()["request_id"], "level": "B-T"})
     assert second.status_code == 201, second.text
-    holder = finished(api, second.json()["request_id"])
+    holder = wait_done(api, second.json()["request_id"])
     assert holder["state"] == "signed", holder
     signed = tmp_path / "payment-order.signed.xml"
     download = api.get(holder["documents"][0].removeprefix(str(api.base_url)))

@@ -13,19 +13,19 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, select, update
 
 from broker import audit
 from broker.audit.checkpoint import checkpoint_on_shutdown, write_checkpoint
 from broker.audit.key import AUDIT_KEY_ID, audit_public_key
-from broker.db.engine import make_engine, transaction
+from broker.db.engine import transaction
 from broker.db.migrate import upgrade
 from broker.db.models import AuditEvent
 from broker.runtime import Runtime
 from broker.settings import Settings
 from hsm import Hsm
-from kyso.cli import run
-from tests.conftest import ACTOR, _postgres_url
+from tests.conftest import ACTOR
+from tests.support import fresh_database
 
 Kyso = Callable[..., tuple[int, str, str]]
 
@@ -34,17 +34,7 @@ Kyso = Callable[..., tuple[int, str, str]]
 def chain(request: pytest.FixtureRequest, tmp_path: Path, settings: Settings, hsm: Hsm,
           monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
     """A fresh database and anchors file, shared with the CLI through the environment."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'kyso.db'}"
-    else:
-        url = _postgres_url()
-        if not url:
-            pytest.skip("KYSO_TEST_DATABASE_URL not set")
-        engine = make_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
+    url = fresh_database(request.param, tmp_path)
     upgrade(url)
     anchors = tmp_path / "anchors.jsonl"
     monkeypatch.setenv("KYSO_DATABASE_URL", url)
@@ -54,16 +44,6 @@ def chain(request: pytest.FixtureRequest, tmp_path: Path, settings: Settings, hs
     yield rt
     rt.notifier.close()
     rt.engine.dispose()
-
-
-@pytest.fixture()
-def kyso(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> Kyso:
-    def call(*args: str) -> tuple[int, str, str]:
-        code = run(["--data-dir", str(data_dir), *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
 
 
 def add_events(rt: Runtime, count: int) -> None:

@@ -15,12 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
-from broker.db.engine import make_engine
-from kyso.operations import backup as backup_service
-from tests.conftest import _postgres_url
-from tests.support import REPO, flip_byte, openssl_cms_verify
+from kyso.operations import backup_format
+from tests.support import REPO, flip_byte, fresh_schema, openssl_cms_verify, postgres_url
 
 _DRIVER = r"""
 import contextlib, io, json, os, sys
@@ -106,8 +103,8 @@ def test_backup_wipe_restore_sqlite(tmp_path: Path) -> None:
     damaged = tmp_path / "damaged"
     shutil.copytree(backup, damaged)
     flip_byte(damaged / "database.sqlite", 4000)
-    with pytest.raises(backup_service.BackupCorrupt, match="database.sqlite"):
-        backup_service.read_backup(damaged)
+    with pytest.raises(backup_format.BackupCorrupt, match="database.sqlite"):
+        backup_format.read_backup(damaged)
     shutil.rmtree(data_dir)  # the machine is lost
 
     doc = str(tmp_path / "order.xml")
@@ -142,10 +139,8 @@ def test_backup_wipe_restore_sqlite(tmp_path: Path) -> None:
 
 
 def test_backup_wipe_restore_postgresql(tmp_path: Path) -> None:
-    url = _postgres_url()
-    if not url:
-        pytest.skip("KYSO_TEST_DATABASE_URL not set")
-    _wipe_postgres(url)
+    url = postgres_url()
+    fresh_schema(url)
     env = {"KYSO_DATABASE_URL": url}
     data_dir, backup = tmp_path / "data", tmp_path / "backup"
     first_phase(data_dir, tmp_path, env)
@@ -153,7 +148,7 @@ def test_backup_wipe_restore_postgresql(tmp_path: Path) -> None:
     assert_backup_holds_no_secret(backup, pin)
     assert json.loads((backup / "manifest.json").read_text())["database"]["kind"] == "postgresql"
     shutil.rmtree(data_dir)
-    _wipe_postgres(url)
+    fresh_schema(url)
 
     results = cli_process(data_dir, [
         (["restore", str(backup), "--include-token"], {"KYSO_HSM_USER_PIN": pin}),
@@ -176,19 +171,11 @@ def test_a_damaged_backup_is_refused(tmp_path: Path) -> None:
     (backup / "database.sqlite").write_bytes(b"x")
     manifest = {"format": "kyso-backup", "version": 1, "files": {"database.sqlite": {"sha256": "00" * 32, "size": 1}}}
     (backup / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(backup_service.BackupCorrupt, match="database.sqlite"):
-        backup_service.read_backup(backup)
+    with pytest.raises(backup_format.BackupCorrupt, match="database.sqlite"):
+        backup_format.read_backup(backup)
     (backup / "manifest.json").unlink()
-    with pytest.raises(backup_service.BackupCorrupt):
-        backup_service.read_backup(backup)
-
-
-def _wipe_postgres(url: str) -> None:
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+    with pytest.raises(backup_format.BackupCorrupt):
+        backup_format.read_backup(backup)
 
 
 def test_a_failed_restore_leaves_nothing_and_documents_come_on_request(tmp_path: Path) -> None:

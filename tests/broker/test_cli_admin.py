@@ -156,7 +156,7 @@ def test_unique_prefixes_resolve_and_ambiguous_ones_are_refused(kyso, runtime: R
         code_text, _ = approvals.issue_activation_code(s, runtime.settings, ACTOR, "adm.prefix")
         device, _ = approvals.enroll_device(s, ACTOR, code_text, public, "điện thoại")
         device_id = device.id
-    code, out, err = kyso("device", "revoke", device_id[:8], "--user", "adm.prefix")
+    code, out, err = kyso("device", "revoke", "--user", "adm.prefix", "--", device_id[:8])
     assert code == 0 and f"phone {device_id} of adm.prefix revoked" in out, err
     code, _, err = kyso("device", "revoke", "zzzzzzzz", "--user", "adm.prefix")
     one_error_line(err, "not_found")

@@ -16,19 +16,13 @@ from broker import approvals, directory
 from broker.db.engine import transaction
 from broker.db.models import Role
 from broker.runtime import Runtime
-from kyso.cli import run
 from kyso.cli.output import fail, safe_text, table
 from kyso_device.cli import app as device_app
 from tests.conftest import ACTOR, Enrolled
+from tests.support import admin
 
 HOSTILE = ["[/x]", "[bold red]SYSTEM COMPROMISED[/bold red]", "\x1b[31mred\x1b[0m\x1b[2J",
            "line\nERROR forged line", "carriage\rreturn", "bidi\u202etxt.exe", "[link=https://evil.example]x[/link]"]
-
-
-def admin(data_dir: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = run(["--data-dir", str(data_dir), *args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_plain(text: str) -> None:

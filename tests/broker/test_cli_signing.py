@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ca_adapters.emulator import EmulatorSet
+from ca_adapters.emulator.server import EmulatorSet
 from demo.documents import XML_CHIEF_ACCOUNTANT_PLACEMENT, XML_DATA_ID, payment_order_xml
 from signer import validation
 from tests.conftest import Enrolled

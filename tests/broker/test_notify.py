@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from broker.notify import Notifier, PgNotifier, make_notifier, request_topic, user_topic
-from tests.ops.test_workers import postgres_url
+from tests.support import postgres_url
 
 
 class _Waiter:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import stat
 import threading
@@ -23,10 +22,8 @@ from broker.lifecycle import housekeeping, load_limits
 from broker.lifecycle.signing_requests import now
 from broker.runtime import Runtime
 from demo.documents import write_payment_order_pdf
-from kyso_client import KysoClient
-from tests.api.test_csc import AutoApprover
-from tests.api.test_device_protocol import make_device
 from tests.conftest import ACTOR, Enrolled
+from tests.support import AutoApprover, b64, bearer_http, make_device, relying_system_client, wait_done
 
 PENDING_FOREVER = "ec"
 """hung's credential: no phone of hung answers in this module, so its requests stay pending."""
@@ -39,17 +36,9 @@ def phones(runtime: Runtime, live_server: str, enrolled: Enrolled) -> Iterator[A
     approver.stop()
 
 
-def _http(runtime: Runtime, live_server: str, name: str) -> httpx.Client:
-    with transaction(runtime.sessions) as s:
-        clients.add_relying_system(s, ACTOR, name, ["U001"])
-        client, secret = clients.add_client(s, ACTOR, name)
-    token = KysoClient(live_server, client_id=client.client_id, client_secret=secret).access_token
-    return httpx.Client(base_url=live_server, headers={"Authorization": f"Bearer {token}"}, timeout=120)
-
-
 @pytest.fixture(scope="module")
 def api(runtime: Runtime, live_server: str, phones: AutoApprover) -> Iterator[httpx.Client]:
-    with _http(runtime, live_server, "dvc-retention") as http:
+    with bearer_http(live_server, *relying_system_client(runtime, "dvc-retention")) as http:
         yield http
 
 
@@ -61,18 +50,6 @@ def saved_settings(runtime: Runtime) -> Iterator[None]:
     yield
     for name, value in saved.items():
         setattr(runtime.settings, name, value)
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def wait_done(api: httpx.Client, request_id: str) -> dict[str, Any]:
-    for _ in range(10):
-        body: dict[str, Any] = api.get(f"/v1/requests/{request_id}", params={"wait": 20}).json()
-        if body["state"] not in ("pending", "approved"):
-            return body
-    raise AssertionError("the request did not end in time")
 
 
 def payload(runtime: Runtime, request_id: str) -> dict[str, Any]:
@@ -149,7 +126,7 @@ def test_every_blob_is_0600_in_0700_directories(api: httpx.Client, runtime: Runt
 
 def test_uploads_count_against_the_load_limits(runtime: Runtime, live_server: str, saved_settings: None) -> None:
     documents = runtime.settings.blobs / "documents"
-    with _http(runtime, live_server, "dvc-upload-caps") as http:
+    with bearer_http(live_server, *relying_system_client(runtime, "dvc-upload-caps")) as http:
         runtime.settings.max_uploads_per_relying_system = 2
         for n in range(2):
             assert http.put("/v1/documents", content=b"x" * 100).status_code == 201

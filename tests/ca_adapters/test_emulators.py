@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import inspect
 import time
 import uuid
 from pathlib import Path
@@ -19,9 +20,12 @@ from cryptography.x509 import ocsp
 
 from broker.runtime import Runtime
 from ca_adapters import Subject
-from ca_adapters.emulator import EmulatorSet
-from ca_adapters.emulator.provider_apis import misa_otp
-from ca_adapters.remote_clients import MisaClient, NacencommClient, ViettelClient
+from ca_adapters.emulator.provider_apis.misa import misa_otp
+from ca_adapters.emulator.server import EmulatorSet
+from ca_adapters.remote_clients import viettel as viettel_client
+from ca_adapters.remote_clients.misa import MisaClient
+from ca_adapters.remote_clients.nacencomm import NacencommClient
+from ca_adapters.remote_clients.viettel import ViettelClient
 from ca_adapters.remote_signing import (
     DigestToSign,
     ProviderApiError,
@@ -223,15 +227,11 @@ def test_viettel_renews_a_users_token(runtime: Runtime, emulator_reset: Emulator
 
 def test_viettel_register_extension_is_never_used(runtime: Runtime, emulator_reset: EmulatorSet) -> None:
     """Sole control: Viettel's registerExtension signs without a confirmation per signature; kyso never calls it."""
-    import inspect
-
-    from ca_adapters import remote_clients
-
     client, credential = _client(runtime, emulator_reset, "viettel", "0790883004234")
     transaction_id = client.start(credential, [DigestToSign("1", "UNC", hashlib.sha256(b"s").digest())], "x")
     assert _wait(client, credential, transaction_id) is RemoteStatus.SUCCESS
     assert emulator_reset.state("viettel").calls.get("registerExtension", 0) == 0
-    assert "credentials/registerExtension" not in inspect.getsource(remote_clients)
+    assert "credentials/registerExtension" not in inspect.getsource(viettel_client)
 
 
 def test_misa_wraps_replies_and_needs_the_remote_signing_token_and_a_second_factor(

@@ -20,7 +20,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from ca_adapters.remote_clients import CLIENTS, MisaClient, NacencommClient
+from ca_adapters.remote_clients import CLIENTS
+from ca_adapters.remote_clients.misa import MisaClient
+from ca_adapters.remote_clients.nacencomm import NacencommClient
 from ca_adapters.remote_signing import DigestToSign, RemoteCredential, RemoteResult, RemoteSigningClient, RemoteStatus
 from tests.ca_adapters.independent_fake import IndependentFake
 

@@ -21,18 +21,33 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from broker.runtime import Runtime
-from ca_adapters import remote_clients as rc
-from ca_adapters.emulator import EmulatorSet, provider_apis
-from ca_adapters.emulator.provider_apis import misa_otp
-from ca_adapters.remote_clients import MisaClient, NacencommClient
-from ca_adapters.remote_signing import DigestToSign, RemoteResult, RemoteStatus, choose_certificate
+from ca_adapters.emulator.provider_apis.misa import misa_callback_body, misa_otp
+from ca_adapters.emulator.provider_apis.viettel import viettel_callback_body
+from ca_adapters.emulator.provider_apis.vnpt import vnpt_callback_body
+from ca_adapters.emulator.server import EmulatorSet
+from ca_adapters.remote_clients.misa import (
+    MisaClient,
+    parse_misa_certificates,
+    parse_misa_signing_status,
+    parse_misa_webhook,
+)
+from ca_adapters.remote_clients.nacencomm import NacencommClient, parse_nacencomm_result
+from ca_adapters.remote_clients.viettel import parse_viettel_callback, parse_viettel_certificates, parse_viettel_status
+from ca_adapters.remote_clients.vnpt import parse_vnpt_callback, parse_vnpt_certificates, parse_vnpt_status
+from ca_adapters.remote_signing import (
+    DigestToSign,
+    ProviderReplyMalformed,
+    RemoteResult,
+    RemoteStatus,
+    choose_certificate,
+)
 
 SAMPLES = Path(__file__).parent / "samples"
 PARSERS = {
-    "vnpt_status": rc.parse_vnpt_status, "vnpt_callback": lambda b: rc.parse_vnpt_callback(b).result,
-    "viettel_status": rc.parse_viettel_status, "viettel_callback": lambda b: rc.parse_viettel_callback(b).result,
-    "misa_status": rc.parse_misa_signing_status, "misa_webhook": lambda b: rc.parse_misa_webhook(b).result,
-    "nacencomm_result": rc.parse_nacencomm_result,
+    "vnpt_status": parse_vnpt_status, "vnpt_callback": lambda b: parse_vnpt_callback(b).result,
+    "viettel_status": parse_viettel_status, "viettel_callback": lambda b: parse_viettel_callback(b).result,
+    "misa_status": parse_misa_signing_status, "misa_webhook": lambda b: parse_misa_webhook(b).result,
+    "nacencomm_result": parse_nacencomm_result,
 }
 SIG = base64.b64encode(bytes(range(256))).decode()
 
@@ -93,18 +108,18 @@ def test_parsers_read_each_sample_to_its_documented_outcome(file: Path) -> None:
 
 def test_parsers_never_read_a_drifted_reply_as_signed() -> None:
     # The bugs of the first reading: an integer map missing the string "1", an empty quoted string.
-    assert rc.parse_viettel_status({"status": "1", "signatures": [SIG]}).status is RemoteStatus.SUCCESS
-    assert rc.parse_viettel_status({"status": 1, "signatures": [SIG]}).status is RemoteStatus.SUCCESS
-    assert rc.parse_viettel_status({"status": "7777"}).anomaly == "unknown_status"
-    assert rc.parse_nacencomm_result('""').status is RemoteStatus.PENDING
-    assert rc.parse_nacencomm_result('"\\"\\""').status is RemoteStatus.PENDING  # quoted twice
-    assert rc.parse_vnpt_status({"status_code": 200, "message": "WHATEVER", "data": {}}).anomaly == "unknown_status"
-    assert rc.parse_misa_signing_status({"status": {"errorCode": 0}, "data": {"status": "NEW"}}).status \
+    assert parse_viettel_status({"status": "1", "signatures": [SIG]}).status is RemoteStatus.SUCCESS
+    assert parse_viettel_status({"status": 1, "signatures": [SIG]}).status is RemoteStatus.SUCCESS
+    assert parse_viettel_status({"status": "7777"}).anomaly == "unknown_status"
+    assert parse_nacencomm_result('""').status is RemoteStatus.PENDING
+    assert parse_nacencomm_result('"\\"\\""').status is RemoteStatus.PENDING  # quoted twice
+    assert parse_vnpt_status({"status_code": 200, "message": "WHATEVER", "data": {}}).anomaly == "unknown_status"
+    assert parse_misa_signing_status({"status": {"errorCode": 0}, "data": {"status": "NEW"}}).status \
         is RemoteStatus.PENDING
-    with pytest.raises(rc.ProviderReplyMalformed):
-        rc.parse_vnpt_status({"status_code": 200, "message": "SUCCESS", "data": {"signatures": None}})
-    with pytest.raises(rc.ProviderReplyMalformed):
-        rc.parse_nacencomm_result('"<html>"')
+    with pytest.raises(ProviderReplyMalformed):
+        parse_vnpt_status({"status_code": 200, "message": "SUCCESS", "data": {"signatures": None}})
+    with pytest.raises(ProviderReplyMalformed):
+        parse_nacencomm_result('"<html>"')
 
 
 def _cert_values(user: Any) -> dict[str, str]:
@@ -121,9 +136,9 @@ def _cert_values(user: Any) -> dict[str, str]:
 def test_certificate_samples_choose_the_persons_certificate(emulators: EmulatorSet) -> None:
     user = emulators.state("vnpt").add_user("0790887001234", "Hồ Thị Thu", "Sở Tài chính (TEST)", seal=True)
     values = _cert_values(user)
-    for name, parse in [("vnpt/get_certificate", rc.parse_vnpt_certificates),
-                        ("viettel/certificates_info", rc.parse_viettel_certificates),
-                        ("misa/certificates", rc.parse_misa_certificates)]:
+    for name, parse in [("vnpt/get_certificate", parse_vnpt_certificates),
+                        ("viettel/certificates_info", parse_viettel_certificates),
+                        ("misa/certificates", parse_misa_certificates)]:
         body = _fill(json.loads((SAMPLES / f"{name}.reply.json").read_text())["body"], values)
         chosen = choose_certificate(user.user_id, parse(body))
         assert chosen.chain_der[0] == base64.b64decode(values["CERT"]), name  # never the seal listed first
@@ -179,9 +194,9 @@ def test_the_emulator_and_the_adapter_exchange_the_documented_shapes(runtime: Ru
 
 
 @pytest.mark.parametrize(("provider", "builder", "parser"), [
-    ("vnpt", provider_apis.vnpt_callback_body, "vnpt_callback"),
-    ("viettel", provider_apis.viettel_callback_body, "viettel_callback"),
-    ("misa", provider_apis.misa_callback_body, "misa_webhook"),
+    ("vnpt", vnpt_callback_body, "vnpt_callback"),
+    ("viettel", viettel_callback_body, "viettel_callback"),
+    ("misa", misa_callback_body, "misa_webhook"),
 ])
 def test_the_emulators_call_back_in_the_documented_shape(runtime: Runtime, emulator_reset: EmulatorSet,
                                                          provider: str, builder: Any, parser: str) -> None:

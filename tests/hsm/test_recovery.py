@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from hsm import HsmError, KeyAlgorithm, SignatureScheme, TokenMissing
 from hsm.store import activate_token_store, token_store_dir
-from hsm.token import DEFAULT_MODULE, Hsm, initialize_token
+from hsm.library import DEFAULT_MODULE, initialize_token
+from hsm.token import Hsm
 
 data_dir, away = Path(sys.argv[1]), Path(sys.argv[2])
 activate_token_store(data_dir)

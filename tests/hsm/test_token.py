@@ -124,7 +124,8 @@ def test_token_missing_and_wrong_pin_in_a_fresh_process(tmp_path, settings) -> N
 import sys
 from pathlib import Path
 from hsm.store import activate_token_store
-from hsm.token import Hsm, initialize_token, DEFAULT_MODULE
+from hsm.library import DEFAULT_MODULE, initialize_token
+from hsm.token import Hsm
 from hsm import TokenMissing, WrongPin
 activate_token_store(Path({str(tmp_path)!r}))
 try:

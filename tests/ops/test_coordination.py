@@ -21,7 +21,7 @@ from broker.db.models import DeliveryState, RelyingSystem, WebhookDelivery
 from broker.lifecycle import webhooks
 from broker.lifecycle.signing_requests import now
 from broker.notify import Notifier, PgNotifier, make_notifier
-from tests.ops.test_workers import fresh_schema, postgres_url
+from tests.support import fresh_schema, postgres_url
 
 
 def pg_notifier(channel: str) -> PgNotifier:

@@ -24,11 +24,11 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from biometrics import Decision
 from broker.db.engine import make_engine
+from kyso.sandbox import free_port
 from kyso_device.client import DeviceClient, enroll
-from tests.ops.test_workers import free_port, fresh_schema, kyso, postgres_url, wait_ready
-from tests.support import REPO, require_tool
+from tests.ops.test_workers import kyso, wait_ready
+from tests.support import REPO, AutoApprover, fresh_schema, postgres_url, require_tool
 
 SPY = Path("/usr/lib/x86_64-linux-gnu/pkcs11-spy.so")
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
@@ -110,27 +110,6 @@ class Load:
             t.join(timeout=60)
 
 
-class Phone:
-    """The signer approves everything, and keeps trying while workers die under it."""
-
-    def __init__(self, device: DeviceClient) -> None:
-        self.device = device
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                for request in self.device.pending(wait=2):
-                    try:
-                        self.device.decide(request, Decision.APPROVE)
-                    except Exception:  # noqa: BLE001 - decided meanwhile, or a worker died under the call
-                        pass
-            except Exception:  # noqa: BLE001
-                time.sleep(0.2)
-
-
 @pytest.fixture
 def spied_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path, dict[str, str], dict[str, str]]]:
     url = postgres_url()
@@ -189,8 +168,9 @@ def test_sigkill_at_random_moments_loses_nothing_and_signs_nothing_twice(spied_s
     base_url, server, spy_log, info, env = spied_server
     token = httpx.post(f"{base_url}/oauth2/token", data={"grant_type": "client_credentials"},
                        auth=(info["client_id"], info["client_secret"])).json()["access_token"]
-    phone = Phone(DeviceClient(enroll(base_url, info["activation_code"], "kill-test-phone"),
-                               httpx.Client(base_url=base_url, timeout=30)))
+    # The signer approves everything, and keeps trying while workers die under it.
+    phone = AutoApprover([DeviceClient(enroll(base_url, info["activation_code"], "kill-test-phone"),
+                                       httpx.Client(base_url=base_url, timeout=30))])
     rng = random.Random(24)
     killed = 0
     try:
@@ -212,7 +192,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_signs_nothing_twice(spied_s
                 break
             time.sleep(1)
     finally:
-        phone.stop.set()
+        phone.stop()
     assert not open_, f"requests left open: {open_}"
     assert sum(1 for s in states.values() if s == "signed") >= 10, states  # real work happened between kills
     sign_inits = len(re.findall(r"C_SignInit", spy_log.read_text(errors="replace")))

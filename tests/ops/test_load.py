@@ -28,11 +28,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from biometrics import Decision
 from broker.db.engine import make_engine
+from kyso.sandbox import free_port
 from kyso_device.client import DeviceClient, enroll
-from tests.ops.test_workers import HEADER, free_port, fresh_schema, kyso, postgres_url, wait_ready
-from tests.support import REPO
+from tests.ops.test_workers import HEADER, kyso, wait_ready
+from tests.support import REPO, AutoApprover, fresh_schema, postgres_url
 
 CLIENTS = 32
 SECONDS = 60.0
@@ -144,30 +144,6 @@ class Client:
         return signed
 
 
-class Phone:
-    """One of the signer's phones: approves the pending requests that fall to it (several phones
-    decide in parallel, each with its own counter; one request goes to one phone)."""
-
-    def __init__(self, device: DeviceClient, index: int, phones: int) -> None:
-        self.device, self.index, self.phones = device, index, phones
-        self.errors: list[str] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                mine = [r for r in self.device.pending(wait=2) if int(r["request_id"], 16) % self.phones == self.index]
-                for request in mine:
-                    self.device.decide(request, Decision.APPROVE)
-                if not mine:
-                    time.sleep(0.02)  # the pending ones are other phones': do not spin on them
-            except Exception as exc:  # noqa: BLE001 - reported by the test
-                self.errors.append(repr(exc))
-                time.sleep(0.2)
-
-
 def _b64_digest(label: str) -> str:
     return base64.b64encode(hashlib.sha256(label.encode()).digest()).decode()
 
@@ -246,9 +222,10 @@ def test_32_clients_for_60_seconds_against_two_workers(server: tuple[str, dict[s
     base_url, info, url = server
     token = httpx.post(f"{base_url}/oauth2/token", data={"grant_type": "client_credentials"},
                        auth=(info["client_id"], info["client_secret"])).json()["access_token"]
-    phones = [Phone(DeviceClient(enroll(base_url, code, f"load-phone-{n}"),
-                                 httpx.Client(base_url=base_url, timeout=60)), n, PHONES)
-              for n, code in enumerate(info["activation_codes"])]
+    # The signer's phones decide in parallel, each with its own counter; one request goes to one phone.
+    phones = AutoApprover([DeviceClient(enroll(base_url, code, f"load-phone-{n}"),
+                                        httpx.Client(base_url=base_url, timeout=60))
+                           for n, code in enumerate(info["activation_codes"])], share=True)
     started = time.monotonic()
     clients = [Client(base_url, token, info["credential_id"], started + SECONDS) for _ in range(CLIENTS)]
     threads = [threading.Thread(target=c.run, args=(n,), daemon=True) for n, c in enumerate(clients)]
@@ -259,10 +236,9 @@ def test_32_clients_for_60_seconds_against_two_workers(server: tuple[str, dict[s
             t.join(timeout=SECONDS + 60)
         elapsed = time.monotonic() - started
     finally:
-        for phone in phones:
-            phone.stop.set()
+        phones.stop()
     assert not any(t.is_alive() for t in threads), "a client never finished its last request"
-    assert not [e for phone in phones for e in phone.errors], [e for phone in phones for e in phone.errors][:5]
+    assert not phones.errors, phones.errors[:5]
     calls = [c for client in clients for c in client.calls]
     operations = [op for client in clients for op in client.operations]
 

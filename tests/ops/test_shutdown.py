@@ -15,9 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from kyso.sandbox import free_port
 from kyso_device.client import DeviceClient, enroll
-from tests.ops.test_workers import free_port, fresh_schema, kyso, wait_ready
-from tests.support import REPO
+from tests.ops.test_workers import kyso, wait_ready
+from tests.support import REPO, fresh_schema
 
 PHONES = 4
 STOP_SECONDS = 6.0

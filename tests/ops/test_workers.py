@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.server
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,38 +23,14 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-from sqlalchemy import text
 
 from biometrics import Decision
-from broker.db.engine import make_engine
+from kyso.sandbox import free_port
 from kyso_device.client import DeviceClient, DeviceState, enroll
-from tests.support import REPO, in_ci
+from tests.support import REPO, WebhookReceiver, fresh_schema, postgres_url
 
 HEADER = "x-kyso-worker"
 ECDSA_SHA256 = "1.2.840.10045.4.3.2"
-
-
-def postgres_url() -> str:
-    url = os.environ.get("KYSO_TEST_DATABASE_URL")
-    if not url:
-        if in_ci():
-            pytest.fail("KYSO_TEST_DATABASE_URL is not set under CI (.ci/run sets it)")
-        pytest.skip("KYSO_TEST_DATABASE_URL not set")
-    return url
-
-
-def fresh_schema(url: str) -> None:
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 RECEIVER_PORT = free_port()  # the webhook allowlist names the receiver's port
@@ -245,37 +218,9 @@ def test_authorize_and_approval_in_two_workers_of_one_server(cluster: Cluster) -
     pytest.fail("every authorize and its approval landed in the same worker")
 
 
-class Receiver:
-    """Counts webhook deliveries by ``Kyso-Event-Id``; the first call answers 500 (a retry)."""
-
-    def __init__(self) -> None:
-        self.events: Counter[str] = Counter()
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # http.server's name
-                self.rfile.read(int(self.headers["Content-Length"]))
-                with receiver.lock:
-                    first = not receiver.events
-                    receiver.events[self.headers["Kyso-Event-Id"]] += 1
-                self.send_response(500 if first else 204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", RECEIVER_PORT), Handler)
-        self.url = f"http://127.0.0.1:{RECEIVER_PORT}/hooks/kyso"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-
-
 @pytest.mark.postgres
 def test_webhooks_are_delivered_once_with_three_workers_running(cluster: Cluster) -> None:
-    receiver = Receiver()
+    receiver = WebhookReceiver(fail_first=1, port=RECEIVER_PORT)  # the first call answers 500: a retry
     auth = {"Authorization": f"Bearer {cluster.token}"}
     try:
         ids = []

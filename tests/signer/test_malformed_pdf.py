@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from broker import credentials
-from broker.db.engine import transaction
 from broker.runtime import Runtime
-from signer import InvalidDocument, KeySigner, SignerError, pades
+from signer import InvalidDocument, KeySigner, SignerError, pades, pdf_fields
+from signer.stamp import DEFAULT_STAMP
 from tests.conftest import Enrolled
+from tests.support import key_signer
 
 
 def build_pdf(*objects: bytes) -> bytes:
@@ -52,8 +52,7 @@ MALFORMED = {
 
 @pytest.fixture(scope="module")
 def key(runtime: Runtime, enrolled: Enrolled) -> KeySigner:
-    with transaction(runtime.sessions) as session:
-        return credentials.key_signer(runtime.hsm, credentials.get_credential(session, enrolled.ec))
+    return key_signer(runtime, enrolled.ec)
 
 
 @pytest.mark.parametrize("name", list(MALFORMED))
@@ -67,7 +66,7 @@ def test_a_malformed_pdf_is_an_invalid_document(name: str, key: KeySigner, tmp_p
     assert refused.value.code == "invalid_document" and len(refused.value.message) < 300
     assert not out.exists() and not out.with_name(out.name + ".part").exists()  # nothing half-written
     with pytest.raises(InvalidDocument):
-        pades.add_signature_fields(source, tmp_path / "fields.pdf", [pades.FieldSpec("Signature1")])
+        pdf_fields.add_signature_fields(source, tmp_path / "fields.pdf", [pdf_fields.FieldSpec("Signature1")])
 
 
 def test_a_well_formed_minimal_pdf_still_signs(key: KeySigner, tmp_path: Path) -> None:
@@ -87,6 +86,6 @@ def test_a_stamp_is_a_template_not_a_format_string(stamp: str) -> None:
     assert refused.value.code == "invalid_stamp" and time.monotonic() - started < 0.1
 
 
-@pytest.mark.parametrize("stamp", [pades.DEFAULT_STAMP, "KẾ TOÁN TRƯỞNG\n%(signer)s", "100%% %(ts)s", "x" * 200])
+@pytest.mark.parametrize("stamp", [DEFAULT_STAMP, "KẾ TOÁN TRƯỞNG\n%(signer)s", "100%% %(ts)s", "x" * 200])
 def test_the_documented_placeholders_are_accepted(stamp: str) -> None:
     assert pades.PadesOptions("Signature1", stamp_text=stamp).stamp_text == stamp

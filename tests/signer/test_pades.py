@@ -12,7 +12,7 @@ from asn1crypto import x509
 
 from broker import credentials
 from broker.runtime import Runtime
-from ca_adapters.emulator import EmulatorSet
+from ca_adapters.emulator.server import EmulatorSet
 from demo.documents import ACCOUNT_HOLDER_FIELD, CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
 from signer import InvalidDocument, cades, pades, validate
 from tests.conftest import Enrolled, load_credential

@@ -8,8 +8,6 @@ import pytest
 from fpdf import FPDF
 from pyhanko.pdf_utils.reader import PdfFileReader
 
-from broker import credentials
-from broker.db.engine import transaction
 from broker.runtime import Runtime
 from demo.documents import CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
 from signer import pipeline
@@ -17,12 +15,12 @@ from signer.errors import InvalidFieldPlace
 from signer.keysigner import KeySigner
 from signer.pades import PadesOptions
 from tests.conftest import Enrolled
+from tests.support import key_signer
 
 
 @pytest.fixture(scope="module")
 def key(runtime: Runtime, enrolled: Enrolled) -> KeySigner:
-    with transaction(runtime.sessions) as s:
-        return credentials.key_signer(runtime.hsm, credentials.get_credential(s, enrolled.ec))
+    return key_signer(runtime, enrolled.ec)
 
 
 def plain_pdf(path: Path, pages: int = 2) -> Path:
@@ -87,7 +85,7 @@ def test_stamp_times_are_vietnam_time_whatever_the_servers_zone(key: KeySigner, 
     import subprocess
     from datetime import datetime, timezone
 
-    from signer.pades import stamp_time
+    from signer.stamp import stamp_time
     from tests.support import require_tool
 
     assert stamp_time(datetime(2026, 3, 16, 20, 30, tzinfo=timezone.utc)) == "17/03/2026 03:30:00 (UTC+07:00)"

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from broker import credentials
-from broker.db.engine import transaction
 from broker.runtime import Runtime
 from demo.documents import (
     CHIEF_ACCOUNTANT_FIELD,
@@ -20,7 +18,7 @@ from demo.documents import (
 from signer import InvalidDocument, ltv, pipeline, validation
 from signer.keysigner import KeySigner
 from tests.conftest import Enrolled
-from tests.support import openssl_cms_verify
+from tests.support import key_signer, openssl_cms_verify
 
 SPECS = {
     "pades": pipeline.PadesSpec(CHIEF_ACCOUNTANT_FIELD, certify=True, reason="Duyệt chi", signer_name="Nguyễn Thị Lan"),
@@ -32,8 +30,7 @@ SPECS = {
 
 @pytest.fixture(scope="module")
 def key(runtime: Runtime, enrolled: Enrolled) -> KeySigner:
-    with transaction(runtime.sessions) as s:
-        return credentials.key_signer(runtime.hsm, credentials.get_credential(s, enrolled.rsa))
+    return key_signer(runtime, enrolled.rsa)
 
 
 def source_for(kind: str, folder: Path) -> Path:

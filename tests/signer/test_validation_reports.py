@@ -14,14 +14,13 @@ from asn1crypto import x509
 
 from broker import credentials
 from broker.runtime import Runtime
-from ca_adapters.emulator import EmulatorSet
+from ca_adapters.emulator.server import EmulatorSet
 from demo.documents import ACCOUNT_HOLDER_FIELD, CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
-from kyso.cli import run
 from signer import cades, ltv, pades, reports, validation
 from signer.validation_report import Indication
 from tests.conftest import Enrolled, load_credential
 from tests.signer import validation_pki as pki
-from tests.support import flip_byte, require_tool, write_pem
+from tests.support import admin, flip_byte, require_tool, write_pem
 
 CONTENT = "<UyNhiemChi><SoTien>125000000</SoTien><NguoiNhan>Việt Hưng</NguoiNhan></UyNhiemChi>".encode()
 PASSED, FAILED, INDETERMINATE = Indication.TOTAL_PASSED, Indication.TOTAL_FAILED, Indication.INDETERMINATE
@@ -269,9 +268,7 @@ def test_bad_input_is_a_clear_error(world: World, tmp_path: Path) -> None:
 
 
 def _kyso(capsys: pytest.CaptureFixture[str], tmp_path: Path, *args: str) -> tuple[int, str, str]:
-    code = run(["--data-dir", str(tmp_path / "no-data-dir"), "verify", *args])
-    out, err = capsys.readouterr()
-    return code, out, err
+    return admin(tmp_path / "no-data-dir", capsys, "verify", *args)
 
 
 def test_cli_verify(world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,14 +15,12 @@ from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from signxml.exceptions import InvalidDigest, InvalidSignature
 from signxml.xades import XAdESSignatureConfiguration, XAdESVerifier, XAdESVerifyResult
 
-from broker import credentials
-from broker.db.engine import transaction
 from broker.runtime import Runtime
-from ca_adapters.emulator import EmulatorSet
+from ca_adapters.emulator.server import EmulatorSet
 from signer import InvalidDocument, SignerError, ltv, xades, xml_safety
 from signer.keysigner import KeySigner
 from tests.conftest import Enrolled, load_credential
-from tests.support import require_tool, write_pem
+from tests.support import key_signer, require_tool, write_pem
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 XADES = "http://uri.etsi.org/01903/v1.3.2#"
@@ -57,15 +55,9 @@ ORDER = """<?xml version="1.0" encoding="UTF-8"?>
 """.encode()
 
 
-def _key(runtime: Runtime, credential_id: str) -> KeySigner:
-    # Built inside a session: the key's checks read the signer's unit.
-    with transaction(runtime.sessions) as s:
-        return credentials.key_signer(runtime.hsm, credentials.get_credential(s, credential_id))
-
-
 @pytest.fixture(scope="module", params=["rsa", "rsa_pss", "ec"])
 def key(request: pytest.FixtureRequest, runtime: Runtime, enrolled: Enrolled) -> KeySigner:
-    return _key(runtime, getattr(enrolled, request.param))
+    return key_signer(runtime, getattr(enrolled, request.param))
 
 
 # -- the independent verifiers -------------------------------------------------------------------------
@@ -137,7 +129,7 @@ def test_each_algorithm_is_accepted_by_xmlsec1_and_signxml(key: KeySigner, root_
 def signed_twice(request: pytest.FixtureRequest, runtime: Runtime,
                  enrolled: Enrolled) -> tuple[bytes, bytes, KeySigner, KeySigner]:
     """The chief accountant (RSA) signs, then the account holder (EC or RSA-PSS) in the other container."""
-    chief, holder = _key(runtime, enrolled.rsa), _key(runtime, getattr(enrolled, request.param))
+    chief, holder = key_signer(runtime, enrolled.rsa), key_signer(runtime, getattr(enrolled, request.param))
     first = xades.sign(chief, ORDER, CHIEF)
     return first, xades.sign(holder, first, HOLDER), chief, holder
 
@@ -256,7 +248,7 @@ def test_timestamped_and_long_term_levels(key: KeySigner, level: ltv.Level, runt
 
 def test_tsa_outage_fails_unless_a_lower_level_is_accepted(runtime: Runtime, enrolled: Enrolled,
                                                            emulator_reset: EmulatorSet) -> None:
-    key = _key(runtime, enrolled.ec)
+    key = key_signer(runtime, enrolled.ec)
     services = runtime.long_term_services(load_credential(runtime, enrolled.ec).provider)
     emulator_reset.state("viettel").outages = {"tsa"}
     prepared = xades.prepare(ORDER, key.certificate, key.chain, key.scheme, CHIEF)
@@ -332,7 +324,7 @@ def test_placements_and_references_inside_an_existing_signature_are_refused(key:
 
 def test_a_namespaced_document_with_a_default_namespace(runtime: Runtime, enrolled: Enrolled, root_pem: Path,
                                                         tmp_path: Path) -> None:
-    key = _key(runtime, enrolled.ec)
+    key = key_signer(runtime, enrolled.ec)
     order = ORDER.replace(b"<Hoso>", b'<Hoso xmlns="urn:kbnn:dvc:1.0" xmlns:x="urn:unused">')
     signed = xades.sign(key, order, CHIEF)
     [signature_id] = signature_ids(signed)

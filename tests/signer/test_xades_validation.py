@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from lxml import etree
 
 from broker.runtime import Runtime
-from ca_adapters.emulator import EmulatorSet
+from ca_adapters.emulator.server import EmulatorSet
 from kyso.cli import run
 from signer import ltv, reports, validation, xades, xml_safety
 from signer.algorithms import SignatureScheme
@@ -25,8 +25,8 @@ from signer.validation_report import Indication
 from tests.conftest import Enrolled, load_credential
 from tests.signer import validation_pki as pki
 from tests.signer.test_validation_reports import World, world  # noqa: F401 - the session's outside PKI
-from tests.signer.test_xades import BILLION_LAUGHS, CHIEF, HOLDER, NS, ORDER, XXE, _key, signature_ids, xmlsec1_verify
-from tests.support import write_pem
+from tests.signer.test_xades import BILLION_LAUGHS, CHIEF, HOLDER, NS, ORDER, XXE, signature_ids, xmlsec1_verify
+from tests.support import key_signer, write_pem
 
 PASSED, FAILED, INDETERMINATE = Indication.TOTAL_PASSED, Indication.TOTAL_FAILED, Indication.INDETERMINATE
 
@@ -65,12 +65,12 @@ def xmlsec1_ok(document: bytes, root_pem: Path, tmp_path: Path, key: KeySigner |
 
 @pytest.fixture(scope="module")
 def rsa(runtime: Runtime, enrolled: Enrolled) -> KeySigner:
-    return _key(runtime, enrolled.rsa)
+    return key_signer(runtime, enrolled.rsa)
 
 
 @pytest.fixture(scope="module")
 def ec_key(runtime: Runtime, enrolled: Enrolled) -> KeySigner:
-    return _key(runtime, enrolled.ec)
+    return key_signer(runtime, enrolled.ec)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def b_lt(runtime: Runtime, rsa: KeySigner, emulators: EmulatorSet) -> bytes:
 def test_b_b_is_try_later_offline_and_passes_with_fetching(credential: str, runtime: Runtime, enrolled: Enrolled,
                                                            emulator_reset: EmulatorSet, store: validation.TrustStore,
                                                            root_pem: Path, tmp_path: Path) -> None:
-    key = _key(runtime, getattr(enrolled, credential))
+    key = key_signer(runtime, getattr(enrolled, credential))
     signed = xades.sign(key, ORDER, CHIEF)
     offline = _validate(signed, _options(store), tmp_path)
     assert report_format(offline) == "XML" and _verdicts(offline) == [(INDETERMINATE, "TRY_LATER")]

@@ -1,23 +1,19 @@
-"""Operations: request ids, JSON logs without secrets, Prometheus metrics (one and several processes),
-and readiness following the database and the HSM token (Decision 22). Real servers, real token."""
+"""Operations, what a server tells: request ids, JSON logs without secrets, and Prometheus metrics
+(one and several processes). Real servers, real token."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import json
 import logging
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,22 +22,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.app import create_app
 from api.middleware import RequestContextMiddleware
-from broker import clients
-from broker.db.engine import transaction
 from broker.observability.logs import make_handler
 from broker.runtime import Runtime
-from broker.settings import Settings
-from ca_adapters.emulator import EmulatorSet
-from hsm import Hsm
-from hsm.store import token_store_dir
 from kyso_client import KysoClient
-from tests.api.test_csc import AutoApprover
-from tests.api.test_device_protocol import make_device
-from tests.conftest import ACTOR, Enrolled
-from tests.private_postgres import PrivatePostgres
-from tests.support import REPO
+from tests.api.conftest import Served
+from tests.conftest import Enrolled
+from tests.support import REPO, AutoApprover, access_token, b64, eventually, make_device, relying_system_client
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -62,20 +49,6 @@ def sample(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.1) -> Any:
-    """``check()``'s first truthy result, or its last one when time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval)
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
 # -- in this process: the session's live server -------------------------------------------------------
 
 
@@ -90,13 +63,11 @@ class Ops:
 
 @pytest.fixture(scope="module")
 def ops(runtime: Runtime, live_server: str, enrolled: Enrolled) -> Iterator[Ops]:
-    with transaction(runtime.sessions) as s:
-        clients.add_relying_system(s, ACTOR, "dvc-ops", ["U001"])
-        client, secret = clients.add_client(s, ACTOR, "dvc-ops")
-    token = KysoClient(live_server, client_id=client.client_id, client_secret=secret).access_token
+    client_id, secret = relying_system_client(runtime, "dvc-ops")
+    token = access_token(live_server, client_id, secret)
     approver = AutoApprover([make_device(runtime, live_server, "lan")])
     with httpx.Client(base_url=live_server, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
-        yield Ops(http, live_server, client.client_id, secret, token)
+        yield Ops(http, live_server, client_id, secret, token)
     approver.stop()
 
 
@@ -225,64 +196,7 @@ def test_metrics_count_signatures_by_format_level_and_outcome(ops: Ops, enrolled
     assert sample(after, "kyso_signatures_total", **labels) - sample(before, "kyso_signatures_total", **labels) >= 1
 
 
-# -- readiness and the database, in this process (the session's token) -------------------------------
-
-
-def _readyz(client: TestClient) -> tuple[int, dict[str, Any]]:
-    response = client.get("/readyz")
-    return response.status_code, response.json()
-
-
-def test_readyz_follows_an_sqlite_database(settings: Settings, hsm: Hsm, tmp_path: Path) -> None:
-    missing = tmp_path / "not-yet"
-    runtime = Runtime(settings.model_copy(update={"database_url": f"sqlite:///{missing / 'kyso.db'}"}), hsm=hsm)
-    client = TestClient(create_app(runtime))  # no lifespan: no signing worker on this runtime
-    try:
-        status, body = _readyz(client)
-        assert status == 503 and body["checks"]["database"].startswith("down: ") and body["checks"]["hsm"] == "ok"
-        missing.mkdir()
-        status, body = _readyz(client)
-        assert status == 200 and body["ready"] is True
-    finally:
-        runtime.engine.dispose()
-
-
-def test_readyz_follows_a_private_postgresql_cluster(settings: Settings, hsm: Hsm) -> None:
-    cluster = PrivatePostgres()
-    runtime: Runtime | None = None
-    try:
-        cluster.start()
-        runtime = Runtime(settings.model_copy(update={"database_url": cluster.url}), hsm=hsm)
-        client = TestClient(create_app(runtime))
-        assert _readyz(client)[0] == 200
-        cluster.stop()
-        status, body = _readyz(client)
-        assert status == 503 and body["checks"]["database"].startswith("down: ") and body["checks"]["hsm"] == "ok"
-        cluster.start()
-        assert eventually(lambda: _readyz(client)[0] == 200, timeout=10)
-    finally:
-        if runtime is not None:
-            runtime.engine.dispose()
-        cluster.remove()
-
-
-# -- a server in its own process: its own token store, JSON logs, multi-process metrics ---------------
-
-SERVER = r"""
-import sys
-from pathlib import Path
-from broker.observability.multiprocess import prepare_multiprocess_dir
-prepare_multiprocess_dir(Path(sys.argv[2]))  # before prometheus_client is first imported
-from broker.observability.logs import configure_logging
-configure_logging(default="json")
-import uvicorn
-from api.app import create_app
-from broker.runtime import Runtime
-from broker.settings import load_settings
-runtime = Runtime(load_settings(Path(sys.argv[1])))
-runtime.hsm
-uvicorn.run(create_app(runtime), host="127.0.0.1", port=int(sys.argv[3]), log_config=None, access_log=False)
-"""
+# -- a server in its own process (the ``served`` fixture): multi-process metrics, its JSON log -----------
 
 ANOTHER_WORKER = r"""
 from broker.observability import metrics
@@ -292,54 +206,6 @@ for _ in range(2):
     metrics.record_signature("cades", "B-LTA", "expired")
 """
 
-
-@dataclass
-class Served:
-    url: str
-    data_dir: Path
-    metrics_dir: Path
-    log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    base = tmp_path_factory.mktemp("ops-server")
-    data_dir, metrics_dir, log = base / "data", base / "prometheus", base / "server.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KYSO_", "PROMETHEUS_", "SOFTHSM2_"))}
-    subprocess.run([sys.executable, "-m", "kyso.cli", "--data-dir", str(data_dir), "init", "--sandbox"],
-                   cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
-    (metrics_dir / "counter_999999.db").parent.mkdir(parents=True)
-    (metrics_dir / "counter_999999.db").write_bytes(b"left by an earlier run")  # must be wiped at start
-    env |= {"KYSO_READINESS_CACHE_SECONDS": "0.2", "KYSO_READINESS_PROBE_TIMEOUT_SECONDS": "1",
-            "KYSO_LOG_FORMAT": "json"}
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-c", SERVER, str(data_dir), str(metrics_dir), str(port)],
-                                   cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        def up() -> bool:
-            assert process.poll() is None, log.read_text()
-            try:
-                return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        assert eventually(up, timeout=60, interval=0.2), log.read_text()
-        yield Served(url, data_dir, metrics_dir, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_multiprocess_metrics_are_summed_over_processes(served: Served) -> None:
@@ -371,43 +237,3 @@ def test_the_server_writes_one_json_object_per_line(served: Served) -> None:
     assert any(line["logger"].startswith("uvicorn") for line in lines)  # the server's own lines too
     [miss] = [line for line in lines if line.get("request_id") == "served-404"]
     assert (miss["route"], miss["status"], miss["path"]) == ("<unmatched>", 404, "/no/such/path")
-
-
-def test_readyz_reports_providers_without_depending_on_them(served: Served) -> None:
-    response = httpx.get(f"{served.url}/readyz")
-    assert response.status_code == 200
-    body = response.json()
-    assert body["checks"] == {"database": "ok", "hsm": "ok"}
-    assert set(body["providers"]) == {"misa", "nacencomm", "viettel", "vnpt"}
-    assert all(p["tsa"].startswith("down: ") and p["ocsp"].startswith("down: ") for p in body["providers"].values())
-
-    def vnpt() -> dict[str, Any]:
-        response = httpx.get(f"{served.url}/readyz")
-        assert response.status_code == 200  # a provider never makes the node unready
-        return response.json()["providers"]["vnpt"]  # type: ignore[no-any-return]
-
-    emulators = EmulatorSet(served.data_dir / "pki", ["vnpt"]).start()
-    try:
-        assert eventually(lambda: vnpt() == {"tsa": "ok", "ocsp": "ok"}, timeout=10), vnpt()
-        emulators.state("vnpt").outages = {"tsa"}
-        assert eventually(lambda: vnpt() == {"tsa": "down: HTTP 503", "ocsp": "ok"}, timeout=10), vnpt()
-    finally:
-        emulators.stop()
-
-
-def test_readyz_turns_503_when_the_token_is_missing_and_200_when_it_is_back(served: Served,
-                                                                          tmp_path: Path) -> None:
-    [token_dir] = (token_store_dir(served.data_dir) / "tokens").iterdir()
-    away = tmp_path / "token-away"
-    shutil.move(str(token_dir), str(away))
-    try:
-        response = httpx.get(f"{served.url}/readyz")
-        assert response.status_code == 503, response.text
-        assert response.json()["checks"] == {"database": "ok", "hsm": "down: hsm_token_missing"}
-        time.sleep(1.0)  # a few recovery attempts fail meanwhile
-        assert httpx.get(f"{served.url}/readyz").status_code == 503
-    finally:
-        shutil.move(str(away), str(token_dir))
-    assert eventually(lambda: httpx.get(f"{served.url}/readyz").status_code == 200, timeout=20)
-    assert httpx.get(f"{served.url}/readyz").json()["checks"]["hsm"] == "ok"
-    assert any("HSM token recovered" in line for line in served.log.read_text().splitlines())
