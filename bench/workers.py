@@ -215,13 +215,17 @@ def cades_request(url: str, headers: dict[str, str], credential_id: str, label: 
 
 
 def pades_request(pdf: bytes, url: str, headers: dict[str, str], credential_id: str, label: str) -> int:
+    """One document in one call (upload + request, answered once signed: ``Prefer: wait``), then its download."""
+    request = {"credential_id": credential_id, "format": "pades",
+               "documents": [{"title": f"UNC {label}", "field": INVISIBLE_FIELD}]}
     with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
-        uploaded = http.put("/v1/documents", content=pdf, headers={"Content-Type": "application/pdf"})
-        uploaded.raise_for_status()
-        created = http.post("/v1/requests", json={"credential_id": credential_id, "format": "pades", "documents": [
-            {"title": f"UNC {label}", "document_id": uploaded.json()["document_id"], "field": INVISIBLE_FIELD}]})
+        created = http.post("/v1/requests/with-documents", headers={"Prefer": "wait=30"},
+                            files=[("request", (None, json.dumps(request), "application/json")),
+                                   ("document", ("order.pdf", pdf, "application/pdf"))])
         created.raise_for_status()
-        signed = wait_signed(http, created.json()["request_id"])
+        signed = created.json()
+        if signed["state"] != "signed":
+            signed = wait_signed(http, signed["request_id"])
         # The link is under the public base URL; this server is reached at another port.
         http.get(httpx.URL(signed["documents"][0]).path).raise_for_status()
         return 1

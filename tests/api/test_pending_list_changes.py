@@ -12,8 +12,8 @@ from biometrics import Decision
 from broker import approvals
 from broker.db.engine import transaction
 from broker.runtime import Runtime
-from tests.api.test_device_protocol import make_device, new_request
 from tests.conftest import ACTOR, Enrolled
+from tests.support import make_device, new_request
 
 
 def _get(live_server: str, token: str, wait: float, tag: str | None = None) -> httpx.Response:
