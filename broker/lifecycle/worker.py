@@ -11,7 +11,7 @@ import time
 from broker.audit import Actor
 from broker.credentials import delegated
 from broker.db.models import RequestState
-from broker.lifecycle import housekeeping, recovery, submissions, webhooks
+from broker.lifecycle import finishing, housekeeping, recovery, webhooks
 from broker.notify import WORK_TOPIC, request_topic
 from broker.runtime import Runtime
 
@@ -58,16 +58,16 @@ class SigningWorker:
                     if self._follow_providers():  # some still wait for a signer at the provider
                         housekeeping_at = time.monotonic() + rt.settings.provider_poll_seconds
                 seconds = rt.settings.reservation_timeout_seconds
-                for request_id in submissions.pending_work(rt.sessions):
-                    if not submissions.claim(rt.sessions, request_id, self.name, seconds):
+                for request_id in finishing.pending_work(rt.sessions):
+                    if not finishing.claim(rt.sessions, request_id, self.name, seconds):
                         continue  # another worker is finishing it
-                    lease = submissions.Lease(self.name, seconds)
+                    lease = finishing.Lease(self.name, seconds)
                     try:
-                        submissions.finish(rt.sessions, rt.hsm, ACTOR, request_id, rt.long_term_services, lease)
+                        finishing.finish(rt.sessions, rt.hsm, ACTOR, request_id, rt.long_term_services, lease)
                     except Exception as exc:  # noqa: BLE001 - one request's failure must not stop the others
                         log.warning("request %s could not be finished: %s", request_id, getattr(exc, "code", type(exc).__name__))
                         # Tried again after a pause, not at the next wake-up: a lasting fault must not spin.
-                        submissions.release(rt.sessions, request_id, lease.finisher, RETRY_SECONDS)
+                        finishing.release(rt.sessions, request_id, lease.finisher, RETRY_SECONDS)
                     rt.notifier.notify(request_topic(request_id))
                 webhooks.deliver_due(rt.sessions, allow_private=rt.settings.webhook_allow_private)
             except Exception as exc:  # noqa: BLE001 - e.g. the database is briefly away: try again

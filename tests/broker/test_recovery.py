@@ -73,46 +73,46 @@ def test_one_worker_at_a_time_finishes_a_request(runtime: Runtime, enrolled: Enr
     from concurrent.futures import ThreadPoolExecutor
 
     from broker.db.models import SigningRequest
-    from broker.lifecycle import submissions
+    from broker.lifecycle import finishing
 
     rid = _approved(runtime, enrolled.ec, b"leased")
     with transaction(runtime.sessions) as s:  # what a REST request carries
         s.execute(update(SigningRequest).where(SigningRequest.id == rid).values(client_id="c", payload={"documents": []}))
-    assert rid in submissions.pending_work(runtime.sessions)
+    assert rid in finishing.pending_work(runtime.sessions)
     with ThreadPoolExecutor(8) as pool:
-        won = list(pool.map(lambda n: submissions.claim(runtime.sessions, rid, f"w{n}", 60), range(8)))
+        won = list(pool.map(lambda n: finishing.claim(runtime.sessions, rid, f"w{n}", 60), range(8)))
     assert won.count(True) == 1
     holder = f"w{won.index(True)}"
     other = "w-other"
-    assert rid not in submissions.pending_work(runtime.sessions)
-    submissions.release(runtime.sessions, rid, other)  # not the holder: nothing changes
-    assert not submissions.claim(runtime.sessions, rid, other, 60)
-    submissions.release(runtime.sessions, rid, holder)  # after an error: free at once
-    assert submissions.claim(runtime.sessions, rid, other, 60)
+    assert rid not in finishing.pending_work(runtime.sessions)
+    finishing.release(runtime.sessions, rid, other)  # not the holder: nothing changes
+    assert not finishing.claim(runtime.sessions, rid, other, 60)
+    finishing.release(runtime.sessions, rid, holder)  # after an error: free at once
+    assert finishing.claim(runtime.sessions, rid, other, 60)
     with transaction(runtime.sessions) as s:  # the holder died: its lease runs out
         s.execute(update(SigningRequest).where(SigningRequest.id == rid)
                   .values(finishing_until=signing_requests.now() - timedelta(seconds=1)))
-    assert rid in submissions.pending_work(runtime.sessions)
-    assert submissions.claim(runtime.sessions, rid, holder, 60)
+    assert rid in finishing.pending_work(runtime.sessions)
+    assert finishing.claim(runtime.sessions, rid, holder, 60)
     # The slow worker whose lease was taken over (its last renewal is old) stops before signing.
-    with pytest.raises(submissions.LeaseLost):
-        submissions.finish(runtime.sessions, runtime.hsm, ACTOR, rid, runtime.long_term_services,
-                             submissions.Lease(other, 60, renewed_at=0.0))
+    with pytest.raises(finishing.LeaseLost):
+        finishing.finish(runtime.sessions, runtime.hsm, ACTOR, rid, runtime.long_term_services,
+                             finishing.Lease(other, 60, renewed_at=0.0))
     with transaction(runtime.sessions) as s:
         assert {i.state for i in signing_requests.get(s, rid).items} == {ItemState.AUTHORISED}  # nothing signed
-    submissions.release(runtime.sessions, rid, holder, retry_after=30)  # an error: tried again later
-    assert rid not in submissions.pending_work(runtime.sessions)
-    assert not submissions.claim(runtime.sessions, rid, other, 60)
+    finishing.release(runtime.sessions, rid, holder, retry_after=30)  # an error: tried again later
+    assert rid not in finishing.pending_work(runtime.sessions)
+    assert not finishing.claim(runtime.sessions, rid, other, 60)
     with transaction(runtime.sessions) as s:
         s.execute(update(SigningRequest).where(SigningRequest.id == rid)
                   .values(finishing_until=signing_requests.now() - timedelta(seconds=1)))
-    assert submissions.claim(runtime.sessions, rid, holder, 60)
-    submissions.finish(runtime.sessions, runtime.hsm, ACTOR, rid, runtime.long_term_services,
-                         submissions.Lease(holder, 60))
+    assert finishing.claim(runtime.sessions, rid, holder, 60)
+    finishing.finish(runtime.sessions, runtime.hsm, ACTOR, rid, runtime.long_term_services,
+                         finishing.Lease(holder, 60))
     with transaction(runtime.sessions) as s:
         done = signing_requests.get(s, rid)
         assert done.state is RequestState.SIGNED and done.finisher is None and done.finishing_until is None
-    assert not submissions.claim(runtime.sessions, rid, other, 60)  # only approved requests are finished
+    assert not finishing.claim(runtime.sessions, rid, other, 60)  # only approved requests are finished
 
 
 def test_a_lost_work_file_fails_the_document_instead_of_retrying(tmp_path) -> None:  # type: ignore[no-untyped-def]
