@@ -1,4 +1,4 @@
-"""Operations endpoints: liveness, readiness (Decision 22) and Prometheus metrics."""
+"""Operations endpoints: liveness, readiness and Prometheus metrics."""
 
 from __future__ import annotations
 

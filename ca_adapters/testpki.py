@@ -1,7 +1,7 @@
 """A test national root and one issuing CA per provider, kept in a directory.
 
-The issuing CAs issue at run time, so each keeps its own record of issued serials (DESIGN
-decision 12) from which revocation status is answered. Private keys of this test PKI are
+The issuing CAs issue at run time, so each keeps its own record of issued serials (certomancer serves
+only what its configuration declares) from which revocation status is answered. Private keys of this test PKI are
 files with mode 0600: it is an emulator, never a production CA.
 """
 

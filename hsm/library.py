@@ -63,7 +63,8 @@ def reinitialize_module(module_path: str) -> None:
     """C_Finalize and C_Initialize (OS locking kept); the caller holds ``GATE`` exclusively.
 
     SoftHSM scans its token directory only at C_Initialize: a token that went away and came
-    back stays invalid until then. Never python-pkcs11's ``reinitialize()`` (trap 1).
+    back stays invalid until then. Never python-pkcs11's ``reinitialize()``: it calls
+    ``C_Initialize(NULL)`` again, which turns SoftHSM's locking off.
     """
     global _module_epoch
     try:

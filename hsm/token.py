@@ -88,7 +88,8 @@ class Hsm:
         except DEVICE_ERRORS as exc:
             raise TokenMissing(f"token {self._token_label!r} unavailable: {type(exc).__name__}") from exc
         try:
-            # The one login of this process (trap 2 and 3): kept open for the process's life.
+            # The one login of this process (login is per process, and SoftHSM rewrites its token file
+            # at each): kept open for the process's life.
             self._login_session = self._token.open(user_pin=self._user_pin, rw=True)
         except p11.UserAlreadyLoggedIn:
             self._login_session = self._token.open(rw=True)

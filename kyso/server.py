@@ -59,7 +59,8 @@ def build_runtime(settings: Settings) -> Runtime:
             _ = runtime.hsm  # the one login of this process
             break
         except TokenMissing:
-            # Workers starting together may find the token store busy (trap 3): retry briefly.
+            # Workers starting together may find the token store busy (SoftHSM rewrites it at each
+            # login): retry briefly.
             if attempt == LOGIN_ATTEMPTS - 1:
                 raise
             time.sleep(0.3 * (attempt + 1))

@@ -1,4 +1,4 @@
-"""A private PostgreSQL cluster for tests that stop the database (Decision 22): initdb in a temporary
+"""A private PostgreSQL cluster for tests that stop the database: initdb in a temporary
 directory, its own port on loopback, never the shared server."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Readiness (Decision 22): the database and the HSM token decide; TSA and OCSP are only reported.
+"""Readiness: the database and the HSM token decide; TSA and OCSP are only reported.
 
 Provider endpoints are probed concurrently with a short timeout, in the background, and the
 result is cached for a few seconds, so that ``/readyz`` stays cheap even when a TSA hangs.

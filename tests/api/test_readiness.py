@@ -1,4 +1,4 @@
-"""Operations: readiness follows the database and the HSM token (Decision 22), and reports the
+"""Operations: readiness follows the database and the HSM token, and reports the
 providers without depending on them. Real servers, real token."""
 
 from __future__ import annotations

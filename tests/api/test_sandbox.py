@@ -56,7 +56,7 @@ def test_sandbox_start_sign_and_stop(tmp_path: Path) -> None:
         public.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))  # type: ignore[call-arg,union-attr]
         assert KysoClient(info["base_url"], client_id=info["client_id"], client_secret=info["client_secret"]).access_token
 
-        # Decision 9: the CLI enrolls on the same data dir while the server signs (trap 3).
+        # The CLI enrolls on the same data dir while the server signs (its own process, its own single login).
         errors: list[BaseException] = []
         stop = threading.Event()
         signed = [0]

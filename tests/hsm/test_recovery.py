@@ -1,6 +1,6 @@
 """The token goes away and comes back while threads sign: the process recovers without a restart.
 
-A subprocess with its own token store (Decision 9): moving the session's token away would be felt by
+A subprocess with its own token store (SoftHSM reads its configuration once per process): moving the session's token away would be felt by
 every other test.
 """
 

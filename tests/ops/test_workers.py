@@ -183,7 +183,7 @@ def test_two_workers_serve_and_only_they_load_pkcs11(cluster: Cluster) -> None:
     described = json.loads((cluster.data_dir / "server.json").read_text())
     assert set(described) == {"url", "pid", "workers", "admin_socket"}
     assert described["pid"] in {p.pid for p in cluster.processes.values()}
-    # Decision 16: the CLI's HSM work goes to a running server's workers through the admin socket.
+    # The CLI's HSM work goes to a running server's workers through the admin socket (one login per token store).
     made = subprocess.run(kyso("--data-dir", str(cluster.data_dir), "audit", "checkpoint"), cwd=REPO, env=cluster.env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert made.returncode == 0 and "through the running server" in made.stdout, made.stdout + made.stderr
