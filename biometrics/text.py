@@ -20,6 +20,10 @@ _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 def unsafe_character(text: str, *, multiline: bool = False) -> tuple[int, str] | None:
     """The first character (index, character) that could make ``text`` display as something else."""
+    # The common case at C speed: isprintable() is False for every refused category (and for
+    # newlines and spaces other than U+0020, which the loop below then judges one by one).
+    if text.isprintable() and INVISIBLE.isdisjoint(text):
+        return None
     for index, char in enumerate(text):
         if char == "\n" and multiline:
             continue

@@ -5,7 +5,9 @@ file requests, CSC authorize, the service itself), named but never echoed, and n
 from __future__ import annotations
 
 import hashlib
+import random
 import time
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from biometrics import text
 from biometrics.text import unsafe_character
 from broker import credentials
 from broker.db.engine import transaction
@@ -158,3 +161,24 @@ def test_service_refuses_bad_options(runtime: Runtime, enrolled: Enrolled) -> No
             signing_requests.create(s, runtime.settings, ACTOR, credential, [signing_requests.DocumentToSign(digest, "UNC", "", options)],
                             relying_system=RS, provider=runtime.ca(credential.provider))
         assert refused.value.code == code, options
+
+
+def test_the_fast_path_judges_like_the_rule_character_by_character() -> None:
+    """Plain text is passed at C speed (str.isprintable); random text of every plane gets the same
+    verdict as the per-character rule."""
+    def by_character(value: str, multiline: bool) -> tuple[int, str] | None:
+        for index, char in enumerate(value):
+            if char == "\n" and multiline:
+                continue
+            if char in text.BIDI_CONTROLS or char in text.INVISIBLE or \
+                    unicodedata.category(char) in {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}:
+                return index, char
+        return None
+
+    rnd = random.Random(7)
+    picks = (lambda: rnd.randrange(0x20, 0x7F), lambda: rnd.randrange(0xA0, 0x3000), lambda: rnd.randrange(0x110000),
+             lambda: rnd.choice((0x20, 0x0A, 0xA0, 0x3164, 0x202E, 0x200B)))
+    for _ in range(20000):
+        value = "".join(chr(rnd.choice(picks)()) for _ in range(rnd.randrange(6)))
+        for multiline in (False, True):
+            assert text.unsafe_character(value, multiline=multiline) == by_character(value, multiline), repr(value)
