@@ -8,9 +8,10 @@ version field existed read as version 0, whose keys are the same.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from broker.db.models import SigningRequest
 from signer.ltv import Level
@@ -19,11 +20,37 @@ from signer.pipeline import PendingDocument
 VERSION = 1
 
 
+class _PendingDocuments(Sequence[PendingDocument]):
+    """The documents of a stored payload, read from the column only when one is asked for: most
+    readers (a request's view, the signer's options, its webhook) need their number or nothing."""
+
+    def __init__(self, entries: list[dict[str, Any]]) -> None:
+        self._entries = entries
+        self._read: tuple[PendingDocument, ...] | None = None
+
+    def _documents(self) -> tuple[PendingDocument, ...]:
+        if self._read is None:
+            self._read = tuple(PendingDocument.from_dict(d) for d in self._entries)
+        return self._read
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @overload
+    def __getitem__(self, index: int) -> PendingDocument: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[PendingDocument]: ...
+
+    def __getitem__(self, index: int | slice) -> PendingDocument | Sequence[PendingDocument]:
+        return self._documents()[index]
+
+
 @dataclass(frozen=True)
 class RequestPayload:
     work: Path | None = None
     """The request's own work dir under the blob dir (documents in, prepared and signed files)."""
-    documents: tuple[PendingDocument, ...] = ()
+    documents: Sequence[PendingDocument] = ()
     uploads: tuple[str | None, ...] = ()
     """Per document, the uploaded document it was made from (kept as long as the request needs it)."""
     webhook_url: str | None = None
@@ -45,7 +72,7 @@ class RequestPayload:
         entries = [d for d in data.get("documents") or [] if d]
         return cls(
             work=Path(data["work"]) if data.get("work") else None,
-            documents=tuple(PendingDocument.from_dict(d) for d in entries),
+            documents=_PendingDocuments(entries),
             uploads=tuple(d.get("upload") for d in entries),
             webhook_url=data.get("webhook_url"),
             level=Level(data.get("level") or Level.B_B.value),
