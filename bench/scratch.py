@@ -1,9 +1,13 @@
-"""A throw-away data dir with one signer and one credential: what benchmarks and memory tests sign with."""
+"""Throw-away state for benchmarks and tests: a data dir with one signer and one credential, and an
+emptied PostgreSQL database."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from broker import credentials, directory
 from broker.audit import Actor
@@ -33,3 +37,20 @@ def scratch_credential(data_dir: Path, **settings: Any) -> tuple[Runtime, Creden
         runtime.close()
         raise
     return runtime, credential
+
+
+def fresh_database(url: str, *, create: bool = True) -> None:
+    """Empty a PostgreSQL database (its ``public`` schema dropped with everything in it, and made
+    again); with ``create``, create it first if it is missing."""
+    target = make_url(url)
+    if create:
+        admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}) is None:
+                conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+        admin.dispose()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()

@@ -23,7 +23,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,16 +34,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from bench.pades import INVISIBLE_FIELD, pyhanko_rates
-from bench.scratch import scratch_credential
+from bench.scratch import fresh_database, scratch_credential
 from bench.signing import rate
 from biometrics import Decision
 from broker import credentials
 from demo.documents import write_payment_order_pdf
 from hsm import SignatureScheme
+from kyso.sandbox import free_port
 from kyso_device.client import DeviceClient, DeviceState, enroll
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/kyso_bench"
@@ -71,27 +69,6 @@ def baseline_rates(tmp: Path, pdf: Path, seconds: float) -> tuple[float, float, 
         return rate(sign, seconds), rate(sign, seconds, threads=2), pyhanko
     finally:
         runtime.close()
-
-
-def fresh_database(url: str) -> None:
-    """Create the bench database if missing, and empty it."""
-    target = make_url(url)
-    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}) is None:
-            conn.execute(text(f'CREATE DATABASE "{target.database}"'))
-    admin.dispose()
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from asn1crypto import pem
 
+from bench import scratch
+
 if TYPE_CHECKING:
     import pytest
     import uvicorn
@@ -230,16 +232,8 @@ def postgres_url() -> str:
 
 
 def fresh_schema(url: str) -> None:
-    """Empty a PostgreSQL database: its ``public`` schema dropped with everything in it, and made again."""
-    from sqlalchemy import text
-
-    from broker.db.engine import make_engine
-
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+    """Empty the PostgreSQL test database (it exists: .ci/run makes it)."""
+    scratch.fresh_database(url, create=False)
 
 
 def fresh_database(kind: str, directory: Path) -> str:
