@@ -92,3 +92,14 @@ def test_a_device_revoked_during_the_long_poll_gets_no_list(runtime: Runtime, en
     runtime.notifier.notify()
     poller.join(timeout=30)
     assert answered[0].status_code in (401, 403) and "requests" not in answered[0].text
+
+
+def test_a_hostile_if_none_match_is_a_clear_4xx(runtime: Runtime, enrolled: Enrolled, live_server: str) -> None:
+    device = make_device(runtime, live_server, "hung")
+    token = device.state.device_token
+    oversized = _get(live_server, token, 0, 'W/"' + "a" * 500 + '"')
+    assert oversized.status_code in (400, 422) and oversized.json()["code"]
+    for odd in ('W/"\u202e1234"', "*", 'W/""'):  # any other tag is just not the list's: answered at once
+        answered = httpx.get(f"{live_server}/v1/devices/me/requests", params={"wait": 0},
+                             headers={"Authorization": f"Bearer {token}", "If-None-Match": odd.encode()})
+        assert answered.status_code in (200, 304)
