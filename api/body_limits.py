@@ -79,10 +79,11 @@ def refusal_in_body(body: bytes, content_type: str, json_expected: bool) -> Body
         return BodyRefused(400, "invalid_request", "a form field holds a NUL character") if b"%00" in body else None
     if not json_expected:
         return None
-    if _NUL_ESCAPE.search(body):
-        return BodyRefused(400, "invalid_request", "a JSON string holds a NUL character (\\u0000)")
-    if _LONE_HIGH.search(body) or _LONE_LOW.search(body):
-        return BodyRefused(400, "invalid_request", "a JSON string holds a lone surrogate (not Unicode text)")
+    if b"\\u" in body:  # only a \u escape can spell these; base64 and plain text have none
+        if _NUL_ESCAPE.search(body):
+            return BodyRefused(400, "invalid_request", "a JSON string holds a NUL character (\\u0000)")
+        if _LONE_HIGH.search(body) or _LONE_LOW.search(body):
+            return BodyRefused(400, "invalid_request", "a JSON string holds a lone surrogate (not Unicode text)")
     if too_deep(body):
         return BodyRefused(400, "invalid_request", f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
     return None
@@ -95,6 +96,8 @@ def too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     Unbalanced brackets are invalid JSON, for the parser to refuse; but too many of them are refused here,
     before a recursive parser meets them.
     """
+    if body.count(b"[") + body.count(b"{") <= limit:  # fewer openings than the limit, strings included
+        return False
     skeleton = _NOT_BRACKETS.sub(b"", _STRINGS.sub(b"", body))
     for _ in range(limit):
         if not skeleton:
