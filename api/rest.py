@@ -246,6 +246,8 @@ def _create(body: RequestIn, response: Response, ctx: ClientContext, rt: Runtime
     rt.notifier.notify(user_topic(request.user_id))
     if not created:
         response.status_code = 200
+    elif request.state is not RequestState.SIGNED:
+        return _view(request, rt.settings.public_base_url)  # as just written: its view reads nothing more
     with read_transaction(rt.sessions) as session:
         return _view(signing_requests.get(session, request.id), rt.settings.public_base_url)
 

@@ -272,8 +272,15 @@ def visible_credentials(session: Session, ctx: ClientContext, username: str | No
 def visible_request(session: Session, ctx: ClientContext, request_id: str) -> SigningRequest:
     """A request belongs to the relying system that made it: to any other (even one serving the same
     unit) it does not exist. The unit check stays, so a unit taken off the system hides it too."""
-    request = session.get(SigningRequest, request_id)
-    if (request is None or request.client_id is None or request.relying_system != ctx.relying_system
-            or request.user.unit_id not in ctx.unit_ids):
+    found = session.execute(_VISIBLE_REQUEST, {"request_id": request_id}).first()
+    if found is None:
+        raise NotFound(f"no signing request {request_id!r}")
+    request, unit_id = found
+    if request.client_id is None or request.relying_system != ctx.relying_system or unit_id not in ctx.unit_ids:
         raise NotFound(f"no signing request {request_id!r}")
     return request
+
+
+# The request and its signer's unit in one statement (each status poll and download runs it).
+_VISIBLE_REQUEST = (select(SigningRequest, User.unit_id).join(User, User.id == SigningRequest.user_id)
+                    .where(SigningRequest.id == bindparam("request_id")))

@@ -10,12 +10,12 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, exists, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 
 from broker import credentials as credential_service
-from broker.db.engine import read_connection, read_transaction, transaction
-from broker.db.models import ItemState, RequestItem, RequestState, SigningRequest
-from broker.errors import KysoError
+from broker.db.engine import read_connection, transaction
+from broker.db.models import Credential, ItemState, RequestItem, RequestState, SigningRequest, User
+from broker.errors import KysoError, NotFound
 from broker.lifecycle import signing_requests, sole_control
 from broker.lifecycle.payload import RequestPayload
 from hsm import Hsm
@@ -101,6 +101,12 @@ def _end_lease(request: SigningRequest, lease: Lease | None) -> None:
     request.finisher = request.finishing_until = None
 
 
+# The request with what finishing it reads (its signer's credential, user and unit; its items) in two statements.
+_TO_FINISH = select(SigningRequest).where(SigningRequest.id == bindparam("b_id")).options(
+    joinedload(SigningRequest.credential).joinedload(Credential.user).joinedload(User.unit),
+    selectinload(SigningRequest.items))
+
+
 def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id: str,
            services_for: Callable[[str], ltv.LongTermServices], lease: Lease | None = None) -> None:
     """Sign the approved data-to-be-signed, write the signed documents, then mark the request signed.
@@ -112,16 +118,18 @@ def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id:
     the relying system accepted a lower level. The caller holds the request's ``lease``
     (:func:`claim`); it is renewed before each document, and a worker that lost it stops.
     """
-    with read_transaction(factory) as session:
-        request = signing_requests.get(session, request_id)
+    _renew(factory, request_id, lease)  # still ours before anything is signed or written
+    with transaction(factory) as session:  # read it and reserve what is left to sign, in one transaction
+        request = session.scalar(_TO_FINISH, {"b_id": request_id})
+        if request is None:
+            raise NotFound(f"no signing request {request_id!r}")
         already = [i.signature for i in request.items if i.state is ItemState.CONSUMED and i.signature]
-        complete = len(already) == len(request.items)
         payload = RequestPayload.of(request)
         material = credential_service.signing_material(request.credential)
         provider = request.credential.provider
-    _renew(factory, request_id, lease)  # still ours before anything is signed or written
-    signatures = already if complete else sole_control.sign_approved(factory, hsm, ctx_actor, request_id,
-                                                                      mark_signed=False)
+        reservation = None if len(already) == len(request.items) else sole_control.reserve(session, hsm, request)
+    signatures = already if reservation is None else sole_control.sign_reserved(factory, ctx_actor, reservation,
+                                                                                 mark_signed=False)
     services = services_for(provider) if payload.level.timestamped else None
     achieved: list[ltv.Level] = []
     try:
