@@ -94,11 +94,17 @@ def _renew(factory: sessionmaker[Session], request_id: str, lease: Lease | None)
             raise LeaseLost(f"request {request_id} is being finished by another worker")
 
 
-def _end_lease(request: SigningRequest, lease: Lease | None) -> None:
+def _end_lease(session: Session, request_id: str, lease: Lease | None) -> None:
     """In the transaction that ends the request: only the lease holder ends it."""
-    if lease is not None and request.finisher != lease.finisher:
-        raise LeaseLost(f"request {request.id} is being finished by another worker")
-    request.finisher = request.finishing_until = None
+    ended = session.connection().execute(_END_LEASE if lease else _END_ANY_LEASE,
+                                         {"b_id": request_id, "b_finisher": lease.finisher if lease else None})
+    if lease is not None and ended.rowcount != 1:  # type: ignore[attr-defined]
+        raise LeaseLost(f"request {request_id} is being finished by another worker")
+
+
+_TABLE = SigningRequest.__table__
+_END_ANY_LEASE = update(_TABLE).where(_TABLE.c.id == bindparam("b_id")).values(finisher=None, finishing_until=None)
+_END_LEASE = _END_ANY_LEASE.where(_TABLE.c.finisher == bindparam("b_finisher"))
 
 
 # The request with what finishing it reads (its signer's credential, user and unit; its items) in two statements.
@@ -139,16 +145,14 @@ def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id:
                                             accept_lower=payload.accept_lower_level))
     except SignerError as exc:
         with transaction(factory) as session:
-            request = signing_requests.get(session, request_id)
-            _end_lease(request, lease)
-            signing_requests.transition(session, ctx_actor, request, RequestState.FAILED,
+            _end_lease(session, request_id, lease)
+            signing_requests.transition(session, ctx_actor, session.merge(request, load=False), RequestState.FAILED,
                                         expected=(RequestState.APPROVED,),
                                         failure_reason=f"{exc.code}: {exc.message}"[:255], details={"reason": exc.code})
         return
-    with transaction(factory) as session:
-        request = signing_requests.get(session, request_id)
-        _end_lease(request, lease)
-        reached = min(achieved, key=list(ltv.Level).index) if achieved else ltv.Level.B_B
-        request.payload = payload.reached(reached).to_column()
-        signing_requests.transition(session, ctx_actor, request, RequestState.SIGNED, expected=(RequestState.APPROVED,),
+    reached = min(achieved, key=list(ltv.Level).index) if achieved else ltv.Level.B_B
+    with transaction(factory) as session:  # as read above (still approved: the transition re-checks the row)
+        _end_lease(session, request_id, lease)
+        signing_requests.transition(session, ctx_actor, session.merge(request, load=False), RequestState.SIGNED,
+                                    expected=(RequestState.APPROVED,), payload=payload.reached(reached).to_column(),
                                     details={"signatures": len(signatures), "level": reached.value})

@@ -115,6 +115,33 @@ def test_one_worker_at_a_time_finishes_a_request(runtime: Runtime, enrolled: Enr
     assert not finishing.claim(runtime.sessions, rid, other, 60)  # only approved requests are finished
 
 
+def test_a_worker_that_lost_its_lease_while_building_never_ends_the_request(runtime: Runtime,
+                                                                             enrolled: Enrolled) -> None:
+    """The lease is checked again in the transaction that ends the request: a worker taken over while it
+    built the documents keeps its signatures stored, and the new holder ends the request from them."""
+    from broker.db.models import SigningRequest
+    from broker.lifecycle import finishing
+
+    rid = _approved(runtime, enrolled.ec, b"taken over")
+    with transaction(runtime.sessions) as s:
+        s.execute(update(SigningRequest).where(SigningRequest.id == rid).values(client_id="c", payload={"documents": []}))
+    assert finishing.claim(runtime.sessions, rid, "slow", 60)
+    with transaction(runtime.sessions) as s:  # another worker took the request over meanwhile
+        s.execute(update(SigningRequest).where(SigningRequest.id == rid).values(finisher="fast"))
+    with pytest.raises(finishing.LeaseLost):  # its lease was renewed a moment ago: it notices only at the end
+        finishing.finish(runtime.sessions, runtime.hsm, ACTOR, rid, runtime.long_term_services,
+                         finishing.Lease("slow", 60))
+    with transaction(runtime.sessions) as s:
+        kept = signing_requests.get(s, rid)
+        assert kept.state is RequestState.APPROVED and kept.finisher == "fast"
+        assert {i.state for i in kept.items} == {ItemState.CONSUMED}  # signed once, stored
+    finishing.finish(runtime.sessions, runtime.hsm, ACTOR, rid, runtime.long_term_services, finishing.Lease("fast", 60))
+    with transaction(runtime.sessions) as s:
+        done = signing_requests.get(s, rid)
+        assert done.state is RequestState.SIGNED and done.finisher is None and done.finishing_until is None
+        assert done.payload["achieved_level"] == "B-B"  # the level reached is written with the end
+
+
 def test_a_lost_work_file_fails_the_document_instead_of_retrying(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A request stored before the payload was versioned (version 0) reads as it was, and a PDF whose
     work file is gone ends the document failed instead of being retried forever."""
