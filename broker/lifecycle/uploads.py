@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.clients import ClientContext
@@ -89,8 +89,14 @@ def document(session: Session, ctx: ClientContext, document_id: str) -> Document
 def hold(session: Session, document_ids: list[str], until: Any) -> None:
     """Keep the uploads a new request signs at least until it can end (housekeeping moves this to its end)."""
     if document_ids:
-        session.execute(update(Document).where(Document.id.in_(document_ids), Document.retained_from < until)
-                        .values(retained_from=until))
+        session.connection().execute(_HOLD, {"b_ids": document_ids, "b_until": until})
+
+
+_DOCUMENTS = Document.__table__
+# Built once, run on the connection: every request made of uploads runs it.
+_HOLD = (update(_DOCUMENTS).where(_DOCUMENTS.c.id.in_(bindparam("b_ids", expanding=True)),
+                                  _DOCUMENTS.c.retained_from < bindparam("b_until"))
+         .values(retained_from=bindparam("b_until")))
 
 
 async def store(factory: sessionmaker[Session], settings: Settings, ctx: ClientContext, chunks: AsyncIterator[bytes],

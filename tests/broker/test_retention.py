@@ -231,6 +231,25 @@ def test_signed_and_uploaded_documents_go_after_retention_then_answer_410(
     assert (after.status_code, after.json()["code"]) == (410, "document_gone")
 
 
+def test_an_upload_a_pending_request_signs_is_kept_until_the_request_can_end(
+        api: httpx.Client, runtime: Runtime, enrolled: Enrolled) -> None:
+    uploaded = api.put("/v1/documents", content=b"<UNC>held</UNC>").json()
+    with transaction(runtime.sessions) as s:  # uploaded long ago: its own retention has run out
+        s.execute(update(Document).where(Document.id == uploaded["document_id"])
+                  .values(retained_from=now() - timedelta(days=31)))
+    created = api.post("/v1/requests", json={"credential_id": getattr(enrolled, PENDING_FOREVER), "format": "cades",
+                                             "documents": [{"document_id": uploaded["document_id"], "title": "UNC"}]})
+    assert created.status_code == 201, created.text
+    with read_transaction(runtime.sessions) as s:
+        request = s.get(SigningRequest, created.json()["request_id"])
+        document = s.get(Document, uploaded["document_id"])
+        assert request is not None and document is not None
+        assert document.retained_from == request.expires_at  # held while the signer may still approve
+    sweep(runtime)
+    assert (runtime.settings.blobs / "documents" / uploaded["document_id"]).exists()
+    api.post(f"/v1/requests/{created.json()['request_id']}/cancel")
+
+
 def test_a_missing_signed_file_answers_410_not_500(api: httpx.Client, runtime: Runtime, enrolled: Enrolled) -> None:
     """What a restore without documents leaves: the request is signed, its file is not there."""
     created = api.post("/v1/requests", json={"credential_id": enrolled.rsa, "format": "cades", "documents": [
