@@ -13,33 +13,75 @@ _WORDS = r"(?:pin|secret|token|password|passwd|passphrase|authorization|cookie|s
 _SECRET_NAME = re.compile(rf"(?<![A-Za-z]){_WORDS}(?![A-Za-z])", re.IGNORECASE)
 # Extra fields that carry a document (never logged, whatever their value).
 _CONTENT_NAMES = frozenset({"content", "document", "documents", "body", "data", "pdf"})
-_PATTERNS = [
-    # "Authorization: Bearer x", "Bearer x", "Basic x"
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 " + REDACTED),
-    # key=value, key: value, "key": "value" for secret-looking keys
-    (re.compile(rf"""(?ix)
-        (["']?[\w-]*?(?<![A-Za-z]){_WORDS}(?![A-Za-z])[\w-]*["']?\s*[:=]\s*)
-        ("[^"]*"|'[^']*'|[^\s,;&}}]+)"""), r"\1" + REDACTED),
-    # PEM private keys
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL), REDACTED),
-    # JWTs, wherever they appear
-    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
-    # A bare random token (kyso's secrets and tokens: 43 base64url characters) without a name
-    # around it, as an exception quoting a value carries it: 32 or more characters mixing upper and
-    # lower case with a digit, "-" or "_" (ids and hashes in hex never match).
-    (re.compile(r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]*[A-Z])(?=[A-Za-z0-9_-]*[a-z])(?=[A-Za-z0-9_-]*[0-9_-])"
-                r"[A-Za-z0-9_-]{32,}(?![A-Za-z0-9_-])"), REDACTED),
-]
+# "Authorization: Bearer x", "Bearer x", "Basic x"
+_CREDENTIALS = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+# A bare random token (kyso's secrets and tokens: 43 base64url characters) without a name around it,
+# as an exception quoting a value carries it: 32 or more characters mixing upper and lower case with a
+# digit, "-" or "_" (ids and hashes in hex never match). Tried only where a run of such characters starts.
+_BARE_TOKEN = re.compile(r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]*[A-Z])(?=[A-Za-z0-9_-]*[a-z])(?=[A-Za-z0-9_-]*[0-9_-])"
+                         r"[A-Za-z0-9_-]{32,}(?![A-Za-z0-9_-])")
 
 # LogRecord's own attributes: everything else on a record came in through ``extra``.
 STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime",
                                                                                      "taskName"}
 
 
+# key=value, key: value, "key": "value": a key (a whole run of word characters, possibly quoted), then
+# its value. The key's name is checked apart: one expression that also searched each key for a secret
+# word backtracked over every run of word characters, in time quadratic in the run's length.
+_KEY = re.compile(r"""(?<![\w-])["']?([\w-]++)["']?\s*+[:=]\s*+""")
+_VALUE = re.compile(r""""[^"]*"|'[^']*'|[^\s,;&}]+""")
+
+
+def _redact_named_values(text: str) -> str:
+    parts: list[str] = []
+    done = start = 0
+    while (key := _KEY.search(text, start)) is not None:
+        start = key.end(1)
+        if _SECRET_NAME.search(key.group(1)) and (value := _VALUE.match(text, key.end())) is not None:
+            parts += (text[done:key.end()], REDACTED)
+            done = start = value.end()
+    return "".join(parts) + text[done:] if parts else text
+
+
+# PEM private keys: each begin line up to the first end line after it. Searched apart, so that a text
+# of begin lines with no end is read once, not once per begin line.
+_PEM_BEGIN = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+_PEM_END = re.compile(r"-----END [A-Z ]*PRIVATE KEY-----")
+
+
+def _redact_private_keys(text: str) -> str:
+    parts: list[str] = []
+    done = 0
+    while ((begin := _PEM_BEGIN.search(text, done)) is not None
+           and (end := _PEM_END.search(text, begin.end())) is not None):
+        parts += (text[done:begin.start()], REDACTED)
+        done = end.end()
+    return "".join(parts) + text[done:] if parts else text
+
+
+# JWTs, wherever they appear. After a start that is no JWT, the search goes on past its run of
+# base64url characters: a later start in the same run ends where it ends, and fails the same way.
+_JWT_START = re.compile(r"\beyJ")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]++\.[A-Za-z0-9_-]++\.[A-Za-z0-9_-]*+")
+_RUN = re.compile(r"[A-Za-z0-9_-]*+")
+
+
+def _redact_jwts(text: str) -> str:
+    parts: list[str] = []
+    done = start = 0
+    while (found := _JWT_START.search(text, start)) is not None:
+        if (token := _JWT.match(text, found.start())) is None:
+            start = max(_RUN.match(text, found.start()).end(), found.end())  # type: ignore[union-attr]
+            continue
+        parts += (text[done:found.start()], REDACTED)
+        done = start = token.end()
+    return "".join(parts) + text[done:] if parts else text
+
+
 def redact_text(text: str) -> str:
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
+    text = _redact_named_values(_CREDENTIALS.sub(r"\1 " + REDACTED, text))
+    return _BARE_TOKEN.sub(REDACTED, _redact_jwts(_redact_private_keys(text)))
 
 
 def redact_value(key: str, value: Any) -> Any:
