@@ -30,6 +30,7 @@ device recomputes the binding from what it displays and refuses a mismatch. The 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -70,17 +71,50 @@ def _document(d: BoundDocument, hash_algorithm: str) -> dict[str, object]:
 
 def canonical_json(value: BindingInput) -> bytes:
     expires = value.expires_at if value.expires_at.tzinfo else value.expires_at.replace(tzinfo=timezone.utc)
-    return rfc8785.dumps(
-        {
-            "v": BINDING_VERSION,
-            "request_id": value.request_id,
-            "credential_id": value.credential_id,
-            "relying_system": value.relying_system,
-            "documents": [_document(d, value.hash_algorithm) for d in value.documents],
-            "expires_at": expires.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "nonce": value.nonce,
-        }
-    )
+    return jcs_of_text({
+        "v": BINDING_VERSION,
+        "request_id": value.request_id,
+        "credential_id": value.credential_id,
+        "relying_system": value.relying_system,
+        "documents": [_document(d, value.hash_algorithm) for d in value.documents],
+        "expires_at": expires.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "nonce": value.nonce,
+    })
+
+
+def jcs_of_text(value: dict[str, object]) -> bytes:
+    """RFC 8785 of a value made only of objects, arrays, strings and booleans (a binding).
+
+    For such values the standard library's JSON writer, keys sorted, no spaces, non-ASCII kept, writes
+    exactly RFC 8785: the same string escapes, and keys in the same order while no key holds a character
+    above U+FFFF (UTF-16 code units and code points then sort alike). Anything else, and a lone surrogate,
+    goes to the full implementation.
+    """
+    if not _text_only(value):
+        return bytes(rfc8785.dumps(value))
+    try:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+    except UnicodeEncodeError:
+        return bytes(rfc8785.dumps(value))  # its own error for text that is no Unicode
+
+
+def _text_only(value: object) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is str or kind is bool:
+            continue
+        if kind is list:
+            pending.extend(item)  # type: ignore[arg-type]
+        elif kind is dict:
+            keys = item.keys()  # type: ignore[attr-defined]
+            if not all(type(key) is str and (key.isascii() or max(key) <= "\uffff") for key in keys):
+                return False
+            pending.extend(item.values())  # type: ignore[attr-defined]
+        else:
+            return False
+    return True
 
 
 def compute_binding(value: BindingInput) -> bytes:
