@@ -9,7 +9,6 @@ with asn1crypto and cached; each signature only concatenates DER.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from functools import lru_cache
 
 from asn1crypto import algos, cms, tsp, x509
 
-from signer import der, ltv
+from signer import aio, der, ltv
 from signer.algorithms import DIGEST_SIZES, PssParams, SignatureScheme, check_digest, signature_algorithm
 from signer.errors import InvalidParameters
 from signer.keysigner import KeySigner
@@ -226,8 +225,8 @@ async def async_finish(
 def finish(tbs: CadesToBeSigned, signature: bytes, certificate: x509.Certificate, chain: Sequence[x509.Certificate],
              scheme: SignatureScheme, pss: PssParams | None, level: ltv.Level, services: ltv.LongTermServices | None,
              *, accept_lower: bool = False) -> tuple[bytes, ltv.Level]:
-    return asyncio.run(async_finish(tbs, signature, certificate, chain, scheme, pss, level, services,
-                                      accept_lower=accept_lower))
+    return aio.run(async_finish(tbs, signature, certificate, chain, scheme, pss, level, services,
+                                accept_lower=accept_lower))
 
 
 def default_pss(scheme: SignatureScheme, hash_name: str) -> PssParams | None:

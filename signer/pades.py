@@ -9,7 +9,6 @@ stamp in :mod:`signer.stamp`.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from pyhanko.sign.validation.dss import async_add_validation_info
 from pyhanko_certvalidator.errors import InsufficientRevinfoError, PathBuildingError, PathValidationError, RevokedError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
-from signer import cades, ltv
+from signer import aio, cades, ltv
 from signer.algorithms import DIGEST_SIZES, PssParams, SignatureScheme, signature_algorithm
 from signer.errors import InvalidDocument, InvalidFieldPlace, SignerError
 from signer.keysigner import KeySigner
@@ -109,8 +108,8 @@ def prepare(
 
     ``timestamped`` leaves room in the placeholder for a signature timestamp (B-T and above).
     """
-    return asyncio.run(_prepare(certificate, chain, scheme, signature_size, input_path, output_path, options,
-                                hash_name, timestamped))
+    return aio.run(_prepare(certificate, chain, scheme, signature_size, input_path, output_path, options,
+                            hash_name, timestamped))
 
 
 TIMESTAMP_ROOM = 12_000
@@ -178,7 +177,7 @@ def finish(
     With ``accept_lower`` a TSA or revocation outage gives the highest level reached instead of
     an error; a revoked certificate is always an error.
     """
-    return asyncio.run(_finish(prepared, signature, certificate, chain, scheme, level, services, accept_lower))
+    return aio.run(_finish(prepared, signature, certificate, chain, scheme, level, services, accept_lower))
 
 
 async def _finish(

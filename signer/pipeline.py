@@ -16,7 +16,6 @@ levels, file modes and the rules for work files are the same for all of them:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import tempfile
@@ -28,7 +27,7 @@ from typing import Any
 from asn1crypto import x509
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
 
-from signer import cades, ltv, pades, xades
+from signer import aio, cades, ltv, pades, xades
 from signer.algorithms import DIGEST_SIZES, PssParams, SignatureScheme, file_digest
 from signer.errors import InvalidDocument, SignerError
 from signer.keysigner import KeySigner, signature_size
@@ -288,8 +287,8 @@ def _finish_xml(pending: PendingDocument, signature: bytes, material: SigningMat
         signing_time=pending.signing_time or datetime.now().astimezone(), scheme=material.scheme,
         certificate=material.certificate, chain=tuple(material.intermediates), pss=material.pss)
     try:
-        data, reached = asyncio.run(xades.async_finish(prepared, signature, level, services,
-                                                       accept_lower=accept_lower))
+        data, reached = aio.run(xades.async_finish(prepared, signature, level, services,
+                                                    accept_lower=accept_lower))
     except SignerError:
         pending.work_path.unlink(missing_ok=True)
         raise

@@ -23,7 +23,6 @@ Validation (any XMLDSig or XAdES, kyso's or not) is ``verify`` here, done in ``s
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import secrets
@@ -39,7 +38,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from lxml import etree
 
-from signer import ltv, xml_safety
+from signer import aio, ltv, xml_safety
 from signer.algorithms import DIGEST_SIZES, PssParams, SignatureScheme
 from signer.errors import InvalidDocument, SignerError, UnsupportedAlgorithm
 from signer.keysigner import KeySigner
@@ -294,7 +293,7 @@ def finish(prepared: PreparedXml, signature: bytes, level: ltv.Level = ltv.Level
     """:func:`async_finish` without a running event loop: the signed document, bytes."""
     if level is ltv.Level.B_B:  # nothing to fetch: no event loop to start
         return etree.tostring(_place_value(prepared, signature, level)[0], xml_declaration=True, encoding="UTF-8")
-    return asyncio.run(async_finish(prepared, signature, level, services))[0]
+    return aio.run(async_finish(prepared, signature, level, services))[0]
 
 
 def verify(document: bytes, options: Any) -> list[Any]:
