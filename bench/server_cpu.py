@@ -264,36 +264,47 @@ def main() -> None:
         pdf = tmp / "order.pdf"
         write_payment_order_pdf(pdf)
         with baselines(tmp, pdf) as measure:
-            before = measure(min(args.seconds, 5.0))
+            # Measured again around each server: this machine's speed drifts over minutes, so each
+            # server's ratios use the mean of the measurements just before and just after it.
+            points = [measure(min(args.seconds, 5.0))]
             results: dict[tuple[str, str], Measured] = {}
+            local: dict[str, dict[str, Measured]] = {}
             for kind in servers:
                 with served(kind, tmp, pg_url) as (pid, url, headers, credential, _):
                     for op, operation, _title in operations(pdf.read_bytes()):
                         if op in only:
                             results[(kind, op)] = server_cpu(pid, operation, url, headers, credential, args.clients,
                                                              args.seconds, f"{op}-{kind}")
-            # Measured again at the end: this machine's speed drifts over minutes; the ratios use the mean.
-            after = measure(min(args.seconds, 5.0))
-        base = {name: mean_of(before[name], after[name]) for name in before}
+                points.append(measure(min(args.seconds, 5.0)))
+                local[kind] = {name: mean_of(points[-2][name], points[-1][name]) for name in points[-1]}
+    first, last = points[0], points[-1]
+    base = {name: mean_of(first[name], last[name]) for name in first}
     raw, raw1, pyhanko, cades_in = base["raw"], base["raw1"], base["pyhanko"], base["cades"]
-    drift = max(abs(before[k].cpu - after[k].cpu) / base[k].cpu for k in base)
-    print(f"in process (mean of the first and last measurement; they differ by up to {drift:.0%}): raw HSM runs of {BATCH}: {raw.rate:.1f} sig/s, {raw.cpu * 1000:.2f} ms CPU/sig; "
+    drift = max(max(p[k].cpu for p in points) / min(p[k].cpu for p in points) - 1 for k in base)
+    print(f"in process (mean of the first and last of {len(points)} measurements; they differ by up to {drift:.0%}): "
+          f"raw HSM runs of {BATCH}: {raw.rate:.1f} sig/s, {raw.cpu * 1000:.2f} ms CPU/sig; "
           f"one call per sig: {raw1.rate:.1f}/s, {raw1.cpu * 1000:.2f} ms; pyHanko PAdES invisible: "
           f"{pyhanko.rate:.1f}/s, {pyhanko.cpu * 1000:.1f} ms CPU/doc; CAdES B-B: {cades_in.rate:.1f}/s, "
           f"{cades_in.cpu * 1000:.2f} ms CPU/doc")
-    against = {"csc": (raw, "raw HSM", 1.3), "cades": (cades_in, "CAdES", None), "pades": (pyhanko, "pyHanko", 1.5)}
+    against = {"csc": ("raw", "raw HSM", 1.3), "cades": ("cades", "CAdES", None), "pades": ("pyhanko", "pyHanko", 1.5)}
     print(f"server process tree, {args.clients} clients, {args.seconds:g} s each; cores {os.cpu_count()}, "
-          f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
+          f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; ratios against the "
+          "in-process measurements just before and after each server")
     print(f"{'server':<8} {'operation':<6} {'ops':>6} {'ops/s':>8} {'÷ raw':>7} {'CPU ms/op':>10} "
           f"{'÷ baseline':>16} {'÷ SQLite':>9}")
     for (kind, op), m in results.items():
-        baseline, label, target = against[op]
-        sqlite = results.get(("sqlite", op)) or results.get(("sandbox", op))
-        ratio_rate = m.rate / raw1.rate if op != "pades" else m.rate / pyhanko.rate
+        name, label, target = against[op]
+        baseline, near = local[kind][name], local[kind]
+        sqlite_kind = "sqlite" if ("sqlite", op) in results else "sandbox"
+        sqlite = results.get((sqlite_kind, op))
+        # Against SQLite as ratios to each one's own baseline: the machine's drift between them cancels.
+        versus_sqlite = ((m.cpu / baseline.cpu) / (sqlite.cpu / local[sqlite_kind][name].cpu) if sqlite
+                         else float("nan"))
+        ratio_rate = m.rate / near["raw1"].rate if op != "pades" else m.rate / near["pyhanko"].rate
         versus = f"{m.cpu / baseline.cpu:6.2f}× {label}" + (f" (≤{target})" if target else "")
         print(f"{kind:<8} {op:<6} {m.count:6d} {m.rate:8.1f} {ratio_rate:7.3f} {m.cpu * 1000:10.2f} "
-              f"{versus:>16} {m.cpu / sqlite.cpu if sqlite else float('nan'):9.2f}")
-    print("÷ raw: rate ÷ raw HSM one-call rate (PAdES: ÷ pyHanko's rate); ÷ SQLite: CPU per op ÷ the "
+              f"{versus:>16} {versus_sqlite:9.2f}")
+    print("÷ raw: rate ÷ raw HSM one-call rate (PAdES: ÷ pyHanko's rate); ÷ SQLite: the ÷ baseline ratio ÷ the "
           "`sqlite` server's (else the sandbox's); targets: PostgreSQL ≤ 1.2× SQLite, pg2 ≤ pg1")
 
 
