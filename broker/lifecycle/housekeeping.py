@@ -27,7 +27,7 @@ from broker import audit
 from broker.audit import Actor
 from broker.db.engine import read_transaction, transaction
 from broker.db.models import FINAL_STATES, Document, RequestState, SigningRequest
-from broker.lifecycle import signing_requests
+from broker.lifecycle import signing_requests, uploads
 from broker.lifecycle.payload import RequestPayload
 from broker.settings import Settings
 
@@ -103,14 +103,13 @@ def _ended(factory: sessionmaker[Session], blobs: Path, moment: datetime, swept:
         signed = state is RequestState.SIGNED
         keep = {_inside(blobs, output) for output in payload.outputs} if signed else set()
         files, size = _remove_tree(_inside(blobs, payload.work), keep - {None})
-        uploads = [upload for upload in payload.uploads if upload]
+        upload_ids = [upload for upload in payload.uploads if upload]
         with transaction(factory) as session:
             won = session.execute(update(SigningRequest).where(SigningRequest.id == request_id,
                                                                SigningRequest.blobs == LIVE)
                                   .values(blobs=KEPT if signed else GONE, ended_at=moment)).rowcount == 1  # type: ignore[attr-defined]
-            if won and uploads:  # their retention counts from this request's end
-                session.execute(update(Document).where(Document.id.in_(uploads), Document.retained_from < moment)
-                                .values(retained_from=moment))
+            if won:  # their retention counts from this request's end
+                uploads.hold(session, upload_ids, moment)
         if won:
             swept.files, swept.bytes = swept.files + files, swept.bytes + size
             if signed:

@@ -87,7 +87,8 @@ def document(session: Session, ctx: ClientContext, document_id: str) -> Document
 
 
 def hold(session: Session, document_ids: list[str], until: Any) -> None:
-    """Keep the uploads a new request signs at least until it can end (housekeeping moves this to its end)."""
+    """Keep these uploads at least until ``until``: a new request's until it can end, then housekeeping's
+    until that request's end (their retention counts from there)."""
     if document_ids:
         session.connection().execute(_HOLD, {"b_ids": document_ids, "b_until": until})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -33,15 +34,13 @@ _KEY = re.compile(r"""(?<![\w-])["']?([\w-]++)["']?\s*+[:=]\s*+""")
 _VALUE = re.compile(r""""[^"]*"|'[^']*'|[^\s,;&}]+""")
 
 
-def _redact_named_values(text: str) -> str:
-    parts: list[str] = []
-    done = start = 0
+def _named_values(text: str) -> Iterator[tuple[int, int]]:
+    start = 0
     while (key := _KEY.search(text, start)) is not None:
         start = key.end(1)
         if _SECRET_NAME.search(key.group(1)) and (value := _VALUE.match(text, key.end())) is not None:
-            parts += (text[done:key.end()], REDACTED)
-            done = start = value.end()
-    return "".join(parts) + text[done:] if parts else text
+            yield key.end(), value.end()
+            start = value.end()
 
 
 # PEM private keys: each begin line up to the first end line after it. Searched apart, so that a text
@@ -50,14 +49,12 @@ _PEM_BEGIN = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 _PEM_END = re.compile(r"-----END [A-Z ]*PRIVATE KEY-----")
 
 
-def _redact_private_keys(text: str) -> str:
-    parts: list[str] = []
+def _private_keys(text: str) -> Iterator[tuple[int, int]]:
     done = 0
     while ((begin := _PEM_BEGIN.search(text, done)) is not None
            and (end := _PEM_END.search(text, begin.end())) is not None):
-        parts += (text[done:begin.start()], REDACTED)
+        yield begin.start(), end.end()
         done = end.end()
-    return "".join(parts) + text[done:] if parts else text
 
 
 # JWTs, wherever they appear. After a start that is no JWT, the search goes on past its run of
@@ -67,21 +64,31 @@ _JWT = re.compile(r"eyJ[A-Za-z0-9_-]++\.[A-Za-z0-9_-]++\.[A-Za-z0-9_-]*+")
 _RUN = re.compile(r"[A-Za-z0-9_-]*+")
 
 
-def _redact_jwts(text: str) -> str:
-    parts: list[str] = []
-    done = start = 0
+def _jwts(text: str) -> Iterator[tuple[int, int]]:
+    start = 0
     while (found := _JWT_START.search(text, start)) is not None:
         if (token := _JWT.match(text, found.start())) is None:
             start = max(_RUN.match(text, found.start()).end(), found.end())  # type: ignore[union-attr]
             continue
-        parts += (text[done:found.start()], REDACTED)
-        done = start = token.end()
+        yield found.start(), token.end()
+        start = token.end()
+
+
+def _redacted(text: str, spans: Callable[[str], Iterator[tuple[int, int]]]) -> str:
+    """``text`` with each of the spans found in it (in order, not overlapping) replaced by REDACTED."""
+    parts: list[str] = []
+    done = 0
+    for start, end in spans(text):
+        parts += (text[done:start], REDACTED)
+        done = end
     return "".join(parts) + text[done:] if parts else text
 
 
 def redact_text(text: str) -> str:
-    text = _redact_named_values(_CREDENTIALS.sub(r"\1 " + REDACTED, text))
-    return _BARE_TOKEN.sub(REDACTED, _redact_jwts(_redact_private_keys(text)))
+    text = _CREDENTIALS.sub(r"\1 " + REDACTED, text)
+    for spans in (_named_values, _private_keys, _jwts):
+        text = _redacted(text, spans)
+    return _BARE_TOKEN.sub(REDACTED, text)
 
 
 def redact_value(key: str, value: Any) -> Any:
