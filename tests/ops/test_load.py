@@ -149,7 +149,7 @@ def _b64_digest(label: str) -> str:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any], str]]:
+def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any], str, Path]]:
     url = postgres_url()
     fresh_schema(url)
     data_dir = tmp_path / "data"
@@ -172,7 +172,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any], str]]:
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base_url, process, time.monotonic() + 90)
-        yield base_url, info, url
+        yield base_url, info, url, log
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -180,6 +180,13 @@ def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any], str]]:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _server_errors(log: Path) -> str:
+    """The server's log from its first error on: what a 5xx left behind."""
+    lines = log.read_text(errors="replace").splitlines()
+    first = next((n for n, line in enumerate(lines) if " ERROR " in line or "Traceback" in line), len(lines))
+    return "\n".join(lines[first:first + 80])
 
 
 def _database(url: str, credential_id: str) -> tuple[dict[str, str], dict[str, str], int]:
@@ -218,8 +225,8 @@ def _metrics(base_url: str) -> tuple[Counter[str], Counter[tuple[str, str, str]]
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_32_clients_for_60_seconds_against_two_workers(server: tuple[str, dict[str, Any], str]) -> None:
-    base_url, info, url = server
+def test_32_clients_for_60_seconds_against_two_workers(server: tuple[str, dict[str, Any], str, Path]) -> None:
+    base_url, info, url, log = server
     token = httpx.post(f"{base_url}/oauth2/token", data={"grant_type": "client_credentials"},
                        auth=(info["client_id"], info["client_secret"])).json()["access_token"]
     # The signer's phones decide in parallel, each with its own counter; one request goes to one phone.
@@ -244,7 +251,8 @@ def test_32_clients_for_60_seconds_against_two_workers(server: tuple[str, dict[s
 
     # No 5xx, every call answered, and the only refusals are 429s that say when to come back.
     statuses = Counter(c.status for c in calls)
-    assert not [s for s in statuses if s >= 500 or s == 0], statuses
+    assert not [s for s in statuses if s >= 500 or s == 0], (statuses, [c for c in calls if c.status >= 500],
+                                                             _server_errors(log))
     assert all(c.retry_after for c in calls if c.status == 429)
     assert not [c for c in calls if 400 <= c.status != 429], [c for c in calls if 400 <= c.status != 429][:10]
     assert len({c.worker for c in calls}) == 2, "both workers should have served"
