@@ -136,7 +136,7 @@ async def pending(wait: float = Query(0, ge=0, le=60, allow_inf_nan=False), rt: 
 
     def check() -> list[PendingRequest]:
         with read_transaction(rt.sessions) as session:
-            return [pending_view(r) for r in signing_requests.pending_for_user(session, user_id)]
+            return [pending_view(r) for r in signing_requests.awaiting_requests(session.connection(), user_id)]
 
     found = await rt.notifier.wait_for_async(check, bool, min(max(wait, 0), rt.settings.long_poll_seconds),
                                              topic=user_topic(user_id))

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from api.deps import bearer_token, client_origin, runtime
 from api.problems import PROBLEM_RESPONSES
@@ -57,12 +58,17 @@ async def pending(
     """The device's user's pending requests, with their ETag. With ``wait``, blocks until the list
     differs from the one the device already has (``If-None-Match``; without it, until one arrives):
     a phone showing a request is not answered again until something changes."""
-    def first_look() -> tuple[int, str]:
-        """Who the device is and its list's tag: no views built for a list the device already has."""
+    known = if_none_match or list_tag(())
+
+    def first_look() -> tuple[int, str, list[PendingRequest] | None]:
+        """Who the device is and its list's tag; the list itself at once if the device has not got it."""
         with read_transaction(rt.sessions) as session:
             device = approvals.device_for_token(session, token)
             rows = signing_requests.awaiting_confirmation(session.connection(), [device.user_id])
-            return device.user_id, list_tag(r.id for r in rows)
+            if list_tag(r.id for r in rows) == known:
+                return device.user_id, known, None  # no views built for a list the device already has
+            found = _views_of(session, device.user_id)
+            return device.user_id, list_tag(r.request_id for r in found), found
 
     def current_tag() -> str:
         """What each wake-up asks: one small Core query."""
@@ -72,19 +78,23 @@ async def pending(
     def views() -> list[PendingRequest]:
         with read_transaction(rt.sessions) as session:
             approvals.device_for_token(session, token)  # still active after the wait
-            return [pending_view(r) for r in signing_requests.pending_for_user(session, user_id)]
+            return _views_of(session, user_id)
 
-    user_id, tag = await run_in_threadpool(first_look)
-    known = if_none_match or list_tag(())
-    timeout = min(wait, rt.settings.long_poll_seconds)
-    if tag == known and timeout > 0:
-        # The long poll waits in the event loop (a phone may wait a minute): no pool thread is held.
-        tag = await rt.notifier.wait_for_async(current_tag, known.__ne__, timeout, topic=user_topic(user_id))
-    if if_none_match is not None and tag == if_none_match:
-        return Response(status_code=304, headers={"ETag": tag})
-    found = await run_in_threadpool(views)  # built once, for the answer
+    user_id, tag, found = await run_in_threadpool(first_look)
+    if found is None:
+        timeout = min(wait, rt.settings.long_poll_seconds)
+        if timeout > 0:
+            # The long poll waits in the event loop (a phone may wait a minute): no pool thread is held.
+            tag = await rt.notifier.wait_for_async(current_tag, known.__ne__, timeout, topic=user_topic(user_id))
+        if if_none_match is not None and tag == if_none_match:
+            return Response(status_code=304, headers={"ETag": tag})
+        found = await run_in_threadpool(views)  # built once, for the answer
     response.headers["ETag"] = list_tag(r.request_id for r in found)
     return PendingList(requests=found)
+
+
+def _views_of(session: Session, user_id: int) -> list[PendingRequest]:
+    return [pending_view(r) for r in signing_requests.awaiting_requests(session.connection(), user_id)]
 
 
 @router.post("/me/requests/{request_id}/decision", response_model=RequestStatus)

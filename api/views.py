@@ -8,11 +8,12 @@ from api.schemas import DocumentView, PendingRequest, RequestStatus
 from broker.db.models import SigningRequest
 from broker.lifecycle.clock import aware
 from broker.lifecycle.payload import shown_options
+from broker.lifecycle.signing_requests import AwaitingRequest
 
 
-def pending_view(request: SigningRequest) -> PendingRequest:
+def pending_view(request: SigningRequest | AwaitingRequest) -> PendingRequest:
     """Every field the binding covers, so a device can recompute it from what it shows."""
-    options = shown_options(request)
+    options = shown_options(request.payload, len(request.items))
     return PendingRequest(
         request_id=request.id,
         credential_id=request.credential_id,

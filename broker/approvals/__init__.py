@@ -140,8 +140,12 @@ def enroll_device(session: Session, actor: Actor, code: str, public_key_der: byt
     return device, token
 
 
+# Built once: every phone call looks its device up.
+_DEVICE_BY_TOKEN = select(ApprovalDevice).where(ApprovalDevice.token_hash == bindparam("token_hash"))
+
+
 def device_for_token(session: Session, token: str) -> ApprovalDevice:
-    device = session.scalar(select(ApprovalDevice).where(ApprovalDevice.token_hash == token_hash(token)))
+    device = session.scalar(_DEVICE_BY_TOKEN, {"token_hash": token_hash(token)})
     # The lookup is by hash; compare again in constant time for good measure.
     if device is None or not hmac.compare_digest(device.token_hash, token_hash(token)):
         raise DeviceNotActive("unknown device token")
@@ -342,7 +346,7 @@ def decide_with_device(
     actor = Actor("device", "unknown", origin)
     try:
         with transaction(factory) as session:
-            device = session.scalar(select(ApprovalDevice).where(ApprovalDevice.token_hash == token_hash(device_token)))
+            device = session.scalar(_DEVICE_BY_TOKEN, {"token_hash": token_hash(device_token)})
             if device is None:
                 raise _UnknownDevice
             actor = Actor("device", device.id, origin)

@@ -109,7 +109,7 @@ class RequestPayload:
         return [d.output for d in self.documents]
 
 
-def shown_options(request: SigningRequest) -> list[dict[str, str | bool]]:
-    """Each document's bound options, in position order (empty ones without options)."""
-    kept = RequestPayload.of(request).shown_options
-    return [dict(kept[n]) if n < len(kept) else {} for n in range(len(request.items))]
+def shown_options(payload: dict[str, Any] | None, count: int) -> list[dict[str, str | bool]]:
+    """Each of a request's ``count`` documents' bound options, in position order (empty ones without options)."""
+    kept = RequestPayload.from_column(payload).shown_options
+    return [dict(kept[n]) if n < len(kept) else {} for n in range(count)]

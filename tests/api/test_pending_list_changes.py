@@ -103,3 +103,25 @@ def test_a_hostile_if_none_match_is_a_clear_4xx(runtime: Runtime, enrolled: Enro
         answered = httpx.get(f"{live_server}/v1/devices/me/requests", params={"wait": 0},
                              headers={"Authorization": f"Bearer {token}", "If-None-Match": odd.encode()})
         assert answered.status_code in (200, 304)
+
+
+def test_the_list_is_every_pending_request_with_its_hashes_in_order(runtime: Runtime, enrolled: Enrolled,
+                                                                     live_server: str) -> None:
+    """Read in one statement of requests joined with their items: each request whole, its hashes in
+    position order, requests oldest first, exactly as the requests themselves hold them."""
+    from api.views import pending_view
+    from broker.db.engine import read_transaction
+    from broker.lifecycle import signing_requests
+
+    device = make_device(runtime, live_server, "hung")
+    for r in device.pending():
+        device.decide(r, Decision.REFUSE)
+    made = [new_request(runtime, enrolled.ec, n) for n in (3, 1, 5)]
+    shown = _get(live_server, device.state.device_token, 0).json()["requests"]
+    assert [r["request_id"] for r in shown] == made
+    assert [[d["position"] for d in r["documents"]] for r in shown] == [[0, 1, 2], [0], [0, 1, 2, 3, 4]]
+    with read_transaction(runtime.sessions) as session:
+        user_id = signing_requests.get(session, made[0]).user_id
+        expected = [pending_view(r).model_dump(mode="json")
+                    for r in signing_requests.pending_for_user(session, user_id)]
+    assert shown == expected

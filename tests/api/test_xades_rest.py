@@ -93,7 +93,7 @@ def test_the_signer_approves_where_the_signature_goes(api: httpx.Client, runtime
     with transaction(runtime.sessions) as s:
         request = signing_requests.get(s, created.json()["request_id"])
         options = {"reference_id": XML_DATA_ID, "placement": XML_CHIEF_ACCOUNTANT_PLACEMENT}
-        assert shown_options(request) == [options]
+        assert shown_options(request.payload, len(request.items)) == [options]
         item = request.items[0]
 
         def binding(bound: dict) -> bytes:  # type: ignore[type-arg]
