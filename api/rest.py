@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -22,7 +23,7 @@ from broker import clients
 from broker.clients import ClientContext
 from broker.db.engine import read_connection, read_transaction, transaction
 from broker.db.models import RequestState, SigningRequest
-from broker.errors import InvalidInput
+from broker.errors import DocumentGone, InvalidInput
 from broker.lifecycle import signing_requests, submissions, uploads, webhooks
 from broker.lifecycle.payload import RequestPayload
 from broker.notify import WORK_TOPIC, request_topic, user_topic
@@ -297,13 +298,27 @@ _OPEN = (RequestState.PENDING, RequestState.APPROVED)
 _OPEN_NAMES = frozenset(s.value for s in _OPEN)
 
 
+SMALL_DOCUMENT_BYTES = 1 << 20
+"""A signed document up to this size is read whole in the route's own thread and sent in one piece;
+a larger one is streamed (each read of a stream is a hand-off between threads)."""
+
+
 @router.get("/requests/{request_id}/documents/{position}", response_class=FileResponse)
 def signed_document(request_id: str, position: int, ctx: ClientContext = Depends(client_context),
-                    rt: Runtime = Depends(runtime)) -> FileResponse:
-    """A signed document, streamed from disk."""
+                    rt: Runtime = Depends(runtime)) -> Response:
+    """A signed document: sent whole when small, streamed from disk when large."""
     with read_transaction(rt.sessions) as session:
         path, media = submissions.result_file(session, ctx, request_id, position)
-    return FileResponse(path, media_type=media, filename=f"{request_id}-{position}{path.suffix}")
+    name = f"{request_id}-{position}{path.suffix}"
+    try:
+        with path.open("rb") as stored:
+            found = os.fstat(stored.fileno())
+            if found.st_size <= SMALL_DOCUMENT_BYTES:
+                return Response(stored.read(), media_type=media,
+                                headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    except FileNotFoundError as exc:  # removed (the request's retention ended) since it was looked up
+        raise DocumentGone(f"the signed document {position} of request {request_id} is no longer stored") from exc
+    return FileResponse(path, media_type=media, filename=name, stat_result=found)
 
 
 class DeliveryOut(BaseModel):

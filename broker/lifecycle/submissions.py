@@ -142,9 +142,10 @@ def _create(factory: sessionmaker[Session], settings: Settings, ctx: ClientConte
                 provider=ca_for(credential.provider), hash_algorithm=hash_name, client_id=ctx.client_id,
                 idempotency_key=idempotency_key, request_fingerprint=new.fingerprint, format=new.format,
                 payload=RequestPayload(work=work, documents=tuple(pending), uploads=upload_ids, webhook_url=webhook_url,
-                                       level=level, accept_lower_level=new.accept_lower_level))
+                                       level=level, accept_lower_level=new.accept_lower_level),
+                # its work dir: housekeeping removes it when the request ends
+                **({"blobs": "live"} if new.format != "raw" else {}))
             if new.format != "raw":
-                request.blobs = "live"  # its work dir: housekeeping removes it when the request ends
                 uploads.hold(session, [d.document_id for d in new.files if d.document_id], request.expires_at)
             delegated_request = request.credential.delegated
         if delegated_request:
