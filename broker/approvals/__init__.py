@@ -19,7 +19,7 @@ from typing import TypeVar
 from urllib.parse import urlencode
 
 from sqlalchemy import bindparam, delete, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from biometrics import ConfirmationError, Decision, ReplayedCounter, verify_decision
 from biometrics.device import load_device_key
@@ -223,8 +223,13 @@ def revoke_device(session: Session, actor: Actor, username: str, device_id: str)
 # -- decisions ---------------------------------------------------------------------------------------
 
 
+# The request with its credential (whose lock the decision checks): one statement, not two.
+_REQUEST_WITH_CREDENTIAL = (select(SigningRequest).where(SigningRequest.id == bindparam("request_id"))
+                            .options(joinedload(SigningRequest.credential)))
+
+
 def _request_for_user(session: Session, actor: Actor, request_id: str, user_id: int) -> SigningRequest:
-    request = session.get(SigningRequest, request_id)
+    request = session.scalar(_REQUEST_WITH_CREDENTIAL, {"request_id": request_id})
     if request is None or request.user_id != user_id:
         # Another user's request answers as if it did not exist.
         raise NotFound(f"no signing request {request_id!r}")
@@ -358,9 +363,7 @@ def decide_with_device(
                     raise RequestExpired(_expired_message(request))
                 if request.state is not RequestState.PENDING:
                     raise signing_requests.RequestNotPending(f"request {request_id} is {request.state.value}")
-                credential = session.get(Credential, request.credential_id)
-                assert credential is not None
-                signing_requests.check_not_locked(credential, signing_requests.now())
+                signing_requests.check_not_locked(request.credential, signing_requests.now())
                 verify_decision(device.public_key, request.binding, decision, counter, device.counter, signature)
                 moved = session.connection().execute(_COUNTER_FORWARD, {"device_id": device.id, "new_counter": counter})
                 if moved.rowcount != 1:  # type: ignore[attr-defined]

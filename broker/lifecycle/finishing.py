@@ -49,10 +49,8 @@ def claim(factory: sessionmaker[Session], request_id: str, finisher: str, second
     """
     moment = signing_requests.now()
     with transaction(factory) as session:
-        taken = session.execute(update(SigningRequest).where(
-            SigningRequest.id == request_id, SigningRequest.state == RequestState.APPROVED,
-            SigningRequest.finishing_until.is_(None) | (SigningRequest.finishing_until < moment))
-            .values(finisher=finisher, finishing_until=moment + timedelta(seconds=seconds)))
+        taken = session.connection().execute(_CLAIM, {"b_id": request_id, "b_now": moment, "b_finisher": finisher,
+                                                      "b_until": moment + timedelta(seconds=seconds)})
         return taken.rowcount == 1  # type: ignore[attr-defined]
 
 
@@ -103,6 +101,10 @@ def _end_lease(session: Session, request_id: str, lease: Lease | None) -> None:
 
 
 _TABLE = SigningRequest.__table__
+# Built once, run on the connection: every request a worker finishes runs them.
+_CLAIM = (update(_TABLE).where(_TABLE.c.id == bindparam("b_id"), _TABLE.c.state == RequestState.APPROVED,
+                               _TABLE.c.finishing_until.is_(None) | (_TABLE.c.finishing_until < bindparam("b_now")))
+          .values(finisher=bindparam("b_finisher"), finishing_until=bindparam("b_until")))
 _END_ANY_LEASE = update(_TABLE).where(_TABLE.c.id == bindparam("b_id")).values(finisher=None, finishing_until=None)
 _END_LEASE = _END_ANY_LEASE.where(_TABLE.c.finisher == bindparam("b_finisher"))
 
