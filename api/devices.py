@@ -70,27 +70,33 @@ async def pending(
             found = _views_of(session, device.user_id)
             return device.user_id, list_tag(r.request_id for r in found), found
 
-    def current_tag() -> str:
-        """What each wake-up asks: one small Core query."""
-        with read_connection(rt.sessions) as connection:
-            return list_tag(r.id for r in signing_requests.awaiting_confirmation(connection, [user_id]))
-
     def views() -> list[PendingRequest]:
         with read_transaction(rt.sessions) as session:
             approvals.device_for_token(session, token)  # still active after the wait
             return _views_of(session, user_id)
+
+    def look_again() -> list[PendingRequest] | None:
+        """What each wake-up asks: one small Core query; the list too, in the same hand-off, once it changed."""
+        with read_connection(rt.sessions) as connection:
+            tag = list_tag(r.id for r in signing_requests.awaiting_confirmation(connection, [user_id]))
+        return views() if tag != known else None
 
     user_id, tag, found = await run_in_threadpool(first_look)
     if found is None:
         timeout = min(wait, rt.settings.long_poll_seconds)
         if timeout > 0:
             # The long poll waits in the event loop (a phone may wait a minute): no pool thread is held.
-            tag = await rt.notifier.wait_for_async(current_tag, known.__ne__, timeout, topic=user_topic(user_id))
-        if if_none_match is not None and tag == if_none_match:
+            found = await rt.notifier.wait_for_async(look_again, _is_list, timeout, topic=user_topic(user_id))
+        if found is None and if_none_match is not None:
             return Response(status_code=304, headers={"ETag": tag})
-        found = await run_in_threadpool(views)  # built once, for the answer
+        if found is None:  # no list sent and still none: the empty one
+            found = await run_in_threadpool(views)
     response.headers["ETag"] = list_tag(r.request_id for r in found)
     return PendingList(requests=found)
+
+
+def _is_list(found: list[PendingRequest] | None) -> bool:
+    return found is not None
 
 
 def _views_of(session: Session, user_id: int) -> list[PendingRequest]:
