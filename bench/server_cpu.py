@@ -248,6 +248,12 @@ def served(kind: str, tmp: Path, pg_url: str) -> Iterator[tuple[int, str, dict[s
 _phones: dict[str, list[DeviceState]] = {}
 
 
+def relative(measured: Measured, baseline: Measured, other: Measured, other_baseline: Measured) -> float:
+    """Server CPU per operation against another server's, each as a ratio to its own in-process
+    baseline: the machine's drift between the two measurements cancels."""
+    return (measured.cpu / baseline.cpu) / (other.cpu / other_baseline.cpu)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0, help="time per measurement")
@@ -307,12 +313,6 @@ def main() -> None:
     print("÷ raw: rate ÷ raw HSM one-call rate (PAdES: ÷ pyHanko's rate); ÷ SQLite: the ÷ baseline ratio ÷ the "
           "`sqlite` server's (else the sandbox's); ÷ pg1: 2 workers' ÷ baseline ratio ÷ 1 worker's; "
           "targets: PostgreSQL ≤ 1.2× SQLite, pg2 ≤ pg1")
-
-
-def relative(measured: Measured, baseline: Measured, other: Measured, other_baseline: Measured) -> float:
-    """Server CPU per operation against another server's, each as a ratio to its own in-process
-    baseline: the machine's drift between the two measurements cancels."""
-    return (measured.cpu / baseline.cpu) / (other.cpu / other_baseline.cpu)
 
 
 if __name__ == "__main__":
