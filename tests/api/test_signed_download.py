@@ -66,3 +66,13 @@ def test_a_document_removed_after_its_look_up_is_gone(api: httpx.Client, signed:
     got = api.get(link)
     assert got.status_code == 410, got.text
     assert got.json()["code"] == "document_gone"
+
+
+@pytest.mark.parametrize(("tail", "status"), [
+    ("/documents/99", 404), ("/documents/-1", 404), ("/documents/x", 400), ("/documents/1e400", 400),
+    ("/documents/0%00", 400), ("%E2%80%AE/documents/0", 404), ("x" * 300 + "/documents/0", 404)])
+def test_hostile_links_get_a_clear_client_error(api: httpx.Client, signed: str, tail: str, status: int) -> None:
+    request_path = signed.rsplit("/documents/", 1)[0]
+    got = api.get(request_path + tail)
+    assert got.status_code == status, got.text
+    assert got.json()["code"] in ("not_found", "invalid_request"), got.text
