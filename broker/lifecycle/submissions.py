@@ -301,7 +301,7 @@ def result_file(session: Session, ctx: ClientContext, request_id: str, position:
     if not 0 <= position < len(documents):
         raise NotFound(f"request {request_id} has no document {position}")
     path = documents[position].output
-    if request.blobs == "gone" or not path.is_file():
+    if request.blobs == "gone":  # a file removed meanwhile is found missing where it is opened
         raise DocumentGone(f"the signed document {position} of request {request_id} is no longer stored")
     return path, MEDIA_TYPES[path.suffix]
 
