@@ -32,6 +32,16 @@ _LOST_SESSION_ERRORS = (
 # Batches from this many digests on are signed over parallel sessions.
 _PARALLEL_FROM = 8
 
+
+def split_parts(count: int, parallel: int, busy: int) -> int:
+    """Over how many sessions to sign ``count`` digests while ``busy`` sessions already sign: a
+    long batch takes the cores left idle, none when the others keep them busy (splitting then
+    only adds hand-offs and key look-ups, and each signature costs more CPU)."""
+    if count < _PARALLEL_FROM:
+        return 1
+    return max(1, parallel - busy)
+
+
 # Retry a lost token after this long at first, doubling up to the maximum.
 _RETRY_FIRST = 0.5
 _RETRY_MAX = 5.0
@@ -58,7 +68,9 @@ class Hsm:
     def __init__(self, module_path: str, token_label: str, user_pin: str, max_sessions: int = 8) -> None:
         self._module_path = module_path
         self._sign_parallel = max(1, min(os.cpu_count() or 1, max_sessions // 2))
-        """Sessions one long batch is split over."""
+        """Sessions one long batch is split over, when nothing else is signing."""
+        self._signing = 0
+        """Sessions signing right now (guarded by ``_helpers_lock``)."""
         self._helpers: futures.ThreadPoolExecutor | None = None
         self._helpers_lock = threading.Lock()
         self._token_label = token_label
@@ -313,16 +325,22 @@ class Hsm:
                 raise HsmError(f"a {hash_name} digest has {DIGEST_SIZE[hash_name]} bytes, got {len(digest)}")
         if not digests:
             return []
-        parts = self._sign_parallel if len(digests) >= _PARALLEL_FROM else 1
-        size = -(-len(digests) // parts)
-        chunks = [digests[i:i + size] for i in range(0, len(digests), size)]
-        helpers = [self._signing_pool().submit(self._sign_in_session, key_id, chunk, hash_name, scheme, pss_salt_length)
-                   for chunk in chunks[1:]]
+        with self._helpers_lock:
+            parts = split_parts(len(digests), self._sign_parallel, self._signing)
+            self._signing += parts
         try:
-            # Never wait for the helpers while holding a session: they may need one from the pool.
-            signatures = self._sign_in_session(key_id, chunks[0], hash_name, scheme, pss_salt_length)
+            size = -(-len(digests) // parts)
+            chunks = [digests[i:i + size] for i in range(0, len(digests), size)]
+            helpers = [self._signing_pool().submit(self._sign_in_session, key_id, chunk, hash_name, scheme,
+                                                   pss_salt_length) for chunk in chunks[1:]]
+            try:
+                # Never wait for the helpers while holding a session: they may need one from the pool.
+                signatures = self._sign_in_session(key_id, chunks[0], hash_name, scheme, pss_salt_length)
+            finally:
+                futures.wait(helpers)
         finally:
-            futures.wait(helpers)
+            with self._helpers_lock:
+                self._signing -= parts
         for helper in helpers:
             signatures += helper.result()
         return signatures

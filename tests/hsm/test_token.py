@@ -94,6 +94,53 @@ def test_a_batch_comes_back_in_order_whether_or_not_it_is_split(hsm: Hsm, keys: 
         hsm.sign_digests("t-rsa", [hashlib.sha256(b"ok").digest()] * 9 + [b"short"], "sha256", SignatureScheme.RSA_PKCS1_V15)
 
 
+def test_a_batch_is_split_only_over_sessions_left_idle(hsm: Hsm, keys: dict[str, bytes],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """While other batches keep every parallel session busy, a long batch signs in its caller's
+    thread: splitting it would only queue behind them (and spend CPU on hand-offs)."""
+    parallel = hsm._sign_parallel
+    if parallel < 2:
+        pytest.skip("one core: batches are never split")
+    real = hsm._sign_in_session
+    release, entered, lock = threading.Event(), [0], threading.Lock()
+    threads: list[str] = []
+    caller = "the later batch"
+
+    def spy(*args: object) -> list[bytes]:
+        name = threading.current_thread().name
+        if name == caller:
+            threads.append(name)
+        else:  # the first batch's sessions: held until the later batch is done
+            with lock:
+                entered[0] += 1
+            release.wait(30)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hsm, "_sign_in_session", spy)
+    digests = [hashlib.sha256(b"busy %d" % i).digest() for i in range(64)]
+    first = threading.Thread(target=hsm.sign_digests, args=("t-rsa", digests, "sha256", SignatureScheme.RSA_PKCS1_V15))
+    first.start()
+    try:
+        for _ in range(300):
+            if entered[0] == parallel:
+                break
+            threading.Event().wait(0.01)
+        assert entered[0] == parallel  # the first batch, alone, took every parallel session
+        result: list[list[bytes]] = []
+        later = threading.Thread(target=lambda: result.append(hsm.sign_digests(
+            "t-rsa", digests[:50], "sha256", SignatureScheme.RSA_PKCS1_V15)), name=caller)
+        later.start()
+        later.join(10)
+        assert not later.is_alive(), "the later batch waited for the busy sessions instead of signing"
+        assert threads == [caller] and len(result[0]) == 50
+    finally:
+        release.set()
+        first.join(30)
+    rsa_pub = serialization.load_der_public_key(keys["t-rsa"])
+    for digest, sig in zip(digests[:50], result[0]):
+        rsa_pub.verify(sig, digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))  # type: ignore[union-attr]
+
+
 def test_errors_are_mapped_to_the_hsm_hierarchy(hsm: Hsm, keys: dict[str, bytes]) -> None:
     digest = hashlib.sha256(b"x").digest()
     with pytest.raises(KeyNotFound) as missing:
