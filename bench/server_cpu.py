@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -108,15 +109,38 @@ def in_process(fn: Callable[[int], int], seconds: float) -> Measured:
     return Measured(units / wall, cpu / units, units)
 
 
+def in_threads(fn: Callable[[int], int], seconds: float, threads: int) -> Measured:
+    """``fn`` in a loop on ``threads`` threads at once for about ``seconds``: the rate and this
+    process's CPU per unit (the same concurrency as ``threads`` clients put on the server)."""
+    fn(0)
+    counts = [0] * threads
+    stop = time.perf_counter() + seconds
+
+    def loop(n: int) -> None:
+        while time.perf_counter() < stop:
+            counts[n] += fn(n)
+
+    workers = [threading.Thread(target=loop, args=(n,)) for n in range(threads)]
+    cpu0, start = time.process_time(), time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    return Measured(sum(counts) / wall, cpu / max(sum(counts), 1), sum(counts))
+
+
 def mean_of(first: Measured, second: Measured) -> Measured:
     return Measured((first.rate + second.rate) / 2, (first.cpu + second.cpu) / 2, first.count + second.count)
 
 
 @contextmanager
-def baselines(tmp: Path, pdf: Path) -> Iterator[Callable[[float], dict[str, Measured]]]:
-    """A measurer of the raw HSM (runs of 50 and one call per signature), pyHanko PAdES and CAdES, in
-    this process, that can be called more than once (one token store per process: one runtime)."""
-    runtime, credential = scratch_credential(tmp / "raw", hsm_max_sessions=1)
+def baselines(tmp: Path, pdf: Path, clients: int) -> Iterator[Callable[[float], dict[str, Measured]]]:
+    """A measurer of the raw HSM (runs of 50 on one thread and on ``clients`` threads at once; one call
+    per signature), pyHanko PAdES and CAdES, in this process, that can be called more than once (one
+    token store per process: one runtime)."""
+    # A session per thread, and too few to split a batch over (with 2 threads): each run signs in one.
+    runtime, credential = scratch_credential(tmp / "raw", hsm_max_sessions=clients + 1)
     try:
         digests = [hashlib.sha256(b"raw %d" % i).digest() for i in range(BATCH)]
         hsm = runtime.hsm
@@ -156,7 +180,8 @@ def baselines(tmp: Path, pdf: Path) -> Iterator[Callable[[float], dict[str, Meas
             cades.sign(key, content=content)
             return 1
 
-        yield lambda seconds: {"raw": in_process(run, seconds), "raw1": in_process(one, seconds),
+        yield lambda seconds: {"raw": in_process(run, seconds), "raw_clients": in_threads(run, seconds, clients),
+                               "raw1": in_process(one, seconds),
                                "pyhanko": in_process(pyhanko, seconds), "cades": in_process(cades_doc, seconds)}
     finally:
         runtime.close()
@@ -269,7 +294,7 @@ def main() -> None:
         tmp = Path(name)
         pdf = tmp / "order.pdf"
         write_payment_order_pdf(pdf)
-        with baselines(tmp, pdf) as measure:
+        with baselines(tmp, pdf, args.clients) as measure:
             # Measured again around each server: this machine's speed drifts over minutes, so each
             # server's ratios use the mean of the measurements just before and just after it.
             points = [measure(min(args.seconds, 5.0))]
@@ -310,6 +335,12 @@ def main() -> None:
         versus = f"{m.cpu / baseline.cpu:6.2f}× {label}" + (f" (≤{target})" if target else "")
         print(f"{kind:<8} {op:<6} {m.count:6d} {m.rate:8.1f} {ratio_rate:7.3f} {m.cpu * 1000:10.2f} "
               f"{versus:>16} {versus_sqlite:9.2f} {versus_pg1:>6}")
+    concurrent = base["raw_clients"]
+    cscs = [(kind, m.cpu / local[kind]["raw_clients"].cpu) for (kind, op), m in results.items() if op == "csc"]
+    if cscs:
+        print(f"raw HSM on {args.clients} threads at once (the clients' concurrency): {concurrent.rate:.1f} sig/s, "
+              f"{concurrent.cpu * 1000:.2f} ms CPU/sig ({concurrent.cpu / raw.cpu:.2f}× one thread's); CSC server CPU "
+              "÷ it: " + ", ".join(f"{kind} {ratio:.2f}" for kind, ratio in cscs))
     print("÷ raw: rate ÷ raw HSM one-call rate (PAdES: ÷ pyHanko's rate); ÷ SQLite: the ÷ baseline ratio ÷ the "
           "`sqlite` server's (else the sandbox's); ÷ pg1: 2 workers' ÷ baseline ratio ÷ 1 worker's; "
           "targets: PostgreSQL ≤ 1.2× SQLite, pg2 ≤ pg1")
