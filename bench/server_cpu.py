@@ -16,8 +16,11 @@ Servers: ``kyso sandbox`` (SQLite; its simulated phones approve inside the serve
 SQLite (1 worker) and on PostgreSQL (1 and 2 workers), approved by simulated phones in this process
 (their HTTP calls are server work, their own signing is not). PostgreSQL: ``KYSO_BENCH_DATABASE_URL``,
 default ``postgresql+psycopg://postgres@127.0.0.1:5432/kyso_bench``, created if missing, emptied.
-Throughput is printed too, as a ratio to the raw HSM rate of one thread (and pyHanko's rate).
-Usage: ``python -m bench.server_cpu [--seconds N] [--clients N] [--servers sandbox,sqlite,pg1,pg2]``.
+Each operation runs in rounds between in-process measurements of its baseline (this machine's speed
+drifts by tens of per cent within a minute); each ratio is the median of the rounds'. Throughput is
+printed too, as a ratio to the baseline's rate on one thread; for CSC, the server's CPU is also
+compared with the raw HSM signing on as many threads at once as there are clients.
+Usage: ``python -m bench.server_cpu [--seconds N] [--rounds N] [--clients N] [--servers sandbox,sqlite,pg1,pg2]``.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ import hashlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +139,7 @@ def mean_of(first: Measured, second: Measured) -> Measured:
 
 
 @contextmanager
-def baselines(tmp: Path, pdf: Path, clients: int) -> Iterator[Callable[[float], dict[str, Measured]]]:
+def baselines(tmp: Path, pdf: Path, clients: int) -> Iterator[Callable[[Sequence[str], float], dict[str, Measured]]]:
     """A measurer of the raw HSM (runs of 50 on one thread and on ``clients`` threads at once; one call
     per signature), pyHanko PAdES and CAdES, in this process, that can be called more than once (one
     token store per process: one runtime)."""
@@ -180,9 +184,11 @@ def baselines(tmp: Path, pdf: Path, clients: int) -> Iterator[Callable[[float], 
             cades.sign(key, content=content)
             return 1
 
-        yield lambda seconds: {"raw": in_process(run, seconds), "raw_clients": in_threads(run, seconds, clients),
-                               "raw1": in_process(one, seconds),
-                               "pyhanko": in_process(pyhanko, seconds), "cades": in_process(cades_doc, seconds)}
+        measurers: dict[str, Callable[[float], Measured]] = {
+            "raw": functools.partial(in_process, run), "raw_clients": lambda seconds: in_threads(run, seconds, clients),
+            "raw1": functools.partial(in_process, one), "pyhanko": functools.partial(in_process, pyhanko),
+            "cades": functools.partial(in_process, cades_doc)}
+        yield lambda names, seconds: {name: measurers[name](seconds) for name in names}
     finally:
         runtime.close()
 
@@ -273,16 +279,11 @@ def served(kind: str, tmp: Path, pg_url: str) -> Iterator[tuple[int, str, dict[s
 _phones: dict[str, list[DeviceState]] = {}
 
 
-def relative(measured: Measured, baseline: Measured, other: Measured, other_baseline: Measured) -> float:
-    """Server CPU per operation against another server's, each as a ratio to its own in-process
-    baseline: the machine's drift between the two measurements cancels."""
-    return (measured.cpu / baseline.cpu) / (other.cpu / other_baseline.cpu)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0, help="time per measurement")
     parser.add_argument("--clients", type=int, default=2, help="client threads against the server")
+    parser.add_argument("--rounds", type=int, default=3, help="server measurements per operation, between baselines")
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated, of {', '.join(SERVERS)}")
     parser.add_argument("--only", default="csc,cades,pades", help="operations: comma-separated, of csc, cades, pades")
     args = parser.parse_args()
@@ -290,58 +291,100 @@ def main() -> None:
     only = set(args.only.split(","))
     pg_url = os.environ.get("KYSO_BENCH_DATABASE_URL", DEFAULT_URL)
     load_before = os.getloadavg()
+    results: dict[tuple[str, str], Rounds] = {}
     with tempfile.TemporaryDirectory(prefix="kyso-bench-") as name:
         tmp = Path(name)
         pdf = tmp / "order.pdf"
         write_payment_order_pdf(pdf)
         with baselines(tmp, pdf, args.clients) as measure:
-            # Measured again around each server: this machine's speed drifts over minutes, so each
-            # server's ratios use the mean of the measurements just before and just after it.
-            points = [measure(min(args.seconds, 5.0))]
-            results: dict[tuple[str, str], Measured] = {}
-            local: dict[str, dict[str, Measured]] = {}
             for kind in servers:
                 with served(kind, tmp, pg_url) as (pid, url, headers, credential, _):
                     for op, operation, _title in operations(pdf.read_bytes()):
                         if op in only:
-                            results[(kind, op)] = server_cpu(pid, operation, url, headers, credential, args.clients,
-                                                             args.seconds, f"{op}-{kind}")
-                points.append(measure(min(args.seconds, 5.0)))
-                local[kind] = {name: mean_of(points[-2][name], points[-1][name]) for name in points[-1]}
-    first, last = points[0], points[-1]
-    base = {name: mean_of(first[name], last[name]) for name in first}
-    raw, raw1, pyhanko, cades_in = base["raw"], base["raw1"], base["pyhanko"], base["cades"]
-    drift = max(max(p[k].cpu for p in points) / min(p[k].cpu for p in points) - 1 for k in base)
-    print(f"in process (mean of the first and last of {len(points)} measurements; they differ by up to {drift:.0%}): "
-          f"raw HSM runs of {BATCH}: {raw.rate:.1f} sig/s, {raw.cpu * 1000:.2f} ms CPU/sig; "
-          f"one call per sig: {raw1.rate:.1f}/s, {raw1.cpu * 1000:.2f} ms; pyHanko PAdES invisible: "
-          f"{pyhanko.rate:.1f}/s, {pyhanko.cpu * 1000:.1f} ms CPU/doc; CAdES B-B: {cades_in.rate:.1f}/s, "
-          f"{cades_in.cpu * 1000:.2f} ms CPU/doc")
+                            results[(kind, op)] = alternate(
+                                functools.partial(measure, BASELINES[op]),
+                                functools.partial(server_cpu, pid, operation, url, headers, credential, args.clients,
+                                                  label=f"{op}-{kind}"),
+                                args.seconds, args.rounds)
+    report(results, args, load_before)
+
+
+BASELINES = {"csc": ("raw", "raw_clients", "raw1"), "cades": ("cades",), "pades": ("pyhanko",)}
+"""The in-process measurements each operation is compared with; the first is its target's."""
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """One operation on one server, measured in rounds between in-process baselines."""
+
+    server: Measured
+    """all rounds together"""
+    baseline: dict[str, Measured]
+    """each baseline, over all its measurements"""
+    ratios: dict[str, list[float]]
+    """per round: the server's CPU per operation ÷ each baseline's, measured just before and after it"""
+
+    def ratio(self, name: str) -> float:
+        return statistics.median(self.ratios[name])
+
+
+def alternate(baseline: Callable[[float], dict[str, Measured]], server: Callable[[float], Measured],
+              seconds: float, rounds: int) -> Rounds:
+    """Baseline, server, baseline, server, …, baseline: this machine's speed drifts by tens of per cent
+    within a minute, so each round's ratio uses the baselines right around it, and the median of the
+    rounds is reported."""
+    share = seconds / rounds
+    points = [baseline(min(share, 2.0))]
+    runs: list[Measured] = []
+    for _ in range(rounds):
+        runs.append(server(share))
+        points.append(baseline(min(share, 2.0)))
+    names = list(points[0])
+    ratios = {name: [run.cpu / mean_of(before[name], after[name]).cpu
+                     for run, before, after in zip(runs, points, points[1:])] for name in names}
+    return Rounds(merged(runs), {name: merged([p[name] for p in points]) for name in names}, ratios)
+
+
+def merged(measurements: Sequence[Measured]) -> Measured:
+    count = sum(m.count for m in measurements)
+    return Measured(statistics.mean(m.rate for m in measurements),
+                    sum(m.cpu * m.count for m in measurements) / max(count, 1), count)
+
+
+def report(results: dict[tuple[str, str], Rounds], args: argparse.Namespace, load_before: tuple[float, ...]) -> None:
+    every: dict[str, list[Measured]] = {}
+    for rounds in results.values():
+        for name, measured in rounds.baseline.items():
+            every.setdefault(name, []).append(measured)
+    base = {name: merged(found) for name, found in every.items()}
+    labels = {"raw": f"raw HSM runs of {BATCH}", "raw_clients": f"the same on {args.clients} threads at once",
+              "raw1": "one call per signature", "pyhanko": "pyHanko PAdES invisible", "cades": "CAdES B-B"}
+    print("in process (over every baseline measurement): " + "; ".join(
+        f"{labels[name]}: {m.rate:.1f}/s, {m.cpu * 1000:.2f} ms CPU each" for name, m in base.items()))
     against = {"csc": ("raw", "raw HSM", 1.3), "cades": ("cades", "CAdES", None), "pades": ("pyhanko", "pyHanko", 1.5)}
-    print(f"server process tree, {args.clients} clients, {args.seconds:g} s each; cores {os.cpu_count()}, "
-          f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; ratios against the "
-          "in-process measurements just before and after each server")
-    print(f"{'server':<8} {'operation':<6} {'ops':>6} {'ops/s':>8} {'÷ raw':>7} {'CPU ms/op':>10} "
-          f"{'÷ baseline':>16} {'÷ SQLite':>9} {'÷ pg1':>6}")
-    for (kind, op), m in results.items():
+    print(f"server process tree, {args.clients} clients, {args.seconds:g} s each in {args.rounds} rounds; cores "
+          f"{os.cpu_count()}, load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; each ratio "
+          "is the median of the rounds' (lowest–highest), each round against the in-process measurements just "
+          "before and after it")
+    print(f"{'server':<8} {'operation':<6} {'ops':>6} {'ops/s':>8} {'÷ rate':>7} {'CPU ms/op':>10} "
+          f"{'÷ baseline':>16} {'rounds':>11} {'÷ SQLite':>9} {'÷ pg1':>6}")
+    for (kind, op), found in results.items():
         name, label, target = against[op]
-        baseline, near = local[kind][name], local[kind]
-        sqlite_kind = "sqlite" if ("sqlite", op) in results else "sandbox"
-        sqlite = results.get((sqlite_kind, op))
-        versus_sqlite = relative(m, baseline, sqlite, local[sqlite_kind][name]) if sqlite else float("nan")
+        m, ratio = found.server, found.ratio(name)
+        sqlite = results.get(("sqlite", op)) or results.get(("sandbox", op))
         one_worker = results.get(("pg1", op)) if kind == "pg2" else None
-        versus_pg1 = f"{relative(m, baseline, one_worker, local['pg1'][name]):6.2f}" if one_worker else ""
-        ratio_rate = m.rate / near["raw1"].rate if op != "pades" else m.rate / near["pyhanko"].rate
-        versus = f"{m.cpu / baseline.cpu:6.2f}× {label}" + (f" (≤{target})" if target else "")
-        print(f"{kind:<8} {op:<6} {m.count:6d} {m.rate:8.1f} {ratio_rate:7.3f} {m.cpu * 1000:10.2f} "
-              f"{versus:>16} {versus_sqlite:9.2f} {versus_pg1:>6}")
-    concurrent = base["raw_clients"]
-    cscs = [(kind, m.cpu / local[kind]["raw_clients"].cpu) for (kind, op), m in results.items() if op == "csc"]
+        versus_pg1 = f"{ratio / one_worker.ratio(name):6.2f}" if one_worker else ""
+        versus = f"{ratio:6.2f}× {label}" + (f" (≤{target})" if target else "")
+        spread = f"{min(found.ratios[name]):.2f}–{max(found.ratios[name]):.2f}"
+        print(f"{kind:<8} {op:<6} {m.count:6d} {m.rate:8.1f} {m.rate / found.baseline[name].rate:7.3f} {m.cpu * 1000:10.2f} "
+              f"{versus:>16} {spread:>11} {ratio / sqlite.ratio(name) if sqlite else float('nan'):9.2f} {versus_pg1:>6}")
+    cscs = [(kind, found) for (kind, op), found in results.items() if op == "csc"]
     if cscs:
+        concurrent = base["raw_clients"]
         print(f"raw HSM on {args.clients} threads at once (the clients' concurrency): {concurrent.rate:.1f} sig/s, "
-              f"{concurrent.cpu * 1000:.2f} ms CPU/sig ({concurrent.cpu / raw.cpu:.2f}× one thread's); CSC server CPU "
-              "÷ it: " + ", ".join(f"{kind} {ratio:.2f}" for kind, ratio in cscs))
-    print("÷ raw: rate ÷ raw HSM one-call rate (PAdES: ÷ pyHanko's rate); ÷ SQLite: the ÷ baseline ratio ÷ the "
+              f"{concurrent.cpu * 1000:.2f} ms CPU/sig ({concurrent.cpu / base['raw'].cpu:.2f}× one thread's); CSC "
+              "server CPU ÷ it: " + ", ".join(f"{kind} {found.ratio('raw_clients'):.2f}" for kind, found in cscs))
+    print("÷ rate: ops/s ÷ the baseline's rate in process on one thread; ÷ SQLite: the ÷ baseline ratio ÷ the "
           "`sqlite` server's (else the sandbox's); ÷ pg1: 2 workers' ÷ baseline ratio ÷ 1 worker's; "
           "targets: PostgreSQL ≤ 1.2× SQLite, pg2 ≤ pg1")
 
