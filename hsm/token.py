@@ -29,7 +29,7 @@ _LOST_SESSION_ERRORS = (
     p11.UserNotLoggedIn,
 )
 
-# Batches from this many digests on are signed over parallel sessions.
+# Batches from this many digests on are signed over parallel sessions, when some are idle.
 _PARALLEL_FROM = 8
 
 
@@ -316,8 +316,9 @@ class Hsm:
         *,
         pss_salt_length: int | None = None,
     ) -> list[bytes]:
-        """Sign several digests with one key, in order. A long batch is split over parallel
-        sessions (the module releases the GIL while it signs), each with one key look-up."""
+        """Sign several digests with one key, in order. A long batch is split over the parallel
+        sessions no other batch is using (the module releases the GIL while it signs), each with
+        one key look-up; under load it signs in the caller's thread."""
         if hash_name not in DIGEST_SIZE:
             raise MechanismUnsupported(f"unsupported hash {hash_name!r}")
         for digest in digests:
