@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from api.deps import bearer_token, client_origin, runtime
 from api.problems import PROBLEM_RESPONSES
@@ -16,7 +16,7 @@ from api.schemas import DecisionIn, DeviceEnrollIn, DeviceEnrollOut, PendingList
 from api.views import pending_view, status_view
 from broker import approvals
 from broker.audit import Actor
-from broker.db.engine import read_connection, read_transaction, transaction
+from broker.db.engine import read_connection, transaction
 from broker.errors import InvalidInput
 from broker.lifecycle import signing_requests
 from broker.notify import user_topic
@@ -60,20 +60,22 @@ async def pending(
     a phone showing a request is not answered again until something changes."""
     known = if_none_match or list_tag(())
 
+    # Core reads on a bare connection, no ORM session or transaction: a phone polls all day. The tag
+    # sent is always computed from the list sent.
     def first_look() -> tuple[int, str, list[PendingRequest] | None]:
         """Who the device is and its list's tag; the list itself at once if the device has not got it."""
-        with read_transaction(rt.sessions) as session:
-            device = approvals.device_for_token(session, token)
-            rows = signing_requests.awaiting_confirmation(session.connection(), [device.user_id])
+        with read_connection(rt.sessions) as connection:
+            user_id = approvals.device_user_for_token(connection, token)
+            rows = signing_requests.awaiting_confirmation(connection, [user_id])
             if list_tag(r.id for r in rows) == known:
-                return device.user_id, known, None  # no views built for a list the device already has
-            found = _views_of(session, device.user_id)
-            return device.user_id, list_tag(r.request_id for r in found), found
+                return user_id, known, None  # no views built for a list the device already has
+            found = _views_of(connection, user_id)
+            return user_id, list_tag(r.request_id for r in found), found
 
     def views() -> list[PendingRequest]:
-        with read_transaction(rt.sessions) as session:
-            approvals.device_for_token(session, token)  # still active after the wait
-            return _views_of(session, user_id)
+        with read_connection(rt.sessions) as connection:
+            approvals.device_user_for_token(connection, token)  # still active after the wait
+            return _views_of(connection, user_id)
 
     def look_again() -> list[PendingRequest] | None:
         """What each wake-up asks: one small Core query; the list too, in the same hand-off, once it changed."""
@@ -99,8 +101,8 @@ def _is_list(found: list[PendingRequest] | None) -> bool:
     return found is not None
 
 
-def _views_of(session: Session, user_id: int) -> list[PendingRequest]:
-    return [pending_view(r) for r in signing_requests.awaiting_requests(session.connection(), user_id)]
+def _views_of(connection: Connection, user_id: int) -> list[PendingRequest]:
+    return [pending_view(r) for r in signing_requests.awaiting_requests(connection, user_id)]
 
 
 @router.post("/me/requests/{request_id}/decision", response_model=RequestStatus)

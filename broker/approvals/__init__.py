@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 from urllib.parse import urlencode
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from biometrics import ConfirmationError, Decision, ReplayedCounter, verify_decision
@@ -142,16 +142,31 @@ def enroll_device(session: Session, actor: Actor, code: str, public_key_der: byt
 
 # Built once: every phone call looks its device up.
 _DEVICE_BY_TOKEN = select(ApprovalDevice).where(ApprovalDevice.token_hash == bindparam("token_hash"))
+_DEVICE_USER_BY_TOKEN = (select(ApprovalDevice.user_id, ApprovalDevice.token_hash, ApprovalDevice.status)
+                         .where(ApprovalDevice.token_hash == bindparam("token_hash")))
 
 
 def device_for_token(session: Session, token: str) -> ApprovalDevice:
     device = session.scalar(_DEVICE_BY_TOKEN, {"token_hash": token_hash(token)})
-    # The lookup is by hash; compare again in constant time for good measure.
-    if device is None or not hmac.compare_digest(device.token_hash, token_hash(token)):
-        raise DeviceNotActive("unknown device token")
-    if device.status is not DeviceStatus.ACTIVE:
-        raise DeviceNotActive("this device was revoked")
+    _check_device(token, device.token_hash if device else None, device.status if device else None)
+    assert device is not None
     return device
+
+
+def device_user_for_token(connection: Connection, token: str) -> int:
+    """The signer whose active device holds ``token``: one Core read, what each phone poll asks."""
+    found = connection.execute(_DEVICE_USER_BY_TOKEN, {"token_hash": token_hash(token)}).first()
+    _check_device(token, found.token_hash if found else None, found.status if found else None)
+    assert found is not None
+    return int(found.user_id)
+
+
+def _check_device(token: str, stored_hash: str | None, status: DeviceStatus | None) -> None:
+    # The lookup is by hash; compare again in constant time for good measure.
+    if stored_hash is None or not hmac.compare_digest(stored_hash, token_hash(token)):
+        raise DeviceNotActive("unknown device token")
+    if status is not DeviceStatus.ACTIVE:
+        raise DeviceNotActive("this device was revoked")
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,12 @@ def test_a_revoked_device_cannot_approve(runtime: Runtime, live_server: str, enr
     assert refused.value.code == "device_not_active"
     assert_nothing_signed(runtime, request_id)
     assert refusals(runtime, request_id) == ["device_not_active"]
+    # nor see what waits for its signer any more, in a first look or with a list it already has
+    for headers in ({}, {"If-None-Match": 'W/"0"'}):
+        listed = httpx.get(f"{live_server}/v1/devices/me/requests",
+                           headers={"Authorization": f"Bearer {device.state.device_token}", **headers})
+        assert listed.status_code == 403 and listed.json()["code"] == "device_not_active"
+        assert "requests" not in listed.json()
 
 
 def test_replayed_approval_and_backward_counter(runtime: Runtime, enrolled: Enrolled, lan_device: DeviceClient) -> None:
