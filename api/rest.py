@@ -21,7 +21,7 @@ from api.deps import client_origin, runtime
 from api.problems import PROBLEM_RESPONSES
 from broker import clients
 from broker.clients import ClientContext
-from broker.db.engine import read_connection, read_transaction, transaction
+from broker.db.engine import read_connection, read_session, read_transaction, transaction
 from broker.db.models import RequestState, SigningRequest
 from broker.errors import DocumentGone, InvalidInput
 from broker.lifecycle import signing_requests, submissions, uploads, webhooks
@@ -249,7 +249,7 @@ def _create(body: RequestIn, response: Response, ctx: ClientContext, rt: Runtime
         response.status_code = 200
     elif request.state is not RequestState.SIGNED:
         return _view(request, rt.settings.public_base_url)  # as just written: its view reads nothing more
-    with read_transaction(rt.sessions) as session:
+    with read_session(rt.sessions) as session:
         return _view(signing_requests.get(session, request.id), rt.settings.public_base_url)
 
 
@@ -258,7 +258,7 @@ async def _long_poll(rt: Runtime, ctx: ClientContext, request_id: str, wait: flo
     """The request's view, once it left pending/approved or after ``wait`` seconds (bounded)."""
 
     def view() -> RequestOut:
-        with read_transaction(rt.sessions) as session:  # the write lock only for an overdue request
+        with read_session(rt.sessions) as session:  # one statement; the write lock only for an overdue request
             request = clients.visible_request(session, ctx, request_id)
             if not signing_requests.overdue(request):
                 return _view(request, rt.settings.public_base_url)
@@ -307,7 +307,7 @@ a larger one is streamed (each read of a stream is a hand-off between threads)."
 def signed_document(request_id: str, position: int, ctx: ClientContext = Depends(client_context),
                     rt: Runtime = Depends(runtime)) -> Response:
     """A signed document: sent whole when small, streamed from disk when large."""
-    with read_transaction(rt.sessions) as session:
+    with read_session(rt.sessions) as session:
         path, media = submissions.result_file(session, ctx, request_id, position)
     name = f"{request_id}-{position}{path.suffix}"
     try:
@@ -348,5 +348,5 @@ def cancel(request_id: str, ctx: ClientContext = Depends(client_context), rt: Ru
            origin: str | None = Depends(client_origin)) -> RequestOut:
     user_id = submissions.cancel(rt.sessions, ctx, origin, request_id)
     rt.notifier.notify(request_topic(request_id), user_topic(user_id), WORK_TOPIC)  # its webhooks
-    with read_transaction(rt.sessions) as session:
+    with read_session(rt.sessions) as session:
         return _view(signing_requests.get(session, request_id), rt.settings.public_base_url)

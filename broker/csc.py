@@ -140,7 +140,7 @@ def _open(factory: sessionmaker[Session], settings: Settings, ctx: ClientContext
     docs = [signing_requests.DocumentToSign(d, f"{title} ({i + 1}/{len(digests)})" if len(digests) > 1 else title,
                                     f"{hash_algorithm} {d.hex()}") for i, d in enumerate(digests)]
     with transaction(factory) as session:
-        load_limits.admit(session, settings, ctx.relying_system)
+        load_limits.admit(session.connection(), settings, ctx.relying_system)
         credential = visible_credential(session, ctx, credential_id)
         if credential.delegated and hash_algorithm != "sha256":
             raise InvalidInput("a delegated credential signs SHA-256 hashes only (the provider's API)")

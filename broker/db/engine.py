@@ -147,6 +147,20 @@ def read_connection(factory: sessionmaker[Session]) -> Iterator[Connection]:
 
 
 @contextmanager
+def read_session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """An ORM session over :func:`read_connection`, for reads whose statements need no snapshot in
+    common (a request's view, a file's place): no BEGIN or ROLLBACK around them. The objects read stay
+    loaded afterwards, detached."""
+    with read_connection(factory) as connection:
+        session = factory(bind=connection)
+        try:
+            yield session
+            session.expunge_all()
+        finally:
+            session.close()
+
+
+@contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
     session = factory()

@@ -47,11 +47,15 @@ def claim(factory: sessionmaker[Session], request_id: str, finisher: str, second
     same file. A worker that dies keeps the lease until it runs out; then another one resumes
     from the stored signatures.
     """
-    moment = signing_requests.now()
     with transaction(factory) as session:
-        taken = session.connection().execute(_CLAIM, {"b_id": request_id, "b_now": moment, "b_finisher": finisher,
-                                                      "b_until": moment + timedelta(seconds=seconds)})
-        return taken.rowcount == 1  # type: ignore[attr-defined]
+        return _take(session, request_id, finisher, seconds)
+
+
+def _take(session: Session, request_id: str, finisher: str, seconds: float) -> bool:
+    moment = signing_requests.now()
+    taken = session.connection().execute(_CLAIM, {"b_id": request_id, "b_now": moment, "b_finisher": finisher,
+                                                  "b_until": moment + timedelta(seconds=seconds)})
+    return taken.rowcount == 1  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -73,8 +77,10 @@ def release(factory: sessionmaker[Session], request_id: str, finisher: str, retr
     """Give the lease back after an error; the request is tried again after ``retry_after`` seconds."""
     until = signing_requests.now() + timedelta(seconds=retry_after) if retry_after else None
     with transaction(factory) as session:
+        # No finisher: a claim made in the failed transaction was rolled back with it; the pause holds all the same.
         session.execute(update(SigningRequest).where(SigningRequest.id == request_id,
-                                                     SigningRequest.finisher == finisher)
+                                                     (SigningRequest.finisher == finisher)
+                                                     | SigningRequest.finisher.is_(None))
                         .values(finisher=None, finishing_until=until))
 
 
@@ -116,7 +122,8 @@ _TO_FINISH = select(SigningRequest).where(SigningRequest.id == bindparam("b_id")
 
 
 def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id: str,
-           services_for: Callable[[str], ltv.LongTermServices], lease: Lease | None = None) -> None:
+           services_for: Callable[[str], ltv.LongTermServices], lease: Lease | None = None, *,
+           claim: bool = False) -> bool:
     """Sign the approved data-to-be-signed, write the signed documents, then mark the request signed.
 
     The signatures are stored before the documents are built: a worker that dies in between
@@ -124,10 +131,15 @@ def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id:
     from them without signing again. A document that cannot be built at the asked level (the TSA
     is down, revocation data is missing, the certificate is revoked) fails the request, unless
     the relying system accepted a lower level. The caller holds the request's ``lease``
-    (:func:`claim`); it is renewed before each document, and a worker that lost it stops.
+    (:func:`claim`); it is renewed before each document, and a worker that lost it stops. With
+    ``claim``, the lease is taken here instead, in the transaction that reserves: False if another
+    worker holds it (nothing else is done).
     """
-    _renew(factory, request_id, lease)  # still ours before anything is signed or written
+    if not claim:
+        _renew(factory, request_id, lease)  # still ours before anything is signed or written
     with transaction(factory) as session:  # read it and reserve what is left to sign, in one transaction
+        if claim and (lease is None or not _take(session, request_id, lease.finisher, lease.seconds)):
+            return False
         request = session.scalar(_TO_FINISH, {"b_id": request_id})
         if request is None:
             raise NotFound(f"no signing request {request_id!r}")
@@ -151,10 +163,11 @@ def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id:
             signing_requests.transition(session, ctx_actor, session.merge(request, load=False), RequestState.FAILED,
                                         expected=(RequestState.APPROVED,),
                                         failure_reason=f"{exc.code}: {exc.message}"[:255], details={"reason": exc.code})
-        return
+        return True
     reached = min(achieved, key=list(ltv.Level).index) if achieved else ltv.Level.B_B
     with transaction(factory) as session:  # as read above (still approved: the transition re-checks the row)
         _end_lease(session, request_id, lease)
         signing_requests.transition(session, ctx_actor, session.merge(request, load=False), RequestState.SIGNED,
                                     expected=(RequestState.APPROVED,), payload=payload.reached(reached).to_column(),
                                     details={"signatures": len(signatures), "level": reached.value})
+    return True

@@ -9,10 +9,9 @@ two requests past the limit, never more than the number of workers.
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, func, select, true
 
 from broker.db.models import Document, OAuthClient, RelyingSystem, RequestState, SigningRequest
 from broker.errors import KysoError
@@ -44,55 +43,71 @@ class UploadQuotaExceeded(RateLimited):
 
 
 _TABLE = SigningRequest.__table__
-# Built once: every new signing request runs both, on the connection.
-_RECENT = select(func.count(), func.min(_TABLE.c.created_at)).where(
-    _TABLE.c.relying_system == bindparam("relying_system"), _TABLE.c.created_at > bindparam("since"))
-_PENDING = select(func.count()).where(
+_IS_RECENT = (_TABLE.c.relying_system == bindparam("relying_system"), _TABLE.c.created_at > bindparam("since"))
+_RECENT = select(func.count().label("n")).where(*_IS_RECENT).subquery()
+_PENDING = select(func.count().label("n")).where(
     _TABLE.c.relying_system == bindparam("relying_system"), _TABLE.c.state == RequestState.PENDING,
-    _TABLE.c.expires_at > bindparam("moment"))
+    _TABLE.c.expires_at > bindparam("moment")).subquery()
+# Built once: every new signing request runs it, on the connection (both counts in one round trip).
+_ADMISSION = select(_RECENT.c.n.label("recent"), _PENDING.c.n.label("pending")).select_from(
+    _RECENT.join(_PENDING, true()))
+_OLDEST_RECENT = select(func.min(_TABLE.c.created_at)).where(*_IS_RECENT)
 
 
-def admit(session: Session, settings: Settings, relying_system: str) -> None:
+def admit(connection: Connection, settings: Settings, relying_system: str) -> None:
     """Refuse a new signing request for ``relying_system`` when it is over one of its limits."""
     moment = now()
-    connection = session.connection()
-    recent = connection.execute(_RECENT, {"relying_system": relying_system, "since": moment - WINDOW}).one()
-    if recent[0] >= settings.rate_limit_per_minute:
-        retry = math.ceil((aware(recent[1]) + WINDOW - moment).total_seconds())
-        raise RateLimited(f"at most {settings.rate_limit_per_minute} signing requests a minute", retry)
-    pending = connection.execute(_PENDING, {"relying_system": relying_system, "moment": moment}).scalar()
-    if (pending or 0) >= settings.max_pending_per_relying_system:
+    found = connection.execute(_ADMISSION, {"relying_system": relying_system, "since": moment - WINDOW,
+                                            "moment": moment}).one()
+    if found.recent >= settings.rate_limit_per_minute:
+        oldest = connection.execute(_OLDEST_RECENT, {"relying_system": relying_system, "since": moment - WINDOW})
+        raise RateLimited(f"at most {settings.rate_limit_per_minute} signing requests a minute",
+                          _retry_after(oldest.scalar(), moment))
+    if found.pending >= settings.max_pending_per_relying_system:
         raise TooManyPendingForSystem(
-            f"{pending} requests are waiting for their signers; at most {settings.max_pending_per_relying_system}",
+            f"{found.pending} requests are waiting for their signers; at most {settings.max_pending_per_relying_system}",
             settings.pending_retry_seconds)
+
+
+def _retry_after(oldest: datetime | None, moment: datetime) -> int:
+    """When the oldest request of the window leaves it (a moment from now if it just did)."""
+    return math.ceil((aware(oldest) + WINDOW - moment).total_seconds()) if oldest is not None else 1
 
 
 _DOCS, _CLIENTS, _SYSTEMS = Document.__table__, OAuthClient.__table__, RelyingSystem.__table__
 _OF_SYSTEM = _DOCS.join(_CLIENTS, _CLIENTS.c.client_id == _DOCS.c.client_id).join(
     _SYSTEMS, _SYSTEMS.c.id == _CLIENTS.c.relying_system_id)
-_UPLOADS_RECENT = select(func.count(), func.min(_DOCS.c.created_at)).select_from(_OF_SYSTEM).where(
-    _SYSTEMS.c.name == bindparam("relying_system"), _DOCS.c.created_at > bindparam("since"))
-_UPLOADS_STORED = select(func.count(), func.coalesce(func.sum(_DOCS.c.size), 0)).select_from(_OF_SYSTEM).where(
-    _SYSTEMS.c.name == bindparam("relying_system"), _DOCS.c.deleted_at.is_(None))
+_IS_RECENT_UPLOAD = (_SYSTEMS.c.name == bindparam("relying_system"), _DOCS.c.created_at > bindparam("since"))
+_STORED = select(func.count().label("n"), func.coalesce(func.sum(_DOCS.c.size), 0).label("bytes")).select_from(
+    _OF_SYSTEM).where(_SYSTEMS.c.name == bindparam("relying_system"), _DOCS.c.deleted_at.is_(None))
+_RECENT_UPLOADS = select(func.count().label("n")).select_from(_OF_SYSTEM).where(*_IS_RECENT_UPLOAD).subquery()
+_STORED_NOW = _STORED.subquery()
+# Built once, run on the connection: every upload runs one of them before its body is read, then ``_STORED``.
+_UPLOAD_ADMISSION = select(_RECENT_UPLOADS.c.n.label("recent"), _STORED_NOW.c.n.label("count"),
+                           _STORED_NOW.c.bytes.label("bytes")).select_from(_RECENT_UPLOADS.join(_STORED_NOW, true()))
+_OLDEST_RECENT_UPLOAD = select(func.min(_DOCS.c.created_at)).select_from(_OF_SYSTEM).where(*_IS_RECENT_UPLOAD)
 UPLOAD_RETRY_SECONDS = 300
 
 
-def admit_upload(session: Session, settings: Settings, relying_system: str, size: int, *, counted: bool = False) -> None:
+def admit_upload(connection: Connection, settings: Settings, relying_system: str, size: int, *,
+                 counted: bool = False) -> None:
     """Refuse an upload of ``size`` bytes for ``relying_system`` when it is over its upload limits.
 
     Checked before the body is read (``size`` as declared, else 0) and again once it is on disk
     (``counted``: the upload's own row is already among the stored ones).
     """
     moment = now()
-    connection = session.connection()
-    if not counted:
-        recent = connection.execute(_UPLOADS_RECENT, {"relying_system": relying_system, "since": moment - WINDOW}).one()
-        if recent[0] >= settings.rate_limit_per_minute:
-            retry = math.ceil((aware(recent[1]) + WINDOW - moment).total_seconds())
-            raise RateLimited(f"at most {settings.rate_limit_per_minute} uploads a minute", retry)
-    count, stored = stored_uploads(session, relying_system)
-    if not counted:
-        count, stored = count + 1, stored + size
+    if counted:
+        count, stored = stored_uploads(connection, relying_system)
+    else:
+        found = connection.execute(_UPLOAD_ADMISSION, {"relying_system": relying_system,
+                                                       "since": moment - WINDOW}).one()
+        if found.recent >= settings.rate_limit_per_minute:
+            oldest = connection.execute(_OLDEST_RECENT_UPLOAD, {"relying_system": relying_system,
+                                                                "since": moment - WINDOW})
+            raise RateLimited(f"at most {settings.rate_limit_per_minute} uploads a minute",
+                              _retry_after(oldest.scalar(), moment))
+        count, stored = int(found.count) + 1, int(found.bytes) + size
     if count > settings.max_uploads_per_relying_system:
         raise UploadQuotaExceeded(f"at most {settings.max_uploads_per_relying_system} uploaded documents stored",
                                   UPLOAD_RETRY_SECONDS)
@@ -101,7 +116,7 @@ def admit_upload(session: Session, settings: Settings, relying_system: str, size
                                   "documents stored", UPLOAD_RETRY_SECONDS)
 
 
-def stored_uploads(session: Session, relying_system: str) -> tuple[int, int]:
+def stored_uploads(connection: Connection, relying_system: str) -> tuple[int, int]:
     """The uploads ``relying_system`` keeps stored: how many, how many bytes."""
-    count, stored = session.connection().execute(_UPLOADS_STORED, {"relying_system": relying_system}).one()
+    count, stored = connection.execute(_STORED, {"relying_system": relying_system}).one()
     return int(count), int(stored)

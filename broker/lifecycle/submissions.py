@@ -27,7 +27,7 @@ from broker import audit
 from broker import credentials as credential_service
 from broker.clients import ClientContext, visible_credential, visible_request
 from broker.credentials import delegated
-from broker.db.engine import read_transaction, transaction
+from broker.db.engine import read_session, transaction
 from broker.db.models import (
     Credential,
     RelyingSystem,
@@ -123,8 +123,8 @@ def _create(factory: sessionmaker[Session], settings: Settings, ctx: ClientConte
             return existing, False
     hash_name = digest_name(new.hash_algorithm)
     level = _level(new)
-    with read_transaction(factory) as session:
-        load_limits.admit(session, settings, ctx.relying_system)
+    with read_session(factory) as session:  # no snapshot in common needed: creation checks the credential again
+        load_limits.admit(session.connection(), settings, ctx.relying_system)
         credential = visible_credential(session, ctx, new.credential_id)
         credential_service.check_signing_allowed(credential)  # before any document work; again at creation
         if webhook_url is not None:
@@ -150,7 +150,7 @@ def _create(factory: sessionmaker[Session], settings: Settings, ctx: ClientConte
             delegated_request = request.credential.delegated
         if delegated_request:
             delegated.forward(factory, ca_for, ctx.actor(origin), request.id)
-            with read_transaction(factory) as session:
+            with read_session(factory) as session:
                 request = signing_requests.get(session, request.id)
         return request, True
     except IntegrityError:
@@ -175,7 +175,7 @@ def _level(new: NewRequest) -> ltv.Level:
 
 
 def _by_key(factory: sessionmaker[Session], ctx: ClientContext, key: str, body_fingerprint: str) -> SigningRequest | None:
-    with read_transaction(factory) as session:
+    with read_session(factory) as session:  # one statement: no transaction around it
         existing = session.scalar(select(SigningRequest).where(SigningRequest.client_id == ctx.client_id,
                                                                SigningRequest.idempotency_key == key))
         if existing is not None and existing.request_fingerprint != body_fingerprint:
@@ -239,7 +239,7 @@ def _spec(format_: str, doc: FileDocument, signer_name: str) -> pipeline.Spec:
 
 
 def _previous_results(factory: sessionmaker[Session], ctx: ClientContext, request_id: str) -> list[Path]:
-    with read_transaction(factory) as session:
+    with read_session(factory) as session:
         previous = visible_request(session, ctx, request_id)
         if previous.state is not RequestState.SIGNED or previous.format == "raw":
             raise InvalidInput(f"request {request_id} has no signed documents to sign after")
@@ -260,7 +260,7 @@ def _source(factory: sessionmaker[Session], ctx: ClientContext, doc: FileDocumen
     if previous is not None:
         stored = previous
     else:
-        with read_transaction(factory) as session:
+        with read_session(factory) as session:
             stored = Path(uploads.document(session, ctx, str(doc.document_id)).path)
     if not stored.is_file():
         raise DocumentGone("the document to sign is no longer stored (deleted, or not restored)")

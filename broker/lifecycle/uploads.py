@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker.clients import ClientContext
-from broker.db.engine import read_transaction, transaction
+from broker.db.engine import read_connection, transaction
 from broker.db.models import Document
 from broker.errors import DocumentGone, InvalidInput, NotFound, TooLarge
 from broker.lifecycle import load_limits
@@ -46,8 +46,8 @@ def upload_target(factory: sessionmaker[Session], settings: Settings, ctx: Clien
                   declared_size: int = 0) -> tuple[str, Path]:
     """Admit an upload under the relying system's load limits, then create its empty 0600 file."""
     ctx.require("sign")
-    with read_transaction(factory) as session:
-        load_limits.admit_upload(session, settings, ctx.relying_system, declared_size)
+    with read_connection(factory) as connection:  # one statement: no transaction around it
+        load_limits.admit_upload(connection, settings, ctx.relying_system, declared_size)
     private_dir(settings.blobs)
     folder = private_dir(settings.blobs / "documents")
     document_id = uuid.uuid4().hex
@@ -70,7 +70,7 @@ def register_upload(factory: sessionmaker[Session], ctx: ClientContext, document
             session.add(document)
             session.flush()
             if settings is not None:
-                load_limits.admit_upload(session, settings, ctx.relying_system, size, counted=True)
+                load_limits.admit_upload(session.connection(), settings, ctx.relying_system, size, counted=True)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

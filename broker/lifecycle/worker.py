@@ -59,11 +59,11 @@ class SigningWorker:
                         housekeeping_at = time.monotonic() + rt.settings.provider_poll_seconds
                 seconds = rt.settings.reservation_timeout_seconds
                 for request_id in finishing.pending_work(rt.sessions):
-                    if not finishing.claim(rt.sessions, request_id, self.name, seconds):
-                        continue  # another worker is finishing it
                     lease = finishing.Lease(self.name, seconds)
                     try:
-                        finishing.finish(rt.sessions, rt.hsm, ACTOR, request_id, rt.long_term_services, lease)
+                        if not finishing.finish(rt.sessions, rt.hsm, ACTOR, request_id, rt.long_term_services, lease,
+                                                claim=True):
+                            continue  # another worker is finishing it
                     except Exception as exc:  # noqa: BLE001 - one request's failure must not stop the others
                         log.warning("request %s could not be finished: %s", request_id, getattr(exc, "code", type(exc).__name__))
                         # Tried again after a pause, not at the next wake-up: a lasting fault must not spin.

@@ -115,6 +115,58 @@ def test_one_worker_at_a_time_finishes_a_request(runtime: Runtime, enrolled: Enr
     assert not finishing.claim(runtime.sessions, rid, other, 60)  # only approved requests are finished
 
 
+def test_the_worker_takes_its_lease_in_the_transaction_that_reserves(runtime: Runtime, enrolled: Enrolled) -> None:
+    """``finish(claim=True)``: a lease held by another worker leaves the request untouched; a free one is
+    taken with the reservation, in one transaction; a failure there keeps the retry pause."""
+    from sqlalchemy import event
+
+    from broker.db.models import SigningRequest
+    from broker.lifecycle import finishing
+
+    rid = _approved(runtime, enrolled.ec, b"claimed while reserving")
+    with transaction(runtime.sessions) as s:
+        s.execute(update(SigningRequest).where(SigningRequest.id == rid).values(client_id="c", payload={"documents": []}))
+    assert finishing.claim(runtime.sessions, rid, "other", 60)
+    assert not finishing.finish(runtime.sessions, runtime.hsm, ACTOR, rid, runtime.long_term_services,
+                                finishing.Lease("mine", 60), claim=True)
+    with transaction(runtime.sessions) as s:
+        kept = signing_requests.get(s, rid)
+        assert kept.finisher == "other" and {i.state for i in kept.items} == {ItemState.AUTHORISED}
+
+    # A failure in the reserving transaction rolls its claim back; the release still pauses the request.
+    finishing.release(runtime.sessions, rid, "other")
+    with transaction(runtime.sessions) as s:  # its hashes no longer authorised: reserving them fails
+        s.execute(update(RequestItem).where(RequestItem.request_id == rid).values(state=ItemState.VOID))
+    with pytest.raises(sole_control.NotAuthorised):
+        finishing.finish(runtime.sessions, runtime.hsm, ACTOR, rid, runtime.long_term_services,
+                         finishing.Lease("mine", 60), claim=True)
+    with transaction(runtime.sessions) as s:
+        assert signing_requests.get(s, rid).finisher is None  # rolled back with the failure
+    finishing.release(runtime.sessions, rid, "mine", retry_after=30)  # what the worker does after an error
+    assert rid not in finishing.pending_work(runtime.sessions)  # paused all the same
+    with transaction(runtime.sessions) as s:
+        s.execute(update(RequestItem).where(RequestItem.request_id == rid).values(state=ItemState.AUTHORISED))
+        s.execute(update(SigningRequest).where(SigningRequest.id == rid)
+                  .values(finishing_until=signing_requests.now() - timedelta(seconds=1)))
+
+    begun: list[object] = []
+
+    def count(connection: object) -> None:
+        begun.append(connection)
+
+    event.listen(runtime.engine, "begin", count)
+    try:
+        assert finishing.finish(runtime.sessions, runtime.hsm, ACTOR, rid, runtime.long_term_services,
+                                finishing.Lease("mine", 60), claim=True)
+    finally:
+        event.remove(runtime.engine, "begin", count)
+    # reserve (the lease taken in it), store the signatures, end the request: one transaction each
+    assert len(begun) == 3
+    with transaction(runtime.sessions) as s:
+        done = signing_requests.get(s, rid)
+        assert done.state is RequestState.SIGNED and done.finisher is None
+
+
 def test_a_worker_that_lost_its_lease_while_building_never_ends_the_request(runtime: Runtime,
                                                                              enrolled: Enrolled) -> None:
     """The lease is checked again in the transaction that ends the request: a worker taken over while it

@@ -142,7 +142,7 @@ def test_uploads_count_against_the_load_limits(runtime: Runtime, live_server: st
         assert (streamed.status_code, streamed.json()["code"]) == (429, "upload_quota_exceeded"), streamed.text
         assert set(documents.iterdir()) == before  # nothing of a refused upload stays on disk
         with read_transaction(runtime.sessions) as s:
-            stored = load_limits.stored_uploads(s, "dvc-upload-caps")
+            stored = load_limits.stored_uploads(s.connection(), "dvc-upload-caps")
         assert stored == (2, 200)
         runtime.settings.max_upload_bytes_per_relying_system = 10**9
         runtime.settings.rate_limit_per_minute = 3
@@ -309,11 +309,11 @@ def test_upload_retention_and_caps_on_each_database(db_runtime: Runtime) -> None
                            media_type="text/plain", size=10, sha256="0" * 64,
                            retained_from=now() - timedelta(days=age)))
     with read_transaction(rt.sessions) as s:
-        assert load_limits.stored_uploads(s, "dvc-db") == (2, 20)
+        assert load_limits.stored_uploads(s.connection(), "dvc-db") == (2, 20)
         rt.settings.max_uploads_per_relying_system, saved = 2, rt.settings.max_uploads_per_relying_system
         try:
             with pytest.raises(load_limits.UploadQuotaExceeded):
-                load_limits.admit_upload(s, rt.settings, "dvc-db", 1)
+                load_limits.admit_upload(s.connection(), rt.settings, "dvc-db", 1)
         finally:
             rt.settings.max_uploads_per_relying_system = saved
     swept = housekeeping.sweep(rt.sessions, rt.settings, ACTOR)
@@ -321,6 +321,6 @@ def test_upload_retention_and_caps_on_each_database(db_runtime: Runtime) -> None
     assert not files["old-db"].exists() and files["new-db"].exists()
     assert housekeeping.sweep(rt.sessions, rt.settings, ACTOR).uploads == 0
     with read_transaction(rt.sessions) as s:
-        assert load_limits.stored_uploads(s, "dvc-db") == (1, 10)
+        assert load_limits.stored_uploads(s.connection(), "dvc-db") == (1, 10)
         [event] = s.scalars(select(AuditEvent).where(AuditEvent.action == housekeeping.ACTION))
         assert event.details["documents"] == [f"old-db-{rt.engine.dialect.name}"]
