@@ -21,6 +21,7 @@ from biometrics.text import describe, unsafe_character
 from broker import audit
 from broker.audit import Actor
 from broker.credentials import batch_limit, check_not_revoked, check_signing_allowed
+from broker.db import bulk
 from broker.db.models import (
     FINAL_STATES,
     Credential,
@@ -205,8 +206,8 @@ def create(
     )
     session.add(request)
     session.flush()
-    # One multi-row INSERT: up to 50 hashes, without an ORM object each.
-    connection.execute(_ADD_ITEMS, [
+    # Up to 50 hashes in one round trip, without an ORM object each.
+    bulk.insert_rows(connection, _ADD_ITEMS, [
         {"request_id": request_id, "position": position, "digest": doc.digest, "title": doc.title,
          "summary": doc.summary, "state": ItemState.PENDING} for position, doc in enumerate(documents)])
     audit.record(

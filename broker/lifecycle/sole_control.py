@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broker import credentials
 from broker.audit import Actor
+from broker.db import bulk
 from broker.db.engine import transaction
 from broker.db.models import Credential, ItemState, RequestItem, RequestState, SigningRequest
 from broker.errors import Conflict
@@ -120,8 +121,8 @@ def sign_reserved(
         metrics.observe_hsm_sign(per_signature)
 
     with transaction(factory) as session:
-        session.connection().execute(_CONSUME, [{"b_item_id": item_id, "b_signature": signature}
-                                                for item_id, signature in zip(reservation.item_ids, signatures)])
+        bulk.set_signatures(session.connection(), _CONSUME, _TABLE, ItemState.RESERVED, ItemState.CONSUMED,
+                            list(zip(reservation.item_ids, signatures)))
         if mark_signed:
             # The request as reserved (committed, still approved): its transition re-checks the row.
             signing_requests.transition(session, actor, session.merge(request, load=False), RequestState.SIGNED,
