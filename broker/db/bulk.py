@@ -2,7 +2,7 @@
 
 On PostgreSQL, psycopg's ``executemany`` sends one statement per row (pipelined, but each bound,
 sent and answered on its own): the rows go in with ``COPY`` instead, and the signatures in with one
-``UPDATE … FROM (VALUES …)``. SQLite's ``executemany`` runs in C inside the process and stays.
+``UPDATE … FROM unnest(…)``. SQLite's ``executemany`` runs in C inside the process and stays.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Integer, LargeBinary, Table, TextClause, Update, bindparam, text
+from sqlalchemy import Connection, Insert, Table, TextClause, Update, text
 
 
 def insert_rows(connection: Connection, statement: Insert, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -29,13 +29,9 @@ def insert_rows(connection: Connection, statement: Insert, rows: Sequence[Mappin
     # The driver's own cursor, on the connection (and in the transaction) the caller's statements use.
     with connection.connection.driver_connection.cursor() as cursor, \
             cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:  # type: ignore[union-attr]
+        enums = [isinstance(rows[0][c], enum.Enum) for c in columns]  # kyso stores an enum as its value
         for row in rows:
-            copy.write_row([_plain(row[c]) for c in columns])
-
-
-def _plain(value: Any) -> Any:
-    """What the column stores: an enum's value (kyso's enums are stored as their values, as text)."""
-    return value.value if isinstance(value, enum.Enum) else value
+            copy.write_row([row[c].value if is_enum else row[c] for c, is_enum in zip(columns, enums)])
 
 
 def set_signatures(connection: Connection, per_row: Update, table: Table, state_from: enum.Enum, state_to: enum.Enum,
@@ -46,17 +42,15 @@ def set_signatures(connection: Connection, per_row: Update, table: Table, state_
     if connection.dialect.name != "postgresql":
         connection.execute(per_row, [{"b_item_id": i, "b_signature": s} for i, s in signatures])
         return
-    params: dict[str, Any] = {"b_from": state_from.value, "b_to": state_to.value}
-    for n, (item_id, signature) in enumerate(signatures):
-        params[f"i{n}"], params[f"s{n}"] = item_id, signature
-    connection.execute(_signatures_statement(table.name, len(signatures)), params)
+    connection.execute(_signatures_statement(table.name), {
+        "b_ids": [i for i, _ in signatures], "b_signatures": [s for _, s in signatures],
+        "b_from": state_from.value, "b_to": state_to.value})
 
 
 @functools.cache
-def _signatures_statement(table: str, count: int) -> TextClause:
-    """``UPDATE table … FROM (VALUES …)`` for ``count`` rows, built once per table and count."""
-    rows = ", ".join(f"(:i{n}, :s{n})" for n in range(count))
-    statement = text(f"UPDATE {table} SET state = :b_to, signature = v.signature FROM (VALUES {rows}) "
-                     f"AS v(id, signature) WHERE {table}.id = v.id AND {table}.state = :b_from")
-    return statement.bindparams(*(bindparam(f"i{n}", type_=Integer) for n in range(count)),
-                                *(bindparam(f"s{n}", type_=LargeBinary) for n in range(count)))
+def _signatures_statement(table: str) -> TextClause:
+    """The rows' ids and signatures as two arrays: four parameters whatever the count, so the driver
+    parses the statement once (it does not cache a statement of more than 50 parameters)."""
+    return text(f"UPDATE {table} SET state = :b_to, signature = v.signature "
+                f"FROM unnest(CAST(:b_ids AS INTEGER[]), CAST(:b_signatures AS BYTEA[])) AS v(id, signature) "
+                f"WHERE {table}.id = v.id AND {table}.state = :b_from")
