@@ -76,11 +76,11 @@ class LeaseLost(KysoError):
 def release(factory: sessionmaker[Session], request_id: str, finisher: str, retry_after: float = 0) -> None:
     """Give the lease back after an error; the request is tried again after ``retry_after`` seconds."""
     until = signing_requests.now() + timedelta(seconds=retry_after) if retry_after else None
+    held = SigningRequest.finisher == finisher
+    if retry_after:  # a claim made in the transaction that failed was rolled back with it: pause all the same
+        held = held | SigningRequest.finisher.is_(None)
     with transaction(factory) as session:
-        # No finisher: a claim made in the failed transaction was rolled back with it; the pause holds all the same.
-        session.execute(update(SigningRequest).where(SigningRequest.id == request_id,
-                                                     (SigningRequest.finisher == finisher)
-                                                     | SigningRequest.finisher.is_(None))
+        session.execute(update(SigningRequest).where(SigningRequest.id == request_id, held)
                         .values(finisher=None, finishing_until=until))
 
 
@@ -132,8 +132,8 @@ def finish(factory: sessionmaker[Session], hsm: Hsm, ctx_actor: Any, request_id:
     is down, revocation data is missing, the certificate is revoked) fails the request, unless
     the relying system accepted a lower level. The caller holds the request's ``lease``
     (:func:`claim`); it is renewed before each document, and a worker that lost it stops. With
-    ``claim``, the lease is taken here instead, in the transaction that reserves: False if another
-    worker holds it (nothing else is done).
+    ``claim``, the lease is taken here instead, in the transaction that reserves. True once the
+    request was finished (signed, or failed); False if another worker holds it (nothing was done).
     """
     if not claim:
         _renew(factory, request_id, lease)  # still ours before anything is signed or written
