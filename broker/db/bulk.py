@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Insert, Table, TextClause, Update, text
+from sqlalchemy.exc import DBAPIError
 
 
 def insert_rows(connection: Connection, statement: Insert, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -25,13 +26,20 @@ def insert_rows(connection: Connection, statement: Insert, rows: Sequence[Mappin
     columns = list(rows[0])
     # A column list of the table's own names (no user text): quoted as PostgreSQL identifiers.
     names = ", ".join(connection.dialect.identifier_preparer.quote(table.c[c].name) for c in columns)
-    target = connection.dialect.identifier_preparer.format_table(table)
-    # The driver's own cursor, on the connection (and in the transaction) the caller's statements use.
-    with connection.connection.driver_connection.cursor() as cursor, \
-            cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:  # type: ignore[union-attr]
-        enums = [isinstance(rows[0][c], enum.Enum) for c in columns]  # kyso stores an enum as its value
-        for row in rows:
-            copy.write_row([row[c].value if is_enum else row[c] for c, is_enum in zip(columns, enums)])
+    command = f"COPY {connection.dialect.identifier_preparer.format_table(table)} ({names}) FROM STDIN"
+    enums = [isinstance(rows[0][c], enum.Enum) for c in columns]  # kyso stores an enum as its value
+    driver = connection.connection.driver_connection
+    dbapi_error = connection.dialect.loaded_dbapi.Error
+    try:  # the driver's own cursor, on the connection (and in the transaction) the caller's statements use
+        with driver.cursor() as cursor, cursor.copy(command) as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row([row[c].value if is_enum else row[c] for c, is_enum in zip(columns, enums)])
+    except dbapi_error as error:  # raised as a statement's error would be (an IntegrityError is one)
+        lost = connection.dialect.is_disconnect(error, connection.connection.dbapi_connection, None)
+        if lost:
+            connection.invalidate(error)
+        raise DBAPIError.instance(command, None, error, dbapi_error, connection_invalidated=lost,
+                                  dialect=connection.dialect) from error
 
 
 def set_signatures(connection: Connection, per_row: Update, table: Table, state_from: enum.Enum, state_to: enum.Enum,

@@ -75,3 +75,19 @@ def test_a_row_no_longer_reserved_keeps_what_it_holds(runtime: Runtime, enrolled
                           .order_by(RequestItem.position)).all()
     assert [tuple(r) for r in found] == [(ItemState.CONSUMED, b"sig 0"), (ItemState.VOID, None),
                                          (ItemState.CONSUMED, b"sig 2")]
+
+
+def test_rows_refused_by_the_database_raise_its_error_and_leave_nothing(runtime: Runtime) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    rows = [{"request_id": "no-such-request", "position": n, "digest": bytes(32), "title": f"UNC {n}", "summary": "",
+             "state": ItemState.PENDING} for n in range(3)]
+    try:
+        with transaction(runtime.sessions) as s:
+            bulk.insert_rows(s.connection(), signing_requests._ADD_ITEMS, rows)
+    except IntegrityError:
+        pass
+    else:
+        raise AssertionError("a row for a request that does not exist was written")
+    with transaction(runtime.sessions) as s:  # the connection serves again, and nothing was written
+        assert s.scalars(select(RequestItem.id).where(RequestItem.request_id == "no-such-request")).all() == []
