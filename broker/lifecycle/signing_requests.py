@@ -219,13 +219,11 @@ def create(
 
 
 _REQUESTS = SigningRequest.__table__
-# Built once: run for every new request, on the connection.
+# Built once, run on the connection: by every new request, and (_STATE) at every waiter's wake-up.
 _PENDING_FOR_USER = select(func.count()).where(
     _REQUESTS.c.user_id == bindparam("user_id"), _REQUESTS.c.state == RequestState.PENDING,
     _REQUESTS.c.expires_at > bindparam("moment"))
 _ADD_ITEMS = insert(RequestItem.__table__)
-
-
 _STATE = select(SigningRequest.state, SigningRequest.expires_at).where(SigningRequest.id == bindparam("b_id"))
 
 
