@@ -216,12 +216,19 @@ class _Supervisor(Multiprocess):
         return not any(p.exitcode == STARTUP_FAILURE for p in self.processes)
 
 
+KEEP_ALIVE_SECONDS = 75
+"""How long an idle connection stays open: longer than clients keep theirs (httpx 5 s, phones' and
+proxies' up to a minute), so that the client closes first. uvicorn's 5 s equals httpx's, and a
+request sent as the server closed the connection was lost to a reset (a phone's approval among them)."""
+
+
 def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
     """The uvicorn configuration of ``kyso serve`` and the sandbox. ``X-Forwarded-For``/``-Proto``
     are believed only from ``trusted_proxies`` (uvicorn's default believes 127.0.0.1, so any local
     caller or a proxy passing the header through could choose the origin written to the audit)."""
     proxies = list(settings.trusted_proxies)
     options.setdefault("timeout_graceful_shutdown", GRACEFUL_SHUTDOWN_SECONDS)
+    options.setdefault("timeout_keep_alive", KEEP_ALIVE_SECONDS)
     return uvicorn.Config(app, proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None, **options)
 
 
