@@ -1,18 +1,17 @@
-"""Many rows in one round trip: a request's up to 50 hashes are written, then signed, together.
+"""Many rows in one round trip: a request's up to 50 hashes are written together.
 
 On PostgreSQL, psycopg's ``executemany`` sends one statement per row (pipelined, but each bound,
-sent and answered on its own): the rows go in with ``COPY`` instead, and the signatures in with one
-``UPDATE … FROM unnest(…)``. SQLite's ``executemany`` runs in C inside the process and stays.
+sent and answered on its own): the rows go in with ``COPY`` instead. SQLite's ``executemany`` runs
+in C inside the process and stays.
 """
 
 from __future__ import annotations
 
 import enum
-import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, TextClause, Update, text
+from sqlalchemy import Connection, Insert, Table
 from sqlalchemy.exc import DBAPIError
 
 
@@ -41,24 +40,3 @@ def insert_rows(connection: Connection, statement: Insert, rows: Sequence[Mappin
         raise DBAPIError.instance(command, None, error, dbapi_error, connection_invalidated=lost,
                                   dialect=connection.dialect) from error
 
-
-def set_signatures(connection: Connection, per_row: Update, table: Table, state_from: enum.Enum, state_to: enum.Enum,
-                   signatures: Sequence[tuple[int, bytes]]) -> None:
-    """Each ``(row id, signature)``: the row's ``signature`` set and its ``state`` moved from ``state_from``
-    to ``state_to`` (a row no longer in ``state_from`` is left as it is). ``per_row`` (``b_item_id``,
-    ``b_signature``) is the statement run once per row where one statement for all cannot be."""
-    if connection.dialect.name != "postgresql":
-        connection.execute(per_row, [{"b_item_id": i, "b_signature": s} for i, s in signatures])
-        return
-    connection.execute(_signatures_statement(table.name), {
-        "b_ids": [i for i, _ in signatures], "b_signatures": [s for _, s in signatures],
-        "b_from": state_from.value, "b_to": state_to.value})
-
-
-@functools.cache
-def _signatures_statement(table: str) -> TextClause:
-    """The rows' ids and signatures as two arrays: four parameters whatever the count, so the driver
-    parses the statement once (it does not cache a statement of more than 50 parameters)."""
-    return text(f"UPDATE {table} SET state = :b_to, signature = v.signature "
-                f"FROM unnest(CAST(:b_ids AS INTEGER[]), CAST(:b_signatures AS BYTEA[])) AS v(id, signature) "
-                f"WHERE {table}.id = v.id AND {table}.state = :b_from")

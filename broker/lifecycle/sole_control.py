@@ -12,12 +12,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Connection, Integer, LargeBinary, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from broker import credentials
 from broker.audit import Actor
-from broker.db import bulk
 from broker.db.engine import transaction
 from broker.db.models import Credential, ItemState, RequestItem, RequestState, SigningRequest
 from broker.errors import Conflict
@@ -41,6 +41,12 @@ _RESERVE = (update(_TABLE).where(_TABLE.c.request_id == bindparam("b_request_id"
 _ITEMS = select(_TABLE.c.id, _TABLE.c.digest).where(_TABLE.c.request_id == bindparam("b_request_id")).order_by(_TABLE.c.position)
 _CONSUME = (update(_TABLE).where(_TABLE.c.id == bindparam("b_item_id"), _TABLE.c.state == ItemState.RESERVED)
             .values(state=ItemState.CONSUMED, signature=bindparam("b_signature")))
+# PostgreSQL: every signature in one statement, the ids and signatures as two arrays (psycopg's
+# executemany sends a statement per row).
+_SIGNED = select(func.unnest(bindparam("b_ids", type_=ARRAY(Integer))).label("id"),
+                 func.unnest(bindparam("b_signatures", type_=ARRAY(LargeBinary))).label("signature")).subquery("signed")
+_CONSUME_ALL = (update(_TABLE).where(_TABLE.c.id == _SIGNED.c.id, _TABLE.c.state == ItemState.RESERVED)
+                .values(state=ItemState.CONSUMED, signature=_SIGNED.c.signature))
 
 
 @dataclass(frozen=True)
@@ -121,10 +127,17 @@ def sign_reserved(
         metrics.observe_hsm_sign(per_signature)
 
     with transaction(factory) as session:
-        bulk.set_signatures(session.connection(), _CONSUME, _TABLE, ItemState.RESERVED, ItemState.CONSUMED,
-                            list(zip(reservation.item_ids, signatures)))
+        store_signatures(session.connection(), reservation.item_ids, signatures)
         if mark_signed:
             # The request as reserved (committed, still approved): its transition re-checks the row.
             signing_requests.transition(session, actor, session.merge(request, load=False), RequestState.SIGNED,
                                 expected=(RequestState.APPROVED,), details={"signatures": len(signatures)})
     return signatures
+
+
+def store_signatures(connection: Connection, item_ids: list[int], signatures: list[bytes]) -> None:
+    """Each reserved hash's signature, the hash then consumed; a hash no longer reserved is left as it is."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(_CONSUME_ALL, {"b_ids": item_ids, "b_signatures": signatures})
+    else:  # SQLite's executemany runs in C, in the process
+        connection.execute(_CONSUME, [{"b_item_id": i, "b_signature": s} for i, s in zip(item_ids, signatures)])

@@ -68,8 +68,7 @@ def test_a_row_no_longer_reserved_keeps_what_it_holds(runtime: Runtime, enrolled
                              .order_by(RequestItem.position)))
         s.execute(update(RequestItem).where(RequestItem.id == ids[1]).values(state=ItemState.VOID))
     with transaction(runtime.sessions) as s:
-        bulk.set_signatures(s.connection(), sole_control._CONSUME, RequestItem.__table__, ItemState.RESERVED,
-                            ItemState.CONSUMED, [(i, b"sig %d" % n) for n, i in enumerate(ids)])
+        sole_control.store_signatures(s.connection(), ids, [b"sig %d" % n for n in range(len(ids))])
     with transaction(runtime.sessions) as s:
         found = s.execute(select(RequestItem.state, RequestItem.signature).where(RequestItem.request_id == request_id)
                           .order_by(RequestItem.position)).all()
