@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +16,7 @@ from pkcs11 import exceptions as p11
 
 from hsm import locking
 from hsm.errors import DeviceError, HsmError, KeyNotFound, MechanismUnsupported, TokenMissing, WrongPin
+from hsm.idle_cores import IdleCores
 from hsm.keys import KeyAlgorithm, KeyInfo, SignatureScheme
 from hsm.library import DEVICE_ERRORS, GATE, load_library, module_epoch, reinitialize_module
 from hsm.mechanisms import DIGEST_SIZE, find_key, generate_keypair, sign_with_key, spki
@@ -31,15 +32,18 @@ _LOST_SESSION_ERRORS = (
 
 # Batches from this many digests on are signed over parallel sessions, when some are idle.
 _PARALLEL_FROM = 8
+# A core counts as idle from 80 % idle on.
+_IDLE_SLACK = 0.2
 
 
-def split_parts(count: int, parallel: int, busy: int) -> int:
-    """Over how many sessions to sign ``count`` digests while ``busy`` sessions already sign: a
-    long batch takes the cores left idle, none when the others keep them busy (splitting then
-    only adds hand-offs and key look-ups, and each signature costs more CPU)."""
+def split_parts(count: int, parallel: int, busy: int, idle_cores: float) -> int:
+    """Over how many sessions to sign ``count`` digests while ``busy`` sessions already sign and
+    ``idle_cores`` cores sat idle a moment ago: a long batch takes the idle cores, none when other
+    work keeps them busy (splitting then only adds hand-offs and key look-ups, so each signature
+    costs more CPU and the other requests wait)."""
     if count < _PARALLEL_FROM:
         return 1
-    return max(1, parallel - busy)
+    return max(1, min(parallel - busy, 1 + int(idle_cores + _IDLE_SLACK)))
 
 
 # Retry a lost token after this long at first, doubling up to the maximum.
@@ -65,8 +69,11 @@ class Hsm:
     behind the drained pool and logs in again, so that the process recovers without a restart.
     """
 
-    def __init__(self, module_path: str, token_label: str, user_pin: str, max_sessions: int = 8) -> None:
+    def __init__(self, module_path: str, token_label: str, user_pin: str, max_sessions: int = 8,
+                 idle_cores: Callable[[], float] | None = None) -> None:
         self._module_path = module_path
+        self._idle_cores = idle_cores or IdleCores()
+        """Cores idle a moment ago: a long batch is split only over those."""
         self._sign_parallel = max(1, min(os.cpu_count() or 1, max_sessions // 2))
         """Sessions one long batch is split over, when nothing else is signing."""
         self._signing = 0
@@ -317,8 +324,8 @@ class Hsm:
         pss_salt_length: int | None = None,
     ) -> list[bytes]:
         """Sign several digests with one key, in order. A long batch is split over the parallel
-        sessions no other batch is using (the module releases the GIL while it signs), each with
-        one key look-up; under load it signs in the caller's thread."""
+        sessions no other batch is using while cores are idle (the module releases the GIL while it
+        signs), each with one key look-up; under load it signs in the caller's thread."""
         if hash_name not in DIGEST_SIZE:
             raise MechanismUnsupported(f"unsupported hash {hash_name!r}")
         for digest in digests:
@@ -327,7 +334,8 @@ class Hsm:
         if not digests:
             return []
         with self._helpers_lock:
-            parts = split_parts(len(digests), self._sign_parallel, self._signing)
+            parts = split_parts(len(digests), self._sign_parallel, self._signing,
+                                self._idle_cores() if len(digests) >= _PARALLEL_FROM else 0.0)
             self._signing += parts
         try:
             size = -(-len(digests) // parts)

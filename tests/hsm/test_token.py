@@ -117,6 +117,7 @@ def test_a_batch_is_split_only_over_sessions_left_idle(hsm: Hsm, keys: dict[str,
         return real(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(hsm, "_sign_in_session", spy)
+    monkeypatch.setattr(hsm, "_idle_cores", lambda: float(parallel))  # the machine itself is idle
     digests = [hashlib.sha256(b"busy %d" % i).digest() for i in range(64)]
     first = threading.Thread(target=hsm.sign_digests, args=("t-rsa", digests, "sha256", SignatureScheme.RSA_PKCS1_V15))
     first.start()
@@ -138,6 +139,30 @@ def test_a_batch_is_split_only_over_sessions_left_idle(hsm: Hsm, keys: dict[str,
         first.join(30)
     rsa_pub = serialization.load_der_public_key(keys["t-rsa"])
     for digest, sig in zip(digests[:50], result[0]):
+        rsa_pub.verify(sig, digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("idle", [0.0, 0.5, 1.0])
+def test_a_batch_is_split_only_while_cores_are_idle(hsm: Hsm, keys: dict[str, bytes], monkeypatch: pytest.MonkeyPatch,
+                                                    idle: float) -> None:
+    """No other batch signs, but the machine's cores are busy (other requests' work): a long batch
+    signs in its caller's thread, since helper threads would take those cores and cost CPU."""
+    if hsm._sign_parallel < 2:
+        pytest.skip("one core: batches are never split")
+    real, threads = hsm._sign_in_session, []
+
+    def spy(*args: object) -> list[bytes]:
+        threads.append(threading.current_thread().name)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hsm, "_sign_in_session", spy)
+    monkeypatch.setattr(hsm, "_idle_cores", lambda: idle)
+    digests = [hashlib.sha256(b"idle %d" % i).digest() for i in range(50)]
+    signatures = hsm.sign_digests("t-rsa", digests, "sha256", SignatureScheme.RSA_PKCS1_V15)
+    assert len(threads) == (1 if idle < 0.8 else 2)
+    assert threads[0] == threading.current_thread().name
+    rsa_pub = serialization.load_der_public_key(keys["t-rsa"])
+    for digest, sig in zip(digests, signatures):
         rsa_pub.verify(sig, digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))  # type: ignore[union-attr]
 
 
