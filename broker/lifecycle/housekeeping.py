@@ -27,7 +27,7 @@ from broker import audit
 from broker.audit import Actor
 from broker.db.engine import read_transaction, transaction
 from broker.db.models import FINAL_STATES, Document, RequestState, SigningRequest
-from broker.lifecycle import signing_requests, uploads
+from broker.lifecycle import load_limits, signing_requests, uploads
 from broker.lifecycle.payload import RequestPayload
 from broker.settings import Settings
 
@@ -138,9 +138,9 @@ def _signed_past_retention(factory: sessionmaker[Session], blobs: Path, cutoff: 
 def _uploads_past_retention(factory: sessionmaker[Session], blobs: Path, moment: datetime, cutoff: datetime,
                             swept: Swept) -> None:
     with read_transaction(factory) as session:
-        rows = session.execute(select(Document.id, Document.path).where(
+        rows = session.execute(select(Document.id, Document.path, Document.client_id, Document.size).where(
             Document.deleted_at.is_(None), Document.retained_from < cutoff).limit(BATCH)).all()
-    for document_id, stored in rows:
+    for document_id, stored, client_id, registered_size in rows:
         path = _inside(blobs, stored)
         size = _size(path) if path is not None else 0
         if path is not None:
@@ -151,6 +151,8 @@ def _uploads_past_retention(factory: sessionmaker[Session], blobs: Path, moment:
             won = session.execute(update(Document).where(Document.id == document_id, Document.deleted_at.is_(None),
                                                          Document.retained_from < cutoff)
                                   .values(deleted_at=moment)).rowcount == 1  # type: ignore[attr-defined]
+            if won:  # no longer among its relying system's stored uploads
+                load_limits.uncount_upload(session.connection(), client_id, registered_size)
         if won:
             swept.uploads += 1
             swept.files += 1 if size else 0

@@ -1,9 +1,11 @@
 """Per relying system: a cap on new signing requests per minute and on requests still pending, and
 on uploads: per minute, and the bytes and files it keeps stored.
 
-Both are counted from the signing requests themselves, in the shared database, so they hold
-across workers without a counter of their own; two workers racing at the edge may let one or
-two requests past the limit, never more than the number of workers.
+Requests are counted from the signing requests themselves, in the shared database, so the caps
+hold across workers without a counter of their own; two workers racing at the edge may let one or
+two requests past the limit, never more than the number of workers. Stored uploads are counted on
+their relying system's row as each is registered and deleted: checking an upload reads one row,
+however many the system keeps.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, func, select, true
+from sqlalchemy import Connection, bindparam, func, select, true, update
 
 from broker.db.models import Document, OAuthClient, RelyingSystem, RequestState, SigningRequest
 from broker.errors import KysoError
@@ -78,36 +80,52 @@ _DOCS, _CLIENTS, _SYSTEMS = Document.__table__, OAuthClient.__table__, RelyingSy
 _OF_SYSTEM = _DOCS.join(_CLIENTS, _CLIENTS.c.client_id == _DOCS.c.client_id).join(
     _SYSTEMS, _SYSTEMS.c.id == _CLIENTS.c.relying_system_id)
 _IS_RECENT_UPLOAD = (_SYSTEMS.c.name == bindparam("relying_system"), _DOCS.c.created_at > bindparam("since"))
-_STORED = select(func.count().label("n"), func.coalesce(func.sum(_DOCS.c.size), 0).label("bytes")).select_from(
-    _OF_SYSTEM).where(_SYSTEMS.c.name == bindparam("relying_system"), _DOCS.c.deleted_at.is_(None))
-_RECENT_UPLOADS = select(func.count().label("n")).select_from(_OF_SYSTEM).where(*_IS_RECENT_UPLOAD).subquery()
-_STORED_NOW = _STORED.subquery()
-# Built once, run on the connection: every upload runs one of them before its body is read, then ``_STORED``.
-_UPLOAD_ADMISSION = select(_RECENT_UPLOADS.c.n.label("recent"), _STORED_NOW.c.n.label("count"),
-                           _STORED_NOW.c.bytes.label("bytes")).select_from(_RECENT_UPLOADS.join(_STORED_NOW, true()))
+_THE_SYSTEM = _SYSTEMS.c.name == bindparam("relying_system")
+# Built once, run on the connection: every upload runs it before its body is read. The stored uploads
+# are the system's counters (one row), not a sum over what it keeps stored.
+_UPLOAD_ADMISSION = select(
+    select(func.count()).select_from(_OF_SYSTEM).where(*_IS_RECENT_UPLOAD).scalar_subquery().label("recent"),
+    _SYSTEMS.c.stored_uploads.label("count"), _SYSTEMS.c.stored_upload_bytes.label("bytes")).where(_THE_SYSTEM)
 _OLDEST_RECENT_UPLOAD = select(func.min(_DOCS.c.created_at)).select_from(_OF_SYSTEM).where(*_IS_RECENT_UPLOAD)
+_COUNT_UPLOAD = (update(_SYSTEMS).where(_SYSTEMS.c.name == bindparam("b_relying_system"))
+                 .values(stored_uploads=_SYSTEMS.c.stored_uploads + 1,
+                         stored_upload_bytes=_SYSTEMS.c.stored_upload_bytes + bindparam("b_size"))
+                 .returning(_SYSTEMS.c.stored_uploads, _SYSTEMS.c.stored_upload_bytes))
+_UNCOUNT_UPLOAD = (update(_SYSTEMS)
+                   .where(_SYSTEMS.c.id == select(_CLIENTS.c.relying_system_id)
+                          .where(_CLIENTS.c.client_id == bindparam("b_client_id")).scalar_subquery())
+                   .values(stored_uploads=_SYSTEMS.c.stored_uploads - 1,
+                           stored_upload_bytes=_SYSTEMS.c.stored_upload_bytes - bindparam("b_size")))
+_STORED = select(_SYSTEMS.c.stored_uploads, _SYSTEMS.c.stored_upload_bytes).where(_THE_SYSTEM)
 UPLOAD_RETRY_SECONDS = 300
 
 
-def admit_upload(connection: Connection, settings: Settings, relying_system: str, size: int, *,
-                 counted: bool = False) -> None:
-    """Refuse an upload of ``size`` bytes for ``relying_system`` when it is over its upload limits.
-
-    Checked before the body is read (``size`` as declared, else 0) and again once it is on disk
-    (``counted``: the upload's own row is already among the stored ones).
-    """
+def admit_upload(connection: Connection, settings: Settings, relying_system: str, size: int) -> None:
+    """Refuse an upload of ``size`` bytes (as declared, else 0) for ``relying_system`` when it is over its
+    upload limits: checked before the body is read; :func:`count_upload` checks again once it is on disk."""
     moment = now()
-    if counted:
-        count, stored = stored_uploads(connection, relying_system)
-    else:
-        found = connection.execute(_UPLOAD_ADMISSION, {"relying_system": relying_system,
-                                                       "since": moment - WINDOW}).one()
-        if found.recent >= settings.rate_limit_per_minute:
-            oldest = connection.execute(_OLDEST_RECENT_UPLOAD, {"relying_system": relying_system,
-                                                                "since": moment - WINDOW})
-            raise RateLimited(f"at most {settings.rate_limit_per_minute} uploads a minute",
-                              _retry_after(oldest.scalar(), moment))
-        count, stored = int(found.count) + 1, int(found.bytes) + size
+    found = connection.execute(_UPLOAD_ADMISSION, {"relying_system": relying_system, "since": moment - WINDOW}).one()
+    if found.recent >= settings.rate_limit_per_minute:
+        oldest = connection.execute(_OLDEST_RECENT_UPLOAD, {"relying_system": relying_system, "since": moment - WINDOW})
+        raise RateLimited(f"at most {settings.rate_limit_per_minute} uploads a minute",
+                          _retry_after(oldest.scalar(), moment))
+    _check_stored(settings, int(found.count) + 1, int(found.bytes) + size)
+
+
+def count_upload(connection: Connection, settings: Settings, relying_system: str, size: int) -> None:
+    """Count a registered upload of ``size`` bytes among ``relying_system``'s stored ones, in the
+    transaction that registers it; over a cap it raises, and that transaction must roll back (the
+    count with it). The system's row stays locked until then: concurrent uploads cannot pass the cap."""
+    count, stored = connection.execute(_COUNT_UPLOAD, {"b_relying_system": relying_system, "b_size": size}).one()
+    _check_stored(settings, int(count), int(stored))
+
+
+def uncount_upload(connection: Connection, client_id: str, size: int) -> None:
+    """An upload of ``client_id``'s, of ``size`` bytes as registered, is no longer stored."""
+    connection.execute(_UNCOUNT_UPLOAD, {"b_client_id": client_id, "b_size": size})
+
+
+def _check_stored(settings: Settings, count: int, stored: int) -> None:
     if count > settings.max_uploads_per_relying_system:
         raise UploadQuotaExceeded(f"at most {settings.max_uploads_per_relying_system} uploaded documents stored",
                                   UPLOAD_RETRY_SECONDS)
@@ -117,6 +135,6 @@ def admit_upload(connection: Connection, settings: Settings, relying_system: str
 
 
 def stored_uploads(connection: Connection, relying_system: str) -> tuple[int, int]:
-    """The uploads ``relying_system`` keeps stored: how many, how many bytes."""
+    """The uploads ``relying_system`` keeps stored, as counted: how many, how many bytes."""
     count, stored = connection.execute(_STORED, {"relying_system": relying_system}).one()
     return int(count), int(stored)

@@ -56,9 +56,10 @@ def upload_target(factory: sessionmaker[Session], settings: Settings, ctx: Clien
 
 
 def register_upload(factory: sessionmaker[Session], ctx: ClientContext, document_id: str, path: Path, size: int,
-                    sha256_hex: str, media_type: str, settings: Settings | None = None) -> Document:
-    """Record an upload streamed to ``path``; with ``settings``, checked again against the stored-upload caps
-    with its real size (a body without Content-Length was admitted as empty)."""
+                    sha256_hex: str, media_type: str, settings: Settings) -> Document:
+    """Record an upload streamed to ``path`` and count it among its relying system's stored uploads,
+    checked again against their caps with its real size (a body without Content-Length was admitted as
+    empty); a refused one leaves neither row, count nor file."""
     ctx.require("sign")
     if size == 0:
         path.unlink(missing_ok=True)
@@ -69,8 +70,7 @@ def register_upload(factory: sessionmaker[Session], ctx: ClientContext, document
                                 size=size, sha256=sha256_hex)
             session.add(document)
             session.flush()
-            if settings is not None:
-                load_limits.admit_upload(session.connection(), settings, ctx.relying_system, size, counted=True)
+            load_limits.count_upload(session.connection(), settings, ctx.relying_system, size)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

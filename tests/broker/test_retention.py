@@ -18,7 +18,7 @@ from biometrics import Decision
 from broker import clients, directory
 from broker.db.engine import read_transaction, transaction
 from broker.db.models import AuditEvent, Document, SigningMode, SigningRequest
-from broker.lifecycle import housekeeping, load_limits
+from broker.lifecycle import housekeeping, load_limits, uploads
 from broker.lifecycle.signing_requests import now
 from broker.runtime import Runtime
 from demo.documents import write_payment_order_pdf
@@ -301,13 +301,14 @@ def test_upload_retention_and_caps_on_each_database(db_runtime: Runtime) -> None
     folder = rt.settings.blobs / "documents"
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
-    with transaction(rt.sessions) as s:
-        for name, age in (("old-db", 40), ("new-db", 1)):
-            files[name] = folder / f"{name}-{rt.engine.dialect.name}"
-            files[name].write_bytes(b"z" * 10)
-            s.add(Document(id=f"{name}-{rt.engine.dialect.name}", client_id=client_id, path=str(files[name]),
-                           media_type="text/plain", size=10, sha256="0" * 64,
-                           retained_from=now() - timedelta(days=age)))
+    ctx = clients.ClientContext(client_id, "dvc-db", frozenset(), frozenset({"sign"}))
+    for name, age in (("old-db", 40), ("new-db", 1)):
+        files[name] = folder / f"{name}-{rt.engine.dialect.name}"
+        files[name].write_bytes(b"z" * 10)
+        uploads.register_upload(rt.sessions, ctx, files[name].name, files[name], 10, "0" * 64, "text/plain", rt.settings)
+        with transaction(rt.sessions) as s:
+            s.execute(update(Document).where(Document.id == files[name].name)
+                      .values(retained_from=now() - timedelta(days=age)))
     with read_transaction(rt.sessions) as s:
         assert load_limits.stored_uploads(s.connection(), "dvc-db") == (2, 20)
         rt.settings.max_uploads_per_relying_system, saved = 2, rt.settings.max_uploads_per_relying_system

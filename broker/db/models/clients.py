@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from broker.db.models.base import Base, enum_column, utcnow
@@ -25,6 +25,10 @@ class RelyingSystem(Base):
     webhook_secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
     """HMAC key of this system's webhooks (kyso must sign with it, so it is kept, not hashed)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    stored_uploads: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Its uploads still stored (until housekeeping deletes them): counted as each is registered and
+    deleted, so that an upload's quota check reads one row, whatever the number stored."""
+    stored_upload_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     units: Mapped[list[Unit]] = relationship(secondary="relying_system_units")
 
