@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from broker.db.models.base import Base, enum_column, utcnow
@@ -81,6 +81,8 @@ class WebhookDelivery(Base):
     """One webhook event for a relying system, claimed and retried with backoff by any worker."""
 
     __tablename__ = "webhook_deliveries"
+    # The due ones, oldest first, among every delivery ever made (each worker looks at every tick).
+    __table_args__ = (Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     """Also the ``Kyso-Event-Id`` header."""
@@ -88,9 +90,9 @@ class WebhookDelivery(Base):
     relying_system_id: Mapped[int] = mapped_column(ForeignKey("relying_systems.id"))
     url: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
-    state: Mapped[DeliveryState] = mapped_column(enum_column(DeliveryState, "delivery_state"), index=True)
+    state: Mapped[DeliveryState] = mapped_column(enum_column(DeliveryState, "delivery_state"))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_error: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

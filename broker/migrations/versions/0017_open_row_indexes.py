@@ -1,0 +1,45 @@
+"""indexes that lead with what the hot paths compare for equality: open requests, due webhooks and
+stored uploads are read without reading every finished one (SQLite's planner has no statistics)
+
+Revision ID: 0017
+Revises: 0016
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = '0017'
+down_revision = '0016'
+branch_labels = None
+depends_on = None
+
+# (table, index, columns) made, and (table, index, columns) they replace.
+_MADE = (
+    ("signing_requests", "ix_signing_requests_rs_state", ["relying_system", "state", "expires_at"]),
+    ("signing_requests", "ix_signing_requests_user_state", ["user_id", "state", "expires_at"]),
+    ("signing_requests", "ix_signing_requests_state_sad", ["state", "sad_hash"]),
+    ("webhook_deliveries", "ix_webhook_deliveries_due", ["state", "next_attempt_at"]),
+    ("documents", "ix_documents_deleted_retained", ["deleted_at", "retained_from"]),
+)
+_REPLACED = (
+    ("signing_requests", "ix_signing_requests_user_id", ["user_id"]),
+    ("signing_requests", "ix_signing_requests_state", ["state"]),
+    ("webhook_deliveries", "ix_webhook_deliveries_state", ["state"]),
+    ("webhook_deliveries", "ix_webhook_deliveries_next_attempt_at", ["next_attempt_at"]),
+    ("documents", "ix_documents_retained_from", ["retained_from"]),
+)
+
+
+def upgrade() -> None:
+    for table, name, columns in _MADE:
+        op.create_index(name, table, columns)
+    for table, name, _ in _REPLACED:
+        op.drop_index(name, table_name=table)
+
+
+def downgrade() -> None:
+    for table, name, columns in _REPLACED:
+        op.create_index(name, table, columns)
+    for table, name, _ in _MADE:
+        op.drop_index(name, table_name=table)
