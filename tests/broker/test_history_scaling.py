@@ -1,6 +1,7 @@
 """The hot paths' statements read the open rows, not the history: on SQLite (no statistics for its
 planner), the work each does, counted in virtual-machine steps, stays the same whether 200 or 20,000
-finished requests, delivered webhooks and deleted uploads are stored (a peak day adds 200,000)."""
+finished requests (and their hashes), delivered webhooks and deleted uploads are stored (a peak day
+adds 200,000 requests)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ import pytest
 from sqlalchemy import Engine, create_engine, event, insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from broker import approvals
 from broker.db.engine import make_engine, read_connection, session_factory
 from broker.db.migrate import upgrade
-from broker.db.models import Document, RequestState, SigningRequest, WebhookDelivery
+from broker.db.models import Document, ItemState, RequestItem, RequestState, SigningRequest, WebhookDelivery
 from broker.db.models.clients import DeliveryState
-from broker.lifecycle import finishing, housekeeping, load_limits, signing_requests, webhooks
+from broker.lifecycle import finishing, housekeeping, load_limits, signing_requests, sole_control, webhooks
 from broker.settings import Settings
 from tests.conftest import ACTOR
 
@@ -53,7 +55,7 @@ def _history(engine: Engine, count: int) -> None:
     """``count`` finished requests of 20 signers, as many delivered webhooks and deleted uploads."""
     moment = signing_requests.now()
     old = moment - timedelta(days=60)
-    requests, deliveries, documents = [], [], []
+    requests, deliveries, documents, items = [], [], [], []
     for i in range(count):
         at = moment - timedelta(seconds=90 + i)
         requests.append({
@@ -64,12 +66,16 @@ def _history(engine: Engine, count: int) -> None:
         deliveries.append({
             "id": uuid.uuid4().hex, "request_id": "r", "relying_system_id": 1, "url": "https://x", "body": "{}",
             "state": DeliveryState.DELIVERED, "attempts": 1, "next_attempt_at": at, "created_at": at})
+        items.append({  # other requests' hashes, waiting for their signers, and signed ones
+            "request_id": requests[-1]["id"], "position": 0, "digest": b"d" * 32, "title": "t", "summary": "s",
+            "state": ItemState.PENDING if i % 2 else ItemState.CONSUMED})
         documents.append({
             "id": uuid.uuid4().hex, "client_id": "c1", "path": "/gone", "media_type": "application/pdf",
             "size": 1, "sha256": "0" * 64, "created_at": old, "retained_from": old, "deleted_at": old})
     plain = create_engine(engine.url)  # foreign keys unchecked: the signers and credentials are not needed
     with plain.begin() as c:
-        for table, rows in ((SigningRequest, requests), (WebhookDelivery, deliveries), (Document, documents)):
+        for table, rows in ((SigningRequest, requests), (WebhookDelivery, deliveries), (Document, documents),
+                            (RequestItem, items)):
             c.execute(insert(table.__table__), rows)
     plain.dispose()
 
@@ -81,7 +87,17 @@ def _hot_paths(factory: sessionmaker[Session], settings: Settings) -> dict[str, 
                 return work(connection)
         return run
 
+    def rolled_back(statement: Any) -> Callable[[], object]:
+        def run() -> object:
+            with factory.kw["bind"].connect() as connection:
+                connection.execute(statement, {"b_request_id": "another", "b_at": signing_requests.now()})
+                connection.rollback()
+            return None
+        return run
+
     return {
+        "an approval's hashes": rolled_back(approvals._AUTHORISE_ITEMS),
+        "a reservation's hashes": rolled_back(sole_control._RESERVE),
         "the workers' approved work": lambda: finishing.pending_work(factory),
         "a request's admission": in_connection(lambda c: load_limits.admit(c, settings, "dvc")),
         "a signer's pending count": in_connection(lambda c: c.execute(

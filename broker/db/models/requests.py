@@ -125,7 +125,8 @@ class RequestItem(Base):
 
     __table_args__ = (
         UniqueConstraint("request_id", "position", name="uq_request_items_position"),
-        Index("ix_request_items_state", "state"),  # the reclaimer looks for reserved hashes
+        # The reclaimer looks for reserved hashes; an approval and a reservation move one request's.
+        Index("ix_request_items_state_request", "state", "request_id"),
     )
 
 

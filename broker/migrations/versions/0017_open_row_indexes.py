@@ -1,5 +1,6 @@
-"""indexes that lead with what the hot paths compare for equality: open requests, due webhooks and
-stored uploads are read without reading every finished one (SQLite's planner has no statistics)
+"""indexes that lead with what the hot paths compare for equality: open requests, their hashes, due
+webhooks and stored uploads are read without reading every finished one, nor every other request's
+hashes (SQLite's planner has no statistics)
 
 Revision ID: 0017
 Revises: 0016
@@ -21,6 +22,7 @@ _MADE = (
     ("signing_requests", "ix_signing_requests_state_sad", ["state", "sad_hash"]),
     ("webhook_deliveries", "ix_webhook_deliveries_due", ["state", "next_attempt_at"]),
     ("documents", "ix_documents_deleted_retained", ["deleted_at", "retained_from"]),
+    ("request_items", "ix_request_items_state_request", ["state", "request_id"]),
 )
 _REPLACED = (
     ("signing_requests", "ix_signing_requests_user_id", ["user_id"]),
@@ -28,6 +30,7 @@ _REPLACED = (
     ("webhook_deliveries", "ix_webhook_deliveries_state", ["state"]),
     ("webhook_deliveries", "ix_webhook_deliveries_next_attempt_at", ["next_attempt_at"]),
     ("documents", "ix_documents_retained_from", ["retained_from"]),
+    ("request_items", "ix_request_items_state", ["state"]),
 )
 
 
