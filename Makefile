@@ -23,6 +23,7 @@ bench: system-packages-demo $(VENV)/.installed
 	$(BIN)/python -m bench.workers
 	$(BIN)/python -m bench.server_cpu
 	$(BIN)/python -m bench.peak_day --documents $(PEAK_DAY_DOCUMENTS)
+	$(BIN)/python -m bench.history
 
 system-packages-demo:
 	@scripts/install-system-packages $(DEMO_PACKAGES)
