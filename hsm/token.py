@@ -333,9 +333,9 @@ class Hsm:
                 raise HsmError(f"a {hash_name} digest has {DIGEST_SIZE[hash_name]} bytes, got {len(digest)}")
         if not digests:
             return []
+        idle = self._idle_cores() if len(digests) >= _PARALLEL_FROM and self._sign_parallel > 1 else 0.0
         with self._helpers_lock:
-            parts = split_parts(len(digests), self._sign_parallel, self._signing,
-                                self._idle_cores() if len(digests) >= _PARALLEL_FROM else 0.0)
+            parts = split_parts(len(digests), self._sign_parallel, self._signing, idle)
             self._signing += parts
         try:
             size = -(-len(digests) // parts)
