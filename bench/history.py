@@ -1,6 +1,6 @@
 """What the hot paths' statements cost once a peak day is stored: each run on an empty database, then
-with ``--history`` finished requests (a peak day: 200,000), as many of their hashes, delivered
-webhooks and deleted uploads, on SQLite and PostgreSQL. Printed: the CPU of this process per call
+with ``--history`` finished requests (a peak day: 200,000), as many hashes (half of them other
+requests' still waiting), delivered webhooks and deleted uploads, on SQLite and PostgreSQL. Printed: the CPU of this process per call
 (SQLite runs in it; PostgreSQL's own work is in its server) and the wall time per call, and their
 ratios with the history to without: a statement that reads the open rows only stays near 1.
 
@@ -46,8 +46,9 @@ def seed(engine: Engine) -> None:
 
 
 def add_history(url: str, count: int) -> None:
-    """``count`` signed requests of 200 signers, one hash each, delivered webhooks and deleted uploads
-    (foreign keys unchecked: the signers and credentials do not matter here)."""
+    """``count`` signed requests of 200 signers, one hash each (every other one still waiting, as
+    other requests' would), delivered webhooks and deleted uploads (foreign keys unchecked: the
+    signers and credentials do not matter here)."""
     moment, old = signing_requests.now(), signing_requests.now() - timedelta(days=60)
     engine = create_engine(url)
     with engine.begin() as c:
@@ -64,7 +65,7 @@ def add_history(url: str, count: int) -> None:
                 for n, (i, t) in enumerate(zip(ids, at))])
             c.execute(insert(RequestItem.__table__), [{
                 "request_id": i, "position": 0, "digest": b"d" * 32, "title": "t", "summary": "s",
-                "state": ItemState.CONSUMED} for i in ids])
+                "state": ItemState.PENDING if n % 2 else ItemState.CONSUMED} for n, i in enumerate(ids)])
             c.execute(insert(WebhookDelivery.__table__), [{
                 "id": uuid.uuid4().hex, "request_id": i, "relying_system_id": 1, "url": "https://x", "body": "{}",
                 "state": DeliveryState.DELIVERED, "attempts": 1, "next_attempt_at": t, "created_at": t} for i, t in zip(ids, at)])
