@@ -46,9 +46,9 @@ def seed(engine: Engine) -> None:
 
 
 def add_history(url: str, count: int) -> None:
-    """``count`` signed requests of 200 signers, one hash each (every other one still waiting, as
-    other requests' would), delivered webhooks and deleted uploads (foreign keys unchecked: the
-    signers and credentials do not matter here)."""
+    """``count`` signed requests of 200 signers, their documents kept within retention, one hash
+    each (every other one still waiting, as other requests' would), delivered webhooks and deleted
+    uploads (foreign keys unchecked: the signers and credentials do not matter here)."""
     moment, old = signing_requests.now(), signing_requests.now() - timedelta(days=60)
     engine = create_engine(url)
     with engine.begin() as c:
@@ -61,7 +61,8 @@ def add_history(url: str, count: int) -> None:
                 "id": i, "credential_id": "cred", "user_id": 1 + n % 200, "relying_system": "dvc",
                 "state": RequestState.SIGNED, "hash_algorithm": "sha256", "nonce": "n", "binding": b"b" * 32,
                 "verification_code": "0000", "created_at": t, "expires_at": t + timedelta(minutes=5),
-                "decided_at": t, "unconfirmed": False, "format": "cades", "client_id": "c1", "blobs": "gone"}
+                "decided_at": t, "unconfirmed": False, "format": "cades", "client_id": "c1",
+                "blobs": "kept", "ended_at": t}  # signed documents kept until their retention ends
                 for n, (i, t) in enumerate(zip(ids, at))])
             c.execute(insert(RequestItem.__table__), [{
                 "request_id": i, "position": 0, "digest": b"d" * 32, "title": "t", "summary": "s",

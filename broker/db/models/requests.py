@@ -84,7 +84,7 @@ class SigningRequest(Base):
     finisher: Mapped[str | None] = mapped_column(String(64), nullable=True)
     finishing_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     """The worker building this request's documents, and until when its lease holds (coordination, not state)."""
-    blobs: Mapped[str | None] = mapped_column(String(8), nullable=True, index=True)
+    blobs: Mapped[str | None] = mapped_column(String(8), nullable=True)
     """Its files in the blob dir: ``live`` until it ends, ``kept`` (signed outputs, until retention), ``gone``."""
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     """When housekeeping first saw it ended: the retention of its signed documents counts from here."""
@@ -101,6 +101,7 @@ class SigningRequest(Base):
         Index("ix_signing_requests_rs_state", "relying_system", "state", "expires_at"),  # a system's pending
         Index("ix_signing_requests_user_state", "user_id", "state", "expires_at"),  # a signer's pending
         Index("ix_signing_requests_state_sad", "state", "sad_hash"),  # the workers' approved work, expiries
+        Index("ix_signing_requests_blobs_ended", "blobs", "ended_at"),  # housekeeping: past retention only
         UniqueConstraint("client_id", "idempotency_key", name="uq_requests_idempotency"),
         UniqueConstraint("sad_hash", name="uq_signing_requests_sad_hash"),
     )

@@ -20,6 +20,7 @@ _MADE = (
     ("signing_requests", "ix_signing_requests_rs_state", ["relying_system", "state", "expires_at"]),
     ("signing_requests", "ix_signing_requests_user_state", ["user_id", "state", "expires_at"]),
     ("signing_requests", "ix_signing_requests_state_sad", ["state", "sad_hash"]),
+    ("signing_requests", "ix_signing_requests_blobs_ended", ["blobs", "ended_at"]),
     ("webhook_deliveries", "ix_webhook_deliveries_due", ["state", "next_attempt_at"]),
     ("documents", "ix_documents_deleted_retained", ["deleted_at", "retained_from"]),
     ("request_items", "ix_request_items_state_request", ["state", "request_id"]),
@@ -27,6 +28,7 @@ _MADE = (
 _REPLACED = (
     ("signing_requests", "ix_signing_requests_user_id", ["user_id"]),
     ("signing_requests", "ix_signing_requests_state", ["state"]),
+    ("signing_requests", "ix_signing_requests_blobs", ["blobs"]),
     ("webhook_deliveries", "ix_webhook_deliveries_state", ["state"]),
     ("webhook_deliveries", "ix_webhook_deliveries_next_attempt_at", ["next_attempt_at"]),
     ("documents", "ix_documents_retained_from", ["retained_from"]),
