@@ -66,7 +66,8 @@ class AccessToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id"), index=True)
     scopes: Mapped[list[str]] = mapped_column(JSON)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    """Refused from then on, and deleted by the signing worker's housekeeping."""
 
     client: Mapped[OAuthClient] = relationship()
 

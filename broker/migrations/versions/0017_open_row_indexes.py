@@ -24,6 +24,7 @@ _MADE = (
     ("webhook_deliveries", "ix_webhook_deliveries_due", ["state", "next_attempt_at"]),
     ("documents", "ix_documents_deleted_retained", ["deleted_at", "retained_from"]),
     ("request_items", "ix_request_items_state_request", ["state", "request_id"]),
+    ("access_tokens", "ix_access_tokens_expires_at", ["expires_at"]),  # the expired ones are deleted
 )
 _REPLACED = (
     ("signing_requests", "ix_signing_requests_user_id", ["user_id"]),
