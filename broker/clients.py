@@ -217,7 +217,8 @@ PURGE_BATCH = 1000
 def purge_expired_tokens(session: Session, actor: Actor, before: datetime) -> int:
     """Delete up to :data:`PURGE_BATCH` access tokens that expired before ``before`` (they are refused
     already; a client that asks for a token per call leaves one a call): how many, audited."""
-    purged = session.execute(_EXPIRED_TOKENS, {"b_before": before, "b_batch": PURGE_BATCH}).rowcount  # type: ignore[attr-defined]
+    # On the connection: the ORM would look for the deleted tokens among its loaded objects too.
+    purged = session.connection().execute(_EXPIRED_TOKENS, {"b_before": before, "b_batch": PURGE_BATCH}).rowcount
     if purged:
         audit.record(session, actor, "token.purge", target_type="access_tokens", details={"expired": purged})
     return int(purged)
