@@ -225,6 +225,8 @@ async def async_finish(
 def finish(tbs: CadesToBeSigned, signature: bytes, certificate: x509.Certificate, chain: Sequence[x509.Certificate],
              scheme: SignatureScheme, pss: PssParams | None, level: ltv.Level, services: ltv.LongTermServices | None,
              *, accept_lower: bool = False) -> tuple[bytes, ltv.Level]:
+    if level is ltv.Level.B_B:  # nothing to wait for: no event loop turn per document
+        return _signed_data(tbs, signature, certificate, chain, scheme, pss), ltv.Level.B_B
     return aio.run(async_finish(tbs, signature, certificate, chain, scheme, pss, level, services,
                                 accept_lower=accept_lower))
 

@@ -187,16 +187,22 @@ def prepare(material: SigningMaterial, spec: Spec, source: Path, output: Path, *
             level: ltv.Level = ltv.Level.B_B) -> PendingDocument:
     """Prepare ``source`` for ``material``'s key, to be signed into ``output``; work files go beside
     it (``output.part``, 0600). ``level`` matters to PAdES, which leaves room for a timestamp."""
+    if isinstance(spec, CadesSpec) and not spec.enveloping:
+        return prepare_detached(material, file_digest(source), output)
     document_sha256 = file_digest(source).hex()
     if isinstance(spec, PadesSpec):
         return _prepare_pdf(material, spec, source, output, document_sha256, level)
     if isinstance(spec, XadesSpec):
         return _prepare_xml(material, spec, source, output, document_sha256)
-    if spec.enveloping:
-        tbs = cades.prepare(material.certificate, material.intermediates, content=source.read_bytes(), detached=False)
-    else:
-        tbs = cades.prepare(material.certificate, material.intermediates, content_digest=bytes.fromhex(document_sha256))
-    return PendingDocument("cades", tbs.dtbs_digest, document_sha256, output, source if spec.enveloping else None,
+    tbs = cades.prepare(material.certificate, material.intermediates, content=source.read_bytes(), detached=False)
+    return PendingDocument("cades", tbs.dtbs_digest, document_sha256, output, source, signed_attrs=tbs.signed_attrs_der)
+
+
+def prepare_detached(material: SigningMaterial, content_sha256: bytes, output: Path) -> PendingDocument:
+    """A detached CAdES signature over content known by its SHA-256 only: the content is not kept
+    (nothing reads it again), so a caller holding it in memory need not write it anywhere."""
+    tbs = cades.prepare(material.certificate, material.intermediates, content_digest=content_sha256)
+    return PendingDocument("cades", tbs.dtbs_digest, content_sha256.hex(), output, None,
                            signed_attrs=tbs.signed_attrs_der)
 
 

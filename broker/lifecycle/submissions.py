@@ -40,7 +40,7 @@ from broker.lifecycle.payload import RequestPayload
 from broker.settings import Settings
 from ca_adapters import CaAdapter
 from signer import ltv, pipeline
-from signer.algorithms import digest_name
+from signer.algorithms import digest_name, file_digest
 from signer.errors import SignerError
 
 
@@ -210,20 +210,30 @@ def _prepare(factory: sessionmaker[Session], settings: Settings, ctx: ClientCont
     docs, pending = [], []
     previous = _previous_results(factory, ctx, new.after_request_id) if new.after_request_id else []
     for n, (doc, spec) in enumerate(zip(new.files, specs)):
-        source = _source(factory, ctx, doc, work / f"in-{n}", previous[n] if n < len(previous) else None)
+        output = work / pipeline.output_name(spec, f"out-{n}")
+        stored = _stored_source(factory, ctx, doc, previous[n] if n < len(previous) else None)
+        if isinstance(spec, pipeline.CadesSpec) and not spec.enveloping:  # its digest is all it needs
+            pending.append(pipeline.prepare_detached(material, _sha256_of(doc, stored), output))
+            docs.append(_to_sign(new.format, doc, pending[-1], shown[n]))
+            continue
+        source = _source(doc, stored, work / f"in-{n}")
         if isinstance(spec, pipeline.PadesSpec) and not pipeline.is_pdf(source):
             raise InvalidInput(f"document {n} is not a PDF")
         try:
-            prepared = pipeline.prepare(material, spec, source, work / pipeline.output_name(spec, f"out-{n}"),
-                                        level=level)
+            prepared = pipeline.prepare(material, spec, source, output, level=level)
         except SignerError as exc:  # its own class and code, naming the document
             exc.message = f"document {n}: {exc.message}"
             exc.args = (exc.message,)
             raise
         pending.append(prepared)
-        summary = doc.summary or f"{pipeline.FORMAT_NAMES[new.format]}, SHA-256 {prepared.document_sha256}"
-        docs.append(signing_requests.DocumentToSign(prepared.dtbs_digest, doc.title, summary, shown[n]))
+        docs.append(_to_sign(new.format, doc, prepared, shown[n]))
     return docs, pending
+
+
+def _to_sign(format_: str, doc: FileDocument, prepared: pipeline.PendingDocument,
+             shown: dict[str, Any]) -> signing_requests.DocumentToSign:
+    summary = doc.summary or f"{pipeline.FORMAT_NAMES[format_]}, SHA-256 {prepared.document_sha256}"
+    return signing_requests.DocumentToSign(prepared.dtbs_digest, doc.title, summary, shown)
 
 
 def _spec(format_: str, doc: FileDocument, signer_name: str) -> pipeline.Spec:
@@ -248,20 +258,38 @@ def _previous_results(factory: sessionmaker[Session], ctx: ClientContext, reques
         return RequestPayload.of(previous).outputs
 
 
-def _source(factory: sessionmaker[Session], ctx: ClientContext, doc: FileDocument, target: Path,
-            previous: Path | None = None) -> Path:
+def _stored_source(factory: sessionmaker[Session], ctx: ClientContext, doc: FileDocument,
+                   previous: Path | None = None) -> Path | None:
+    """Where a document to sign is stored (an upload, the earlier request's result); None for
+    content given inline."""
     given = [x is not None for x in (doc.content, doc.document_id, previous)]
     if sum(given) != 1:
         raise InvalidInput("each document needs exactly one of content, document_id, or after_request_id's result")
     if doc.content is not None:
+        return None
+    if previous is not None:
+        return previous
+    with read_session(factory) as session:
+        return Path(uploads.document(session, ctx, str(doc.document_id)).path)
+
+
+def _sha256_of(doc: FileDocument, stored: Path | None) -> bytes:
+    if stored is None:
+        assert doc.content is not None
+        return hashlib.sha256(doc.content).digest()
+    try:
+        return file_digest(stored)
+    except FileNotFoundError as exc:
+        raise DocumentGone("the document to sign is no longer stored (deleted, or not restored)") from exc
+
+
+def _source(doc: FileDocument, stored: Path | None, target: Path) -> Path:
+    """The document as a file of the request's own (``target``), which its pipeline reads again."""
+    if stored is None:
+        assert doc.content is not None
         uploads.private_file(target)
         target.write_bytes(doc.content)
         return target
-    if previous is not None:
-        stored = previous
-    else:
-        with read_session(factory) as session:
-            stored = Path(uploads.document(session, ctx, str(doc.document_id)).path)
     if not stored.is_file():
         raise DocumentGone("the document to sign is no longer stored (deleted, or not restored)")
     try:

@@ -15,7 +15,9 @@ from asn1crypto import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
-from broker.db.engine import transaction
+from broker.db.engine import read_transaction, transaction
+from broker.db.models import SigningRequest
+from broker.lifecycle.payload import RequestPayload
 from broker.runtime import Runtime
 from demo.documents import CHIEF_ACCOUNTANT_FIELD, write_payment_order_pdf
 from signer import validate
@@ -110,7 +112,8 @@ def test_pades_upload_sign_download(api: httpx.Client, enrolled: Enrolled, tmp_p
     assert pending.status_code == 404
 
 
-def test_cades_detached_and_enveloping(api: httpx.Client, enrolled: Enrolled, tmp_path: Path, root_pem: Path) -> None:
+def test_cades_detached_and_enveloping(api: httpx.Client, runtime: Runtime, enrolled: Enrolled, tmp_path: Path,
+                                       root_pem: Path) -> None:
     content = "<PaymentOrder><amount>125000000</amount></PaymentOrder>".encode()
     created = api.post("/v1/requests", json={"credential_id": enrolled.ec, "format": "cades", "documents": [
         {"content": b64(content), "title": "order.xml"},
@@ -123,6 +126,13 @@ def test_cades_detached_and_enveloping(api: httpx.Client, enrolled: Enrolled, tm
     (tmp_path / "order.p7m").write_bytes(api.get(done["documents"][1].removeprefix(base)).content)
     assert openssl_cms_verify(tmp_path / "order.p7s", root_pem, tmp_path / "order.xml").returncode == 0
     assert openssl_cms_verify(tmp_path / "order.p7m", root_pem).returncode == 0
+    # A detached signature needs its content's digest only: no copy of the content is written.
+    # The enveloping one carries its content, read again when it is finished.
+    with read_transaction(runtime.sessions) as s:
+        request = s.get(SigningRequest, done["request_id"])
+        assert request is not None
+        work = RequestPayload.of(request).work
+    assert work is not None and sorted(p.name for p in work.iterdir()) == ["in-1", "out-0.p7s", "out-1.p7m"]
 
 
 def test_bad_input(api: httpx.Client, enrolled: Enrolled, runtime: Runtime, live_server: str, tmp_path: Path,
