@@ -100,6 +100,10 @@ class Notifier:
     def start(self) -> None:
         """Nothing to start in one process."""
 
+    def take_work_locally(self, idle: Callable[[], bool] | None) -> None:
+        """``idle``: whether this process's signing worker waits for work (None: it stopped). With
+        several processes, work it is about to take wakes no other process (nothing to relay in one)."""
+
     def close(self) -> None:
         """Nothing to release in one process."""
 
@@ -183,11 +187,22 @@ class PgNotifier(Notifier):
         """Set while the listen connection is up (tests and diagnostics)."""
         self.listener_backend_pid: int | None = None
         self._sender_backend_pid: int | None = None
+        self._local_worker_idle: Callable[[], bool] = _never
 
     def notify(self, *topics: str) -> None:
+        # Work this process's own idle worker is about to take need not wake the others' (each
+        # would query for it, and try to claim what is already claimed). A busy one passes it on.
+        work_taken_here = WORK_TOPIC in topics and self._local_worker_idle()
         self._wake_local(frozenset(topics))  # this process's waiters need not wait for the round trip
         self.start()
+        if work_taken_here:
+            topics = tuple(t for t in topics if t != WORK_TOPIC)
+            if not topics:  # an empty list would wake everyone
+                return
         self._owe(topics)
+
+    def take_work_locally(self, idle: Callable[[], bool] | None) -> None:
+        self._local_worker_idle = idle or _never
 
     def _owe(self, topics: tuple[str, ...] | set[str]) -> None:
         with self._owed_lock:
@@ -294,6 +309,10 @@ class PgNotifier(Notifier):
             if self._closed.is_set():
                 break
         _close_quietly(conn)
+
+
+def _never() -> bool:
+    return False
 
 
 def _close_quietly(conn: Any | None) -> None:

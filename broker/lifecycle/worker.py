@@ -31,11 +31,18 @@ class SigningWorker:
         self._stop = threading.Event()
         self.name = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"[:64]
         self._thread = threading.Thread(target=self._run, name="signing-worker", daemon=True)
+        self._waiting = False
 
     def start(self) -> None:
+        self.runtime.notifier.take_work_locally(self.waiting)
         self._thread.start()
 
+    def waiting(self) -> bool:
+        """Idle, waiting for work: what it is woken for now it takes at once."""
+        return self._waiting and not self._stop.is_set()
+
     def stop(self) -> None:
+        self.runtime.notifier.take_work_locally(None)
         self._stop.set()
         self.runtime.notifier.notify()
         self._thread.join(timeout=10)
@@ -76,7 +83,11 @@ class SigningWorker:
                 webhooks.deliver_due(rt.sessions, allow_private=rt.settings.webhook_allow_private)
             except Exception as exc:  # noqa: BLE001 - e.g. the database is briefly away: try again
                 log.warning("signing worker: %s", type(exc).__name__)
-            rt.notifier.wait(seen, max(0.0, housekeeping_at - time.monotonic()), WORK_TOPIC)
+            self._waiting = True
+            try:
+                rt.notifier.wait(seen, max(0.0, housekeeping_at - time.monotonic()), WORK_TOPIC)
+            finally:
+                self._waiting = False
 
     def _follow_providers(self) -> bool:
         """Poll the providers for delegated requests; True while some still wait for a signer there."""

@@ -10,8 +10,10 @@ import uuid
 
 import pytest
 
-from broker.notify import Notifier, PgNotifier, make_notifier, request_topic, user_topic
-from tests.support import postgres_url
+from broker.lifecycle.worker import SigningWorker
+from broker.notify import WORK_TOPIC, Notifier, PgNotifier, make_notifier, request_topic, user_topic
+from broker.runtime import Runtime
+from tests.support import eventually, postgres_url
 
 
 class _Waiter:
@@ -127,3 +129,66 @@ def test_a_process_is_not_woken_twice_by_its_own_notification() -> None:
         assert waiter.join(5)
     finally:
         notifier.close()
+
+
+def _two_processes() -> tuple[PgNotifier, PgNotifier]:
+    channel = f"kyso_test_{uuid.uuid4().hex[:8]}"
+    here, there = make_notifier(postgres_url()), make_notifier(postgres_url())
+    assert isinstance(here, PgNotifier) and isinstance(there, PgNotifier)
+    here._channel = there._channel = channel
+    there.start()
+    assert there.listening.wait(10)
+    return here, there
+
+
+@pytest.mark.postgres
+def test_work_an_idle_local_worker_takes_wakes_no_other_process() -> None:
+    """With several ``kyso serve`` processes, each approval named the signing worker's topic to all of
+    them: every worker queried for the request and all but one failed to claim it. Work this process's
+    idle worker takes stays here; its other topics still cross."""
+    here, there = _two_processes()
+    idle = threading.Event()
+    here.take_work_locally(idle.is_set)
+    try:
+        mine = request_topic(uuid.uuid4().hex)
+        waiter = _Waiter(there, mine)
+        work_before = there.version(WORK_TOPIC)
+
+        idle.set()  # the local worker waits for work: it takes this one
+        here.notify(mine, WORK_TOPIC)
+        time.sleep(1.0)  # the round trip through PostgreSQL
+        assert waiter.checks == 2  # the request's own topic crossed
+        here.notify(WORK_TOPIC)  # the worker's alone: nothing is sent (an empty NOTIFY would wake everyone)
+        time.sleep(1.0)
+        assert there.version(WORK_TOPIC) == work_before and waiter.checks == 2
+
+        idle.clear()  # busy: another process's worker may take it sooner
+        here.notify(WORK_TOPIC)
+        assert eventually(lambda: there.version(WORK_TOPIC) > work_before, timeout=5)
+
+        here.take_work_locally(None)  # no worker here (a CLI): every process hears of the work
+        idle.set()
+        work_before = there.version(WORK_TOPIC)
+        here.notify(WORK_TOPIC)
+        assert eventually(lambda: there.version(WORK_TOPIC) > work_before, timeout=5)
+        waiter.finish_on_next_wake()
+        here.notify(mine)
+        assert waiter.join(5)
+    finally:
+        here.close()
+        there.close()
+
+
+@pytest.mark.parametrize("db_runtime", ["postgresql"], indirect=True)
+def test_a_signing_worker_takes_the_work_it_is_woken_for_while_it_waits(db_runtime: Runtime) -> None:
+    worker = SigningWorker(db_runtime)
+    assert not worker.waiting()
+    worker.start()
+    try:
+        assert eventually(worker.waiting, timeout=10)
+        assert isinstance(db_runtime.notifier, PgNotifier) and db_runtime.notifier._local_worker_idle()
+        worker.stop()
+        assert not worker.waiting() and not db_runtime.notifier._local_worker_idle()
+    finally:
+        worker.stop()
+        db_runtime.notifier.close()
