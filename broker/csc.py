@@ -124,7 +124,9 @@ async def authorize(
                 target_id=credential_id, details={"hashes": len(digests)}))
         raise
     notifier.notify(user_topic(user_id))
-    state = await wait_for_decision_async(factory, notifier, request_id, actor, wait_seconds)
+    # Unless decided sooner, the request ends at its expiry (it was just opened): the wait ends then too.
+    state = await wait_for_decision_async(factory, notifier, request_id, actor,
+                                          min(wait_seconds, settings.request_ttl_seconds + 0.05))
     if state is RequestState.PENDING:
         state = await anyio.to_thread.run_sync(_give_up, factory, actor, request_id)
     if state is not RequestState.APPROVED:

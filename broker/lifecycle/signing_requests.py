@@ -210,11 +210,9 @@ def create(
     bulk.insert_rows(connection, _ADD_ITEMS, [
         {"request_id": request_id, "position": position, "digest": doc.digest, "title": doc.title,
          "summary": doc.summary, "state": ItemState.PENDING} for position, doc in enumerate(documents)])
-    audit.record(
-        session, actor, "request.create", target_type="request", target_id=request_id,
-        details={"credential": credential.id, "relying_system": relying_system, "hashes": len(documents),
-                 "expires_at": expires_at.isoformat()},
-    )
+    audit.record(session, actor, "request.create", target_type="request", target_id=request_id,
+                 details={"credential": credential.id, "relying_system": relying_system, "hashes": len(documents),
+                          "expires_at": expires_at.isoformat()})
     return request
 
 
@@ -237,11 +235,13 @@ def current_state(connection: Connection, request_id: str) -> tuple[RequestState
 
 
 def changed_topics(request: SigningRequest) -> tuple[str, ...]:
-    """Whom a decision on ``request`` or its end wakes: its own waiters and, unless it is a CSC
-    authorisation (the client signs its hashes itself, and has no webhooks), the signing worker."""
+    """Whom a decision on ``request`` or its end wakes: its own waiters (a REST request's wait for its
+    end, which the worker announces, not for its approval) and, unless it is a CSC authorisation (the
+    client signs its hashes itself, and has no webhooks), the signing worker."""
     if request.sad_hash is not None:
         return (request_topic(request.id),)
-    return request_topic(request.id), WORK_TOPIC
+    approved = request.state is RequestState.APPROVED and request.client_id is not None
+    return (WORK_TOPIC,) if approved else (request_topic(request.id), WORK_TOPIC)
 
 
 def get(session: Session, request_id: str) -> SigningRequest:

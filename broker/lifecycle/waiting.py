@@ -13,7 +13,7 @@ from broker.approvals import RequestExpired
 from broker.audit import Actor
 from broker.db.models import RequestState
 from broker.errors import Conflict, NotFound
-from broker.notify import Notifier, request_topic
+from broker.notify import REQUEST_RECHECK_SECONDS, Notifier, request_topic
 
 
 class RequestRejected(Conflict):
@@ -38,8 +38,8 @@ def wait_for_decision(factory: sessionmaker[Session], notifier: Notifier, reques
 async def wait_for_decision_async(factory: sessionmaker[Session], notifier: Notifier, request_id: str, actor: Actor,
                                   timeout: float) -> RequestState:
     """:func:`wait_for_decision` in a coroutine, holding no thread while it waits."""
-    return await notifier.wait_for_async(_state_check(factory, actor, request_id), _decided, timeout, recheck=0.5,
-                                         topic=request_topic(request_id))
+    return await notifier.wait_for_async(_state_check(factory, actor, request_id), _decided, timeout,
+                                         recheck=REQUEST_RECHECK_SECONDS, topic=request_topic(request_id))
 
 
 def raise_for_state(state: RequestState, request_id: str) -> None:

@@ -10,6 +10,8 @@ import uuid
 
 import pytest
 
+from broker.db.models import RequestState, SigningRequest
+from broker.lifecycle.signing_requests import changed_topics
 from broker.lifecycle.worker import SigningWorker
 from broker.notify import WORK_TOPIC, Notifier, PgNotifier, make_notifier, request_topic, user_topic
 from broker.runtime import Runtime
@@ -192,3 +194,18 @@ def test_a_signing_worker_takes_the_work_it_is_woken_for_while_it_waits(db_runti
     finally:
         worker.stop()
         db_runtime.notifier.close()
+
+
+def test_a_rest_request_s_approval_wakes_its_worker_not_its_long_polls() -> None:
+    """A relying system's long poll waits for its request's end: an approval is not one (the worker
+    signs it next, and announces the end), so it wakes the worker only. A CSC authorisation's and a
+    local request's waiters wait for the decision itself."""
+    rest = SigningRequest(id="r1", client_id="dvc", sad_hash=None, state=RequestState.APPROVED)
+    assert changed_topics(rest) == (WORK_TOPIC,)
+    for ended in (RequestState.SIGNED, RequestState.REJECTED, RequestState.CANCELLED, RequestState.FAILED):
+        rest.state = ended
+        assert changed_topics(rest) == (request_topic("r1"), WORK_TOPIC)
+    csc = SigningRequest(id="r2", client_id="dvc", sad_hash="h" * 64, state=RequestState.APPROVED)
+    assert changed_topics(csc) == (request_topic("r2"),)
+    local = SigningRequest(id="r3", client_id=None, sad_hash=None, state=RequestState.APPROVED)
+    assert changed_topics(local) == (request_topic("r3"), WORK_TOPIC)
