@@ -23,7 +23,7 @@ from biometrics import Decision
 from broker.approvals import authenticators
 from broker.audit import Actor
 from broker.db.engine import read_transaction, transaction
-from broker.lifecycle import signing_requests
+from broker.lifecycle import signing_requests, waiting
 from broker.notify import user_topic
 from broker.runtime import Runtime
 
@@ -157,7 +157,7 @@ def approve(request_id: str, body: AssertionIn, rt: Runtime = Depends(runtime),
     user_id, username = authenticators.web_user(rt.sessions, kyso_session)
     request = authenticators.decide_with_webauthn(rt.sessions, rt.settings, origin, user_id, username, request_id,
                                             Decision.APPROVE, json.dumps(body.credential))
-    rt.notifier.notify(*signing_requests.changed_topics(request))
+    rt.notifier.notify(*waiting.changed_topics(request))
     return status_view(request)
 
 
@@ -167,5 +167,5 @@ def refuse(request_id: str, rt: Runtime = Depends(runtime), origin: str | None =
     user_id, username = authenticators.web_user(rt.sessions, kyso_session)
     request = authenticators.decide_with_webauthn(rt.sessions, rt.settings, origin, user_id, username, request_id,
                                             Decision.REFUSE, None)
-    rt.notifier.notify(*signing_requests.changed_topics(request))
+    rt.notifier.notify(*waiting.changed_topics(request))
     return status_view(request)

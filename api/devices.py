@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable
+from datetime import datetime
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.concurrency import run_in_threadpool
@@ -18,7 +19,8 @@ from broker import approvals
 from broker.audit import Actor
 from broker.db.engine import read_connection, transaction
 from broker.errors import InvalidInput
-from broker.lifecycle import signing_requests
+from broker.lifecycle import signing_requests, waiting
+from broker.lifecycle.clock import aware, seconds_until
 from broker.notify import user_topic
 from broker.runtime import Runtime
 
@@ -62,15 +64,16 @@ async def pending(
 
     # Core reads on a bare connection, no ORM session or transaction: a phone polls all day. The tag
     # sent is always computed from the list sent.
-    def first_look() -> tuple[int, str, list[PendingRequest] | None]:
-        """Who the device is and its list's tag; the list itself at once if the device has not got it."""
+    def first_look() -> tuple[int, str, list[PendingRequest] | None, datetime | None]:
+        """Who the device is and its list's tag; the list itself at once if the device has not got it,
+        else when the list changes by itself (its first expiry; None if it is empty)."""
         with read_connection(rt.sessions) as connection:
             user_id = approvals.device_user_for_token(connection, token)
             rows = signing_requests.awaiting_confirmation(connection, [user_id])
-            if list_tag(r.id for r in rows) == known:
-                return user_id, known, None  # no views built for a list the device already has
+            if list_tag(r.id for r in rows) == known:  # no views built for a list the device already has
+                return user_id, known, None, min((aware(r.expires_at) for r in rows), default=None)
             found = _views_of(connection, user_id)
-            return user_id, list_tag(r.request_id for r in found), found
+            return user_id, list_tag(r.request_id for r in found), found, None
 
     def views() -> list[PendingRequest]:
         with read_connection(rt.sessions) as connection:
@@ -83,12 +86,13 @@ async def pending(
             tag = list_tag(r.id for r in signing_requests.awaiting_confirmation(connection, [user_id]))
         return views() if tag != known else None
 
-    user_id, tag, found = await run_in_threadpool(first_look)
+    user_id, tag, found, expiring = await run_in_threadpool(first_look)
     if found is None:
         timeout = min(wait, rt.settings.long_poll_seconds)
         if timeout > 0:
             # The long poll waits in the event loop (a phone may wait a minute): no pool thread is held.
-            found = await rt.notifier.wait_for_async(look_again, _is_list, timeout, topic=user_topic(user_id))
+            found = await rt.notifier.wait_for_async(look_again, _is_list, timeout, topic=user_topic(user_id),
+                                                     changes_in=lambda _: expiring and seconds_until(expiring))
         if found is None and if_none_match is not None:
             return Response(status_code=304, headers={"ETag": tag})
         if found is None:  # no list sent and still none: the empty one
@@ -116,5 +120,5 @@ def decide(
     """Approve or refuse with the device key's signature over the binding (refusal is final)."""
     request = approvals.decide_with_device(rt.sessions, rt.settings, origin, token, request_id, body.decision,
                                            body.counter, body.signature)
-    rt.notifier.notify(*signing_requests.changed_topics(request))
+    rt.notifier.notify(*waiting.changed_topics(request))
     return status_view(request)

@@ -25,8 +25,9 @@ from broker.db.engine import read_connection, read_session, read_transaction, tr
 from broker.db.models import RequestState, SigningRequest
 from broker.errors import DocumentGone, InvalidInput
 from broker.lifecycle import signing_requests, submissions, uploads, webhooks
+from broker.lifecycle.clock import seconds_until
 from broker.lifecycle.payload import RequestPayload
-from broker.notify import REQUEST_RECHECK_SECONDS, WORK_TOPIC, request_topic, user_topic
+from broker.notify import WORK_TOPIC, request_topic, user_topic
 from broker.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["signing API"], responses=PROBLEM_RESPONSES)
@@ -279,16 +280,12 @@ async def _long_poll(rt: Runtime, ctx: ClientContext, request_id: str, wait: flo
     timeout = max(wait, 0.0)  # bounded by the callers
     if current.state not in _OPEN_NAMES or timeout <= 0:
         return current
-    if current.state == RequestState.PENDING.value:  # unless decided sooner, it ends at its expiry: answer then
-        left = (current.expires_at - signing_requests.now()).total_seconds()
-        timeout = min(timeout, max(left, 0.0) + EXPIRY_SLACK_SECONDS)
+    # Unless decided sooner, a pending request ends at its expiry: it is looked at again then.
+    expiring = current.expires_at if current.state == RequestState.PENDING.value else None
     # The long poll waits in the event loop: it holds a pool thread only while it queries.
-    await rt.notifier.wait_for_async(still_open, lambda open_: not open_, timeout, recheck=REQUEST_RECHECK_SECONDS,
-                                     topic=request_topic(request_id))
+    await rt.notifier.wait_for_async(still_open, lambda open_: not open_, timeout, topic=request_topic(request_id),
+                                     changes_in=lambda _: expiring and seconds_until(expiring))
     return await run_in_threadpool(view)
-
-
-EXPIRY_SLACK_SECONDS = 0.05
 
 
 @router.get("/requests/{request_id}", response_model=RequestOut)

@@ -29,7 +29,7 @@ from broker.db.models import Credential, RequestItem, RequestState, SigningReque
 from broker.errors import InvalidInput, KysoError
 from broker.lifecycle import load_limits, signing_requests, sole_control
 from broker.lifecycle.waiting import wait_for_decision_async
-from broker.notify import Notifier, user_topic
+from broker.notify import Notifier, request_topic, user_topic
 from broker.settings import Settings
 from ca_adapters import CaAdapter
 from hsm import Hsm
@@ -129,6 +129,7 @@ async def authorize(
                                           min(wait_seconds, settings.request_ttl_seconds + 0.05))
     if state is RequestState.PENDING:
         state = await anyio.to_thread.run_sync(_give_up, factory, actor, request_id)
+        notifier.notify(request_topic(request_id), user_topic(user_id))  # off the signer's list
     if state is not RequestState.APPROVED:
         raise AccessDenied(f"the signer did not approve (request {request_id} is {state.value})")
     return Authorisation(sad, settings.sad_seconds, request_id)

@@ -38,12 +38,13 @@ USER_CHANNEL = "u"
 """Every signer's pending list: a thread serving all signers (the sandbox's phones) waits on it."""
 WORK_TOPIC = "work"
 """The signing worker's: a request approved for it to finish, a change that queued webhooks."""
-REQUEST_RECHECK_SECONDS = 5.0
-"""How often a waiter on one request's topic (a REST long poll, a CSC ``authorize``) re-checks it
-without a notification. Every change to a request names its topic, across workers through
-PostgreSQL, and its expiry bounds the wait; this re-check only bounds how late a lost notification
-is seen (a listener reconnecting, a CLI beside a server on SQLite). Each re-check is a query: at one
-a second, 200 idle long polls took the server a seventh of a core."""
+RECHECK_SECONDS = 5.0
+"""How often a coroutine waiting on a topic (a REST long poll, CSC ``authorize``, a signer's list)
+re-checks without a notification. A change names the topics of those it concerns (the request, its
+signer), across workers through PostgreSQL, and a wait also ends when its result changes by itself
+(an expiry); this re-check only bounds how late a lost notification is seen (a listener reconnecting,
+a CLI beside a server on SQLite). Each re-check is a query: at one a second, 200 idle long polls took
+the server a seventh of a core."""
 
 
 def _channels(topics: frozenset[str]) -> set[str]:
@@ -138,10 +139,12 @@ class Notifier:
             self.wait(seen, min(left, recheck))
 
     async def wait_for_async(self, check: Callable[[], T], done: Callable[[T], bool], timeout: float,
-                             recheck: float = 1.0, topic: str | None = None) -> T:
+                             recheck: float = RECHECK_SECONDS, topic: str | None = None,
+                             changes_in: Callable[[T], float | None] | None = None) -> T:
         """:meth:`wait_for` for a coroutine, woken only by notifications of ``topic`` (or naming
         none); ``check`` runs in the thread pool, the waits hold no thread, so that long polls and
-        signers' confirmations do not use up the pool."""
+        signers' confirmations do not use up the pool. ``changes_in``: in how many seconds a result
+        changes with no notification (an expiry; None: it does not), when it is checked again."""
         entry = (asyncio.get_running_loop(), asyncio.Event(), topic)
         with self._cond:  # registered before the first check: a notification meanwhile is kept
             self._async_waiters.add(entry)
@@ -153,14 +156,19 @@ class Notifier:
                 left = deadline - time.monotonic()
                 if done(result) or left <= 0 or self._stopping:
                     return result
+                by_itself = changes_in(result) if changes_in is not None else None
+                pause = min(left, recheck, recheck if by_itself is None else max(by_itself, 0.0) + _LATE_SECONDS)
                 try:
-                    await asyncio.wait_for(entry[1].wait(), min(left, recheck))
+                    await asyncio.wait_for(entry[1].wait(), pause)
                 except TimeoutError:
                     pass
         finally:
             with self._cond:
                 self._async_waiters.discard(entry)
 
+
+_LATE_SECONDS = 0.05
+"""After a moment a result changes by itself (an expiry), so that it has changed when checked."""
 
 # TCP keepalives: a listen connection whose server vanished without a FIN is noticed in ~20 s.
 _KEEPALIVE: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3, "keepalives_count": 3,

@@ -12,3 +12,8 @@ def now() -> datetime:
 def aware(moment: datetime) -> datetime:
     """SQLite drops the zone of a stored time: every stored time is UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def seconds_until(moment: datetime) -> float:
+    """From now to ``moment`` (negative once it passed)."""
+    return (aware(moment) - now()).total_seconds()

@@ -35,7 +35,6 @@ from broker.errors import Conflict, InvalidInput, InvalidText, NotFound, PolicyV
 from broker.lifecycle import webhooks
 from broker.lifecycle.clock import aware, now
 from broker.lifecycle.payload import RequestPayload
-from broker.notify import WORK_TOPIC, request_topic
 from broker.observability import metrics
 from broker.settings import Settings
 from ca_adapters import CaAdapter
@@ -234,16 +233,6 @@ def current_state(connection: Connection, request_id: str) -> tuple[RequestState
     return found.state, found.state is RequestState.PENDING and aware(found.expires_at) <= now()
 
 
-def changed_topics(request: SigningRequest) -> tuple[str, ...]:
-    """Whom a decision on ``request`` or its end wakes: its own waiters (a REST request's wait for its
-    end, which the worker announces, not for its approval) and, unless it is a CSC authorisation (the
-    client signs its hashes itself, and has no webhooks), the signing worker."""
-    if request.sad_hash is not None:
-        return (request_topic(request.id),)
-    approved = request.state is RequestState.APPROVED and request.client_id is not None
-    return (WORK_TOPIC,) if approved else (request_topic(request.id), WORK_TOPIC)
-
-
 def get(session: Session, request_id: str) -> SigningRequest:
     request = session.get(SigningRequest, request_id)
     if request is None:
@@ -297,7 +286,7 @@ def awaiting_requests(connection: Connection, user_id: int) -> list[AwaitingRequ
 
 
 def awaiting_confirmation(connection: Connection, user_ids: Sequence[int]) -> list[Row[Any]]:
-    """``(id, user_id, binding)`` of the requests these signers still have to confirm through kyso,
+    """``(id, user_id, binding, expires_at)`` of the requests these signers still have to confirm through kyso,
     oldest first: what an approval device needs, without loading the requests."""
     return list(connection.execute(_AWAITING, {"b_user_ids": list(user_ids), "b_now": now()}).all())
 
@@ -306,7 +295,7 @@ _AWAITING_WHERE = (SigningRequest.user_id.in_(bindparam("b_user_ids", expanding=
                    SigningRequest.state == RequestState.PENDING, SigningRequest.expires_at > bindparam("b_now"),
                    Credential.mode == CredentialMode.HOSTED)
 _AWAITING = (
-    select(SigningRequest.id, SigningRequest.user_id, SigningRequest.binding)
+    select(SigningRequest.id, SigningRequest.user_id, SigningRequest.binding, SigningRequest.expires_at)
     .join(Credential, Credential.id == SigningRequest.credential_id)
     .where(*_AWAITING_WHERE)
     .order_by(SigningRequest.created_at)

@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from broker import approvals
 from broker.approvals import RequestExpired
 from broker.audit import Actor
-from broker.db.models import RequestState
+from broker.db.models import RequestState, SigningRequest
 from broker.errors import Conflict, NotFound
-from broker.notify import REQUEST_RECHECK_SECONDS, Notifier, request_topic
+from broker.notify import WORK_TOPIC, Notifier, request_topic, user_topic
 
 
 class RequestRejected(Conflict):
@@ -39,7 +39,7 @@ async def wait_for_decision_async(factory: sessionmaker[Session], notifier: Noti
                                   timeout: float) -> RequestState:
     """:func:`wait_for_decision` in a coroutine, holding no thread while it waits."""
     return await notifier.wait_for_async(_state_check(factory, actor, request_id), _decided, timeout,
-                                         recheck=REQUEST_RECHECK_SECONDS, topic=request_topic(request_id))
+                                         topic=request_topic(request_id))
 
 
 def raise_for_state(state: RequestState, request_id: str) -> None:
@@ -64,3 +64,16 @@ def _state_check(factory: sessionmaker[Session], actor: Actor, request_id: str) 
 
 def _decided(state: RequestState) -> bool:
     return state is not RequestState.PENDING
+
+
+def changed_topics(request: SigningRequest) -> tuple[str, ...]:
+    """Whom a signer's decision on ``request`` wakes: the signer's lists (on another device, the approval
+    pages); its own waiters, unless it is a relying system's REST request just approved (they wait for
+    its end, which its worker announces); and, unless it is a CSC authorisation (the client signs its
+    hashes itself, and has no webhooks), the signing worker."""
+    signer = user_topic(str(request.user_id))
+    if request.sad_hash is not None:
+        return request_topic(request.id), signer
+    if request.state is RequestState.APPROVED and request.client_id is not None:
+        return WORK_TOPIC, signer
+    return request_topic(request.id), WORK_TOPIC, signer

@@ -7,20 +7,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import update
 
 from broker.db.engine import transaction
 from broker.db.models import SigningRequest
 from broker.lifecycle.signing_requests import now
 from broker.runtime import Runtime
 from tests.conftest import Enrolled
-from tests.support import b64, bearer_http, relying_system_client
+from tests.support import b64, bearer_http, relying_system_client, statements_run
 
 
 @pytest.fixture(scope="module")
@@ -28,22 +26,6 @@ def api(runtime: Runtime, live_server: str) -> Iterator[httpx.Client]:
     """No phone answers in this module: requests stay pending."""
     with bearer_http(live_server, *relying_system_client(runtime, "dvc-long-polls")) as http:
         yield http
-
-
-@contextmanager
-def state_reads(runtime: Runtime) -> Iterator[list[str]]:
-    """The statements a waiting long poll runs at each wake-up (the request's state and expiry)."""
-    seen: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("SELECT signing_requests.state, signing_requests.expires_at"):
-            seen.append(statement)
-
-    event.listen(runtime.engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(runtime.engine, "before_cursor_execute", count)
 
 
 def pending_request(api: httpx.Client, enrolled: Enrolled) -> str:
@@ -57,7 +39,7 @@ def test_an_idle_long_poll_does_not_query_every_second(api: httpx.Client, runtim
                                                        enrolled: Enrolled) -> None:
     request_id = pending_request(api, enrolled)
     try:
-        with state_reads(runtime) as reads:
+        with statements_run(runtime, "SELECT signing_requests.state, signing_requests.expires_at") as reads:
             started = time.monotonic()
             answer = api.get(f"/v1/requests/{request_id}", params={"wait": 4})
             waited = time.monotonic() - started
