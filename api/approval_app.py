@@ -33,9 +33,9 @@ from broker.audit import Actor
 from broker.db.engine import read_transaction, transaction
 from broker.db.models import Credential, RelyingSystem, SigningRequest
 from broker.lifecycle import signing_requests
-from broker.lifecycle.clock import aware, now, seconds_until
+from broker.lifecycle.clock import aware, now, seconds_to_first
 from broker.lifecycle.payload import RequestPayload
-from broker.notify import user_topic
+from broker.notify import LIST_RECHECK_SECONDS, user_topic
 from broker.runtime import Runtime
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -296,10 +296,11 @@ async def inbox(response: Response, wait: float = Query(0, ge=0, le=60, allow_in
             return [app_view(r, names) for r in found]
 
     timeout = min(wait, rt.settings.long_poll_seconds) if version else 0
-    # A request decided elsewhere names its signer too; one that expires leaves the list by itself.
+    # Decided elsewhere: the 1-second re-check sees it (a decision names the request, not the signer).
+    # Expired: it leaves the list by itself, and is looked at again then.
     found = await rt.notifier.wait_for_async(
-        check, lambda found: _version(found) != version, timeout, topic=user_topic(user_id),
-        changes_in=lambda found: min((seconds_until(r.expires_at) for r in found), default=None))
+        check, lambda found: _version(found) != version, timeout, recheck=LIST_RECHECK_SECONDS,
+        topic=user_topic(user_id), changes_in=lambda found: seconds_to_first(r.expires_at for r in found))
     response.headers.update(PRIVATE)
     return Inbox(requests=found, version=_version(found), server_time=now())
 

@@ -24,7 +24,7 @@ from broker.approvals import authenticators
 from broker.audit import Actor
 from broker.db.engine import read_transaction, transaction
 from broker.lifecycle import signing_requests, waiting
-from broker.notify import user_topic
+from broker.notify import LIST_RECHECK_SECONDS, user_topic
 from broker.runtime import Runtime
 
 PAGE = Path(__file__).resolve().parent / "static" / "approve.html"
@@ -139,7 +139,7 @@ async def pending(wait: float = Query(0, ge=0, le=60, allow_inf_nan=False), rt: 
             return [pending_view(r) for r in signing_requests.awaiting_requests(session.connection(), user_id)]
 
     found = await rt.notifier.wait_for_async(check, bool, min(max(wait, 0), rt.settings.long_poll_seconds),
-                                             topic=user_topic(user_id))
+                                             recheck=LIST_RECHECK_SECONDS, topic=user_topic(user_id))
     return PendingList(requests=found)
 
 

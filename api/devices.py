@@ -21,7 +21,7 @@ from broker.db.engine import read_connection, transaction
 from broker.errors import InvalidInput
 from broker.lifecycle import signing_requests, waiting
 from broker.lifecycle.clock import aware, seconds_until
-from broker.notify import user_topic
+from broker.notify import LIST_RECHECK_SECONDS, user_topic
 from broker.runtime import Runtime
 
 router = APIRouter(prefix="/v1/devices", tags=["approval devices"], responses=PROBLEM_RESPONSES)
@@ -91,7 +91,8 @@ async def pending(
         timeout = min(wait, rt.settings.long_poll_seconds)
         if timeout > 0:
             # The long poll waits in the event loop (a phone may wait a minute): no pool thread is held.
-            found = await rt.notifier.wait_for_async(look_again, _is_list, timeout, topic=user_topic(user_id),
+            found = await rt.notifier.wait_for_async(look_again, _is_list, timeout, recheck=LIST_RECHECK_SECONDS,
+                                                     topic=user_topic(user_id),
                                                      changes_in=lambda _: expiring and seconds_until(expiring))
         if found is None and if_none_match is not None:
             return Response(status_code=304, headers={"ETag": tag})

@@ -39,12 +39,16 @@ USER_CHANNEL = "u"
 WORK_TOPIC = "work"
 """The signing worker's: a request approved for it to finish, a change that queued webhooks."""
 RECHECK_SECONDS = 5.0
-"""How often a coroutine waiting on a topic (a REST long poll, CSC ``authorize``, a signer's list)
-re-checks without a notification. A change names the topics of those it concerns (the request, its
-signer), across workers through PostgreSQL, and a wait also ends when its result changes by itself
-(an expiry); this re-check only bounds how late a lost notification is seen (a listener reconnecting,
-a CLI beside a server on SQLite). Each re-check is a query: at one a second, 200 idle long polls took
+"""How often a coroutine waiting on one request's topic (a REST long poll, CSC ``authorize``)
+re-checks without a notification. Every change to a request that its waiters wait for names it,
+across workers through PostgreSQL, and a wait also ends when its result changes by itself (an
+expiry); this re-check only bounds how late a lost notification is seen (a listener reconnecting, a
+CLI beside a server on SQLite). Each re-check is a query: at one a second, 200 idle long polls took
 the server a seventh of a core."""
+LIST_RECHECK_SECONDS = 1.0
+"""A signer's pending list (a phone, the approval pages) re-checks every second: a decision names
+the request, not its signer (each decision waking the signer's lists cost more, under load, than
+these re-checks), so a list on another device sees it at its next re-check."""
 
 
 def _channels(topics: frozenset[str]) -> set[str]:

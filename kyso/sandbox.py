@@ -34,7 +34,7 @@ from broker.db.engine import read_connection, transaction
 from broker.db.models import Credential, OAuthClient, RelyingSystem, Role, SigningMode, Unit, User
 from broker.errors import InvalidInput, PolicyViolation
 from broker.lifecycle import signing_requests, waiting
-from broker.notify import USER_CHANNEL, user_topic
+from broker.notify import USER_CHANNEL
 from broker.observability.logs import configure_logging
 from broker.runtime import Runtime
 from broker.settings import load_settings
@@ -170,8 +170,7 @@ class SimulatedPhones:
                     decided = approvals.decide_with_device(rt.sessions, rt.settings, "simulated-phone", token,
                                                            request_id, Decision.APPROVE, counter[0],
                                                            base64.b64encode(signature).decode())
-                    own_list = user_topic(str(decided.user_id))  # this thread's: it must not wake itself
-                    rt.notifier.notify(*(t for t in waiting.changed_topics(decided) if t != own_list))
+                    rt.notifier.notify(*waiting.changed_topics(decided))
                 except Exception:  # noqa: BLE001 - a request may have been decided or expired meanwhile
                     pass
             rt.notifier.wait(seen, 1.0, USER_CHANNEL)  # woken by new requests only

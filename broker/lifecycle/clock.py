@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
 
 
@@ -17,3 +18,9 @@ def aware(moment: datetime) -> datetime:
 def seconds_until(moment: datetime) -> float:
     """From now to ``moment`` (negative once it passed)."""
     return (aware(moment) - now()).total_seconds()
+
+
+def seconds_to_first(moments: Iterable[datetime]) -> float | None:
+    """From now to the earliest of ``moments`` (None if there is none)."""
+    earliest = min((aware(m) for m in moments), default=None)
+    return None if earliest is None else seconds_until(earliest)

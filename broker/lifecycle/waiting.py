@@ -13,7 +13,7 @@ from broker.approvals import RequestExpired
 from broker.audit import Actor
 from broker.db.models import RequestState, SigningRequest
 from broker.errors import Conflict, NotFound
-from broker.notify import WORK_TOPIC, Notifier, request_topic, user_topic
+from broker.notify import WORK_TOPIC, Notifier, request_topic
 
 
 class RequestRejected(Conflict):
@@ -67,13 +67,12 @@ def _decided(state: RequestState) -> bool:
 
 
 def changed_topics(request: SigningRequest) -> tuple[str, ...]:
-    """Whom a signer's decision on ``request`` wakes: the signer's lists (on another device, the approval
-    pages); its own waiters, unless it is a relying system's REST request just approved (they wait for
-    its end, which its worker announces); and, unless it is a CSC authorisation (the client signs its
-    hashes itself, and has no webhooks), the signing worker."""
-    signer = user_topic(str(request.user_id))
+    """Whom a signer's decision on ``request`` wakes: its own waiters, unless it is a relying system's
+    REST request just approved (they wait for its end, which its worker announces); and, unless it is
+    a CSC authorisation (the client signs its hashes itself, and has no webhooks), the signing worker.
+    Not the signer's lists: they re-check every second (:data:`broker.notify.LIST_RECHECK_SECONDS`)."""
     if request.sad_hash is not None:
-        return request_topic(request.id), signer
+        return (request_topic(request.id),)
     if request.state is RequestState.APPROVED and request.client_id is not None:
-        return WORK_TOPIC, signer
-    return request_topic(request.id), WORK_TOPIC, signer
+        return (WORK_TOPIC,)
+    return request_topic(request.id), WORK_TOPIC

@@ -196,21 +196,19 @@ def test_a_signing_worker_takes_the_work_it_is_woken_for_while_it_waits(db_runti
         db_runtime.notifier.close()
 
 
-def test_a_decision_wakes_the_signer_s_lists_and_a_rest_approval_not_its_long_polls() -> None:
+def test_a_rest_request_s_approval_wakes_its_worker_not_its_long_polls() -> None:
     """A relying system's long poll waits for its request's end: an approval is not one (the worker
     signs it next, and announces the end), so it wakes the worker only. A CSC authorisation's and a
-    local request's waiters wait for the decision itself. Every decision changes the signer's
-    pending list: their other devices and the approval pages are woken at once."""
-    signer = user_topic("7")
+    local request's waiters wait for the decision itself."""
     rest = SigningRequest(id="r1", user_id=7, client_id="dvc", sad_hash=None, state=RequestState.APPROVED)
-    assert changed_topics(rest) == (WORK_TOPIC, signer)
+    assert changed_topics(rest) == (WORK_TOPIC,)
     for ended in (RequestState.SIGNED, RequestState.REJECTED, RequestState.CANCELLED, RequestState.FAILED):
         rest.state = ended
-        assert changed_topics(rest) == (request_topic("r1"), WORK_TOPIC, signer)
+        assert changed_topics(rest) == (request_topic("r1"), WORK_TOPIC)
     csc = SigningRequest(id="r2", user_id=7, client_id="dvc", sad_hash="h" * 64, state=RequestState.APPROVED)
-    assert changed_topics(csc) == (request_topic("r2"), signer)
+    assert changed_topics(csc) == (request_topic("r2"),)
     local = SigningRequest(id="r3", user_id=7, client_id=None, sad_hash=None, state=RequestState.APPROVED)
-    assert changed_topics(local) == (request_topic("r3"), WORK_TOPIC, signer)
+    assert changed_topics(local) == (request_topic("r3"), WORK_TOPIC)
 
 
 def test_a_wait_looks_again_when_its_result_changes_by_itself() -> None:
