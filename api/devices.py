@@ -20,7 +20,7 @@ from broker.audit import Actor
 from broker.db.engine import read_connection, transaction
 from broker.errors import InvalidInput
 from broker.lifecycle import signing_requests, waiting
-from broker.lifecycle.clock import aware, seconds_until
+from broker.lifecycle.clock import seconds_to_first
 from broker.notify import LIST_RECHECK_SECONDS, user_topic
 from broker.runtime import Runtime
 
@@ -64,16 +64,16 @@ async def pending(
 
     # Core reads on a bare connection, no ORM session or transaction: a phone polls all day. The tag
     # sent is always computed from the list sent.
-    def first_look() -> tuple[int, str, list[PendingRequest] | None, datetime | None]:
+    def first_look() -> tuple[int, str, list[PendingRequest] | None, list[datetime]]:
         """Who the device is and its list's tag; the list itself at once if the device has not got it,
-        else when the list changes by itself (its first expiry; None if it is empty)."""
+        else when its requests expire (the list then changes by itself)."""
         with read_connection(rt.sessions) as connection:
             user_id = approvals.device_user_for_token(connection, token)
             rows = signing_requests.awaiting_confirmation(connection, [user_id])
             if list_tag(r.id for r in rows) == known:  # no views built for a list the device already has
-                return user_id, known, None, min((aware(r.expires_at) for r in rows), default=None)
+                return user_id, known, None, [r.expires_at for r in rows]
             found = _views_of(connection, user_id)
-            return user_id, list_tag(r.request_id for r in found), found, None
+            return user_id, list_tag(r.request_id for r in found), found, []
 
     def views() -> list[PendingRequest]:
         with read_connection(rt.sessions) as connection:
@@ -86,14 +86,14 @@ async def pending(
             tag = list_tag(r.id for r in signing_requests.awaiting_confirmation(connection, [user_id]))
         return views() if tag != known else None
 
-    user_id, tag, found, expiring = await run_in_threadpool(first_look)
+    user_id, tag, found, expiries = await run_in_threadpool(first_look)
     if found is None:
         timeout = min(wait, rt.settings.long_poll_seconds)
         if timeout > 0:
             # The long poll waits in the event loop (a phone may wait a minute): no pool thread is held.
             found = await rt.notifier.wait_for_async(look_again, _is_list, timeout, recheck=LIST_RECHECK_SECONDS,
                                                      topic=user_topic(user_id),
-                                                     changes_in=lambda _: expiring and seconds_until(expiring))
+                                                     changes_in=lambda _: seconds_to_first(expiries))
         if found is None and if_none_match is not None:
             return Response(status_code=304, headers={"ETag": tag})
         if found is None:  # no list sent and still none: the empty one

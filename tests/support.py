@@ -219,24 +219,6 @@ def key_signer(runtime: Runtime, credential_id: str) -> KeySigner:
         return credentials.key_signer(runtime.hsm, credentials.get_credential(s, credential_id))
 
 
-@contextmanager
-def statements_run(runtime: Runtime, starting: str) -> Iterator[list[str]]:
-    """The statements starting with ``starting`` that ``runtime``'s engine runs meanwhile."""
-    from sqlalchemy import event
-
-    seen: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith(starting):
-            seen.append(statement)
-
-    event.listen(runtime.engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(runtime.engine, "before_cursor_execute", count)
-
-
 def postgres_url() -> str:
     """``KYSO_TEST_DATABASE_URL``, the PostgreSQL test database; unset is a failure in CI, a skip elsewhere."""
     import pytest

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from broker import audit
+from broker import audit, clients
 from broker.audit import Actor
 from broker.db.engine import read_transaction, transaction
 from broker.db.models import FINAL_STATES, Document, RequestState, SigningRequest
@@ -77,6 +77,8 @@ def sweep(factory: sessionmaker[Session], settings: Settings, actor: Actor, *, m
                        retention_days=settings.document_retention_days)
         with transaction(factory) as session:
             audit.record(session, actor, ACTION, target_type="blobs", details=details)
+    with transaction(factory) as session:  # expired access tokens (refused already), a batch a run
+        clients.purge_expired_tokens(session, actor, signing_requests.now())
     return swept
 
 

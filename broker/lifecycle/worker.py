@@ -8,12 +8,10 @@ import socket
 import threading
 import time
 
-from broker import clients
 from broker.audit import Actor
 from broker.credentials import delegated
-from broker.db.engine import transaction
 from broker.db.models import RequestState
-from broker.lifecycle import finishing, housekeeping, recovery, signing_requests, webhooks
+from broker.lifecycle import finishing, housekeeping, recovery, webhooks
 from broker.notify import WORK_TOPIC, request_topic
 from broker.runtime import Runtime
 
@@ -64,8 +62,6 @@ class SigningWorker:
                     if time.monotonic() >= sweep_at:
                         sweep_at = time.monotonic() + BLOB_SWEEP_SECONDS
                         housekeeping.sweep(rt.sessions, rt.settings, ACTOR)
-                        with transaction(rt.sessions) as session:
-                            clients.purge_expired_tokens(session, ACTOR, signing_requests.now())
                     if self._follow_providers():  # some still wait for a signer at the provider
                         housekeeping_at = time.monotonic() + rt.settings.provider_poll_seconds
                 seconds = rt.settings.reservation_timeout_seconds

@@ -7,18 +7,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from broker.db.engine import transaction
 from broker.db.models import SigningRequest
 from broker.lifecycle.signing_requests import now
 from broker.runtime import Runtime
 from tests.conftest import Enrolled
-from tests.support import b64, bearer_http, relying_system_client, statements_run
+from tests.support import b64, bearer_http, relying_system_client
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +28,22 @@ def api(runtime: Runtime, live_server: str) -> Iterator[httpx.Client]:
     """No phone answers in this module: requests stay pending."""
     with bearer_http(live_server, *relying_system_client(runtime, "dvc-long-polls")) as http:
         yield http
+
+
+@contextmanager
+def statements_run(runtime: Runtime, starting: str) -> Iterator[list[str]]:
+    """The statements starting with ``starting`` that ``runtime``'s engine runs meanwhile."""
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith(starting):
+            seen.append(statement)
+
+    event.listen(runtime.engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", count)
 
 
 def pending_request(api: httpx.Client, enrolled: Enrolled) -> str:
