@@ -320,3 +320,24 @@ def test_a_certificate_revoked_at_the_ca_is_refused_before_signing(api: httpx.Cl
 def test_levels_a_format_cannot_give_are_refused(api: httpx.Client, enrolled: Enrolled, body: dict, code: str) -> None:  # type: ignore[type-arg]
     response = api.post("/v1/requests", json={"credential_id": enrolled.rsa, **body})
     assert (response.status_code, response.json()["code"]) == (400, code), response.text
+
+
+def test_another_client_s_upload_or_request_is_not_found_for_a_detached_signature(
+        api: httpx.Client, runtime: Runtime, enrolled: Enrolled, live_server: str) -> None:
+    """A detached CAdES document is hashed where it is stored: looked up through the caller all the
+    same, so another client's upload or request does not exist for it, and nothing is left behind."""
+    with bearer_http(live_server, *relying_system_client(runtime, "dvc-other")) as other:
+        theirs = other.put("/v1/documents", content=b"<UNC>theirs</UNC>").json()["document_id"]
+        their_request = other.post("/v1/requests", json={
+            "credential_id": enrolled.rsa, "format": "cades",
+            "documents": [{"content": b64(b"<UNC>theirs</UNC>"), "title": "UNC"}]}).json()["request_id"]
+        wait_done(other, their_request)  # signed: it has a result to sign after, for its own client only
+    work = runtime.settings.blobs / "work"
+    before = set(work.iterdir()) if work.exists() else set()
+    by_upload = api.post("/v1/requests", json={"credential_id": enrolled.rsa, "format": "cades",
+                                               "documents": [{"document_id": theirs, "title": "UNC"}]})
+    after = api.post("/v1/requests", json={"credential_id": enrolled.rsa, "format": "cades",
+                                           "after_request_id": their_request, "documents": [{"title": "UNC"}]})
+    for refused in (by_upload, after):
+        assert (refused.status_code, refused.json()["code"]) == (404, "not_found"), refused.text
+    assert (set(work.iterdir()) if work.exists() else set()) == before
